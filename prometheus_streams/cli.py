@@ -1,0 +1,185 @@
+"""Command line: parse arguments, load the config, run a role until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from prometheus_streams import __version__, config, logs
+from prometheus_streams.errors import ConfigError
+from prometheus_streams.monitor import MonitorServer, build_info
+from prometheus_streams.service import (
+    EXPECTED_FAILURES,
+    TaskFailedError,
+    install_signal_handlers,
+)
+
+log = logging.getLogger("prometheus_streams")
+
+DEFAULT_CONFIG = "/etc/prometheus-streams/prometheus-streams.yaml"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Federate Prometheus metrics over NATS JetStream.
+
+A poller in each datacenter scrapes its targets and publishes every scrape to
+JetStream; a central receiver consumes them and pushes them to a Pushgateway
+that the central Prometheus scrapes (honor_labels: true).
+"""
+
+
+class Role(Protocol):
+    """What cli needs of a poller or receiver."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with help for every command."""
+    parser = argparse.ArgumentParser(
+        prog="prometheus-streams",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"YAML configuration file (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument("--debug", action="store_true", help="log at debug level")
+    parser.add_argument("--pid", metavar="FILE", help="write the process id to FILE while running")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "poller",
+        help="scrape the configured jobs and publish every scrape to JetStream",
+        description="Scrape every target of `jobs` on its schedule, add up, "
+        "scrape_duration_seconds and scrape_samples_scraped, and publish each scrape to "
+        "the JetStream stream of `poller_stream`. Keeps scraping while NATS is away, "
+        "holding the newest scrape per target. Serves its own metrics on `monitor_port`.",
+    )
+    commands.add_parser(
+        "receiver",
+        help="consume scrapes from JetStream and push them to the Pushgateway",
+        description="Fetch scrapes from the durable consumer of `receiver_stream`, drop "
+        "those older than `max_age`, and PUT each to `push_gateway`, acknowledging a "
+        "message only after the Pushgateway accepted it. Several receivers may share one "
+        "durable consumer.",
+    )
+    commands.add_parser(
+        "check-config",
+        help="validate the configuration and print what it resolves to",
+        description="Load and validate the configuration, print it resolved (target names, "
+        "durations in seconds, defaults filled in) and the roles it can run. Exits 2 "
+        "listing every problem when it is not valid.",
+    )
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `prometheus-streams` command."""
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"prometheus-streams {__version__}")
+        return EXIT_OK
+    logs.setup(logs.level_for(args.debug))
+    try:
+        cfg = config.load(args.config)
+        if args.command in config.ROLES:
+            cfg.require(args.command)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    if args.command == "check-config":
+        return check_config(cfg)
+    try:
+        logs.setup(logs.level_for(args.debug or cfg.debug), cfg.logfile)
+    except OSError as exc:
+        print(f"error: {cfg.path}: logfile: cannot open {cfg.logfile}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    pid_file = Path(args.pid) if args.pid else None
+    try:
+        if pid_file is not None:
+            pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+        return asyncio.run(run_role(args.command, cfg))
+    except OSError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    finally:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+
+
+def check_config(cfg: config.Config) -> int:
+    """Print the resolved configuration and which roles it can run."""
+    resolved = config.describe(cfg)
+    print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
+    for role in config.ROLES:
+        problems = cfg.problems_for(role)
+        verdict = "fit" if not problems else "not fit: " + "; ".join(problems)
+        print(f"# {role}: {verdict}")
+    return EXIT_OK if resolved["fit_for"] else EXIT_USAGE
+
+
+async def run_role(command: str, cfg: config.Config) -> int:
+    """Run the poller or the receiver until SIGTERM/SIGINT."""
+    registry = CollectorRegistry()
+    build_info(registry, command, cfg.identity)
+    role: Role
+    if command == "poller":
+        from prometheus_streams.poller.app import Poller
+
+        role = Poller(cfg, registry, monitor_port=cfg.monitor_port)
+    else:
+        from prometheus_streams.receiver.app import Receiver
+
+        role = Receiver(cfg, registry)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    monitor = None
+    if cfg.monitor_port:
+        monitor = MonitorServer(
+            registry, cfg.monitor_address, cfg.monitor_port, role.ready, role.status
+        )
+        try:
+            await monitor.start()
+        except OSError as exc:
+            log.error(
+                "%s: monitor_port: cannot listen on %s:%d: %s",
+                cfg.path,
+                cfg.monitor_address,
+                cfg.monitor_port,
+                exc.strerror or exc,
+            )
+            return EXIT_FAILURE
+    log.info("prometheus-streams %s %s starting as %s", __version__, command, cfg.identity)
+    try:
+        await role.run(stop)
+    except EXPECTED_FAILURES as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    except TaskFailedError as exc:
+        log.error("stopped after a failure: %s", exc)
+        return EXIT_FAILURE
+    finally:
+        if monitor is not None:
+            await monitor.stop()
+    log.info("%s stopped cleanly", command)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The poller: scrape targets, publish every scrape to JetStream."""

@@ -1,0 +1,352 @@
+"""The poller: scrape every target on its schedule and publish each scrape to JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nats.errors import Error as NATSError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from prometheus_streams import wire
+from prometheus_streams.config import SELF_JOB, Config, Job, StreamConfig, Target
+from prometheus_streams.exposition import health_series, with_health
+from prometheus_streams.poller.scraper import Scraper, ScrapeResult
+from prometheus_streams.service import Supervisor
+from prometheus_streams.transport import Connection, ensure_stream
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 5.0
+PUBLISH_WORKERS = 8
+
+
+def scrape_jobs(config: Config, monitor_port: int) -> tuple[Job, ...]:
+    """The configured jobs plus, with a monitor port, the poller scraping itself."""
+    if not monitor_port:
+        return config.jobs
+    host = config.monitor_address
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    own = Job(
+        name=SELF_JOB,
+        targets=(Target(name=config.identity, url=f"http://{host}:{monitor_port}/metrics"),),
+        scrape_interval=config.scrape_interval,
+        scrape_timeout=config.scrape_timeout,
+        body_size_limit=config.body_size_limit,
+    )
+    return (*config.jobs, own)
+
+
+def stable_offset(key: str, interval: float) -> float:
+    """A per-target phase inside the interval that survives restarts."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return (int.from_bytes(digest[:8], "big") / 2**64) * interval
+
+
+@dataclass
+class TargetState:
+    """What the status page shows of one target."""
+
+    job: str
+    name: str
+    url: str
+    last_scrape: float = 0.0
+    last_duration: float = 0.0
+    last_size: int = 0
+    last_error: str = ""
+
+
+class PollerMetrics:
+    """The poller's own metrics, on the registry it is given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        p = "prometheus_streams_poller_"
+        self.targets = Gauge(p + "targets", "Configured targets", ["job"], registry=registry)
+        self.scrapes = Counter(
+            p + "scrapes_total", "Scrapes by outcome", ["job", "result"], registry=registry
+        )
+        self.scraped_bytes = Counter(
+            p + "scraped_bytes_total", "Bytes read from targets", ["job"], registry=registry
+        )
+        self.scrape_duration = Histogram(
+            p + "scrape_duration_seconds", "Time taken by scrapes", ["job"], registry=registry
+        )
+        self.missed = Counter(
+            p + "missed_scrapes_total",
+            "Scheduled scrapes skipped because the previous one overran",
+            ["job"],
+            registry=registry,
+        )
+        self.published = Counter(
+            p + "published_total", "Scrapes stored in JetStream", registry=registry
+        )
+        self.published_bytes = Counter(
+            p + "published_bytes_total", "Compressed bytes stored in JetStream", registry=registry
+        )
+        self.publish_errors = Counter(
+            p + "publish_errors_total", "Failed publish attempts", ["reason"], registry=registry
+        )
+        self.publish_duration = Histogram(
+            p + "publish_duration_seconds", "Publish round trips to JetStream", registry=registry
+        )
+        self.dropped = Counter(
+            p + "dropped_total", "Scrapes never published, by reason", ["reason"], registry=registry
+        )
+        self.buffered = Gauge(
+            p + "buffered_scrapes", "Scrapes waiting to be published", registry=registry
+        )
+
+
+class Poller:
+    """Runs every target on its own schedule and publishes through bounded buffers."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry, monitor_port: int = 0) -> None:
+        assert config.poller_stream is not None, "config.require('poller') first"
+        self.config = config
+        self.stream: StreamConfig = config.poller_stream
+        self.metrics = PollerMetrics(registry)
+        self.jobs = scrape_jobs(config, monitor_port)
+        self.conn = Connection(
+            self.stream,
+            "poller_stream",
+            f"prometheus-streams poller {config.identity}",
+            registry,
+            on_reconnect=self._wake_publishers,
+        )
+        self.scraper = Scraper()
+        self.stream_ready = False
+        self.targets: dict[tuple[str, str], TargetState] = {}
+        # Newest unpublished scrape per subject: memory stays bounded by the target count.
+        self._pending: dict[str, wire.Scrape] = {}
+        self._wake = asyncio.Event()
+        self._supervisor = Supervisor("poller")
+
+    # -- status -------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once connected to NATS with the stream checked."""
+        if not self.conn.connected.is_set():
+            return False, "not connected to NATS"
+        if not self.stream_ready:
+            return False, "stream not checked yet"
+        return True, "ready"
+
+    def status(self) -> dict[str, Any]:
+        """Targets and their last scrape, for the status page."""
+        return {
+            "role": "poller",
+            "identity": self.config.identity,
+            "nats_connected": self.conn.connected.is_set(),
+            "stream": self.stream.stream,
+            "buffered_scrapes": len(self._pending),
+            "targets": [vars(t) for t in self.targets.values()],
+        }
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scrape and publish until `stop` is set, then flush within the grace period."""
+        await self.scraper.start()
+        self._supervisor.spawn(self._connect(), "nats-connect")
+        for _ in range(PUBLISH_WORKERS):
+            self._supervisor.spawn(self._publish_loop(), "publisher")
+        scrape_tasks = []
+        for job in self.jobs:
+            self.metrics.targets.labels(job.name).set(len(job.targets))
+            for target in job.targets:
+                self.targets[(job.name, target.name)] = TargetState(
+                    job.name, target.name, target.url
+                )
+                scrape_tasks.append(
+                    self._supervisor.spawn(self._target_loop(job, target), "scrape")
+                )
+        log.info(
+            "poller %s scraping %d targets in %d jobs",
+            self.config.identity,
+            len(scrape_tasks),
+            len(self.jobs),
+        )
+        await self._supervisor.wait(stop)
+        for task in scrape_tasks:
+            task.cancel()
+        await asyncio.gather(*scrape_tasks, return_exceptions=True)
+        await self._flush(self.config.shutdown_grace)
+        await self._supervisor.cancel_all()
+        await self.scraper.close()
+        await self.conn.close()
+        self._supervisor.raise_if_failed()
+
+    async def _connect(self) -> None:
+        await self.conn.connect()
+        while True:
+            try:
+                await ensure_stream(self.conn.js, self.stream)
+                break
+            except NATSError as exc:
+                log.warning("cannot check stream %s yet: %s", self.stream.stream, exc)
+                await asyncio.sleep(2)
+        self.stream_ready = True
+        self._wake.set()
+
+    async def _flush(self, grace: float) -> None:
+        if not self._pending:
+            return
+        log.info("publishing %d buffered scrapes before exit", len(self._pending))
+        deadline = time.monotonic() + grace
+        while self._pending and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        if self._pending:
+            log.warning("exiting with %d scrapes unpublished", len(self._pending))
+            self.metrics.dropped.labels("shutdown").inc(len(self._pending))
+
+    async def _wake_publishers(self) -> None:
+        self._wake.set()
+
+    # -- scraping -----------------------------------------------------------
+
+    async def _target_loop(self, job: Job, target: Target) -> None:
+        interval = job.scrape_interval
+        key = f"{self.config.identity}/{job.name}/{target.name}"
+        # Align to the wall clock so a restarted poller keeps each target's phase.
+        offset = stable_offset(key, interval)
+        now = time.time()
+        next_at = now - (now % interval) + offset
+        if next_at < now:
+            next_at += interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.time()))
+            result = await self.scraper.scrape(target.url, job.scrape_timeout, job.body_size_limit)
+            self._record(job, target, result)
+            self._submit(job, target, result)
+            next_at += interval
+            now = time.time()
+            if next_at < now:
+                missed = int((now - next_at) // interval) + 1
+                self.metrics.missed.labels(job.name).inc(missed)
+                next_at += missed * interval
+
+    def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
+        self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
+        self.metrics.scraped_bytes.labels(job.name).inc(len(result.body))
+        self.metrics.scrape_duration.labels(job.name).observe(result.duration)
+        state = self.targets[(job.name, target.name)]
+        state.last_scrape = result.started
+        state.last_duration = result.duration
+        state.last_size = len(result.body)
+        if result.ok:
+            if state.last_error:
+                log.info("target %s/%s is up again", job.name, target.name)
+            state.last_error = ""
+        else:
+            if state.last_error != result.detail:
+                log.warning(
+                    "scrape of %s/%s (%s) failed: %s",
+                    job.name,
+                    target.name,
+                    target.url,
+                    result.detail,
+                )
+            state.last_error = result.detail
+
+    def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
+        if result.ok:
+            body = with_health(result.body, result.duration, result.samples)
+        else:
+            body = health_series(False, result.duration, 0)
+        scrape = wire.Scrape(
+            publisher=self.config.identity,
+            job=job.name,
+            instance=target.name,
+            scrape_time_ms=int(result.started * 1000),
+            body=body,
+        )
+        subject = wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
+        if subject in self._pending:
+            self.metrics.dropped.labels("superseded").inc()
+        self._pending[subject] = scrape
+        self.metrics.buffered.set(len(self._pending))
+        self._wake.set()
+
+    # -- publishing ---------------------------------------------------------
+
+    def _take(self) -> wire.Scrape | None:
+        while self._pending:
+            subject = next(iter(self._pending))
+            scrape = self._pending.pop(subject)
+            self.metrics.buffered.set(len(self._pending))
+            age = time.time() - scrape.scrape_time_ms / 1000
+            if self.config.max_age and age > self.config.max_age:
+                self.metrics.dropped.labels("too_old").inc()
+                log.warning(
+                    "dropping scrape of %s/%s: %.0fs old, beyond max_age",
+                    scrape.job,
+                    scrape.instance,
+                    age,
+                )
+                continue
+            return scrape
+        return None
+
+    def _requeue(self, scrape: wire.Scrape) -> None:
+        subject = wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
+        if subject in self._pending:
+            self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
+        else:
+            self._pending[subject] = scrape
+            self.metrics.buffered.set(len(self._pending))
+
+    async def _publish_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            if not (self.stream_ready and self.conn.connected.is_set()) or not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            scrape = self._take()
+            if scrape is None:
+                continue
+            try:
+                await self._publish(scrape)
+                backoff = 0.1
+            except (NATSError, TimeoutError) as exc:
+                self.metrics.publish_errors.labels(type(exc).__name__).inc()
+                log.warning("publish of %s/%s failed: %s", scrape.job, scrape.instance, exc)
+                self._requeue(scrape)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _publish(self, scrape: wire.Scrape) -> None:
+        subject, payload, headers = wire.encode(self.stream.topic, scrape)
+        limit = self.conn.max_payload - 4096  # leave room for the headers
+        if len(payload) > limit:
+            self.metrics.dropped.labels("too_large").inc()
+            log.warning(
+                "scrape of %s/%s is %d bytes compressed, above the server's max_payload; "
+                "publishing up 0 instead",
+                scrape.job,
+                scrape.instance,
+                len(payload),
+            )
+            down = wire.Scrape(
+                scrape.publisher,
+                scrape.job,
+                scrape.instance,
+                scrape.scrape_time_ms,
+                health_series(False, 0.0, 0),
+            )
+            subject, payload, headers = wire.encode(self.stream.topic, down)
+        t0 = time.perf_counter()
+        await self.conn.js.publish(
+            subject, payload, timeout=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
+        )
+        self.metrics.publish_duration.observe(time.perf_counter() - t0)
+        self.metrics.published.inc()
+        self.metrics.published_bytes.inc(len(payload))

@@ -1,0 +1,1 @@
+"""The receiver: consume scrapes from JetStream, push them to the Pushgateway."""

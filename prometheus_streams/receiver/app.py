@@ -1,0 +1,326 @@
+"""The receiver: fetch scrapes from a durable consumer, push each group, ack after a 2xx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NATSError
+from nats.errors import TimeoutError as NATSTimeoutError
+from nats.js import api as js_api
+from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from prometheus_streams import wire
+from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
+from prometheus_streams.exposition import strip_timestamps
+from prometheus_streams.receiver.pushgateway import PushGateway, PushResult, group_path
+from prometheus_streams.service import Supervisor
+from prometheus_streams.transport import Connection, ensure_stream
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT = 1.0
+MAX_NAK_DELAY = 30.0
+
+
+class ReceiverMetrics:
+    """The receiver's own metrics, on the registry it is given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        p = "prometheus_streams_receiver_"
+        self.received = Counter(p + "received_total", "Messages fetched", registry=registry)
+        self.received_bytes = Counter(
+            p + "received_bytes_total", "Compressed bytes fetched", registry=registry
+        )
+        self.pushes = Counter(
+            p + "pushes_total", "Pushes by outcome", ["result"], registry=registry
+        )
+        self.push_duration = Histogram(
+            p + "push_duration_seconds", "Time taken by Pushgateway PUTs", registry=registry
+        )
+        self.latency = Histogram(
+            p + "scrape_to_push_seconds",
+            "From the scrape on the poller to the Pushgateway's 2xx",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.dropped = Counter(
+            p + "dropped_total",
+            "Messages acked or terminated without a push, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.naks = Counter(
+            p + "naks_total", "Messages handed back for redelivery", ["reason"], registry=registry
+        )
+        self.timestamps_stripped = Counter(
+            p + "timestamps_stripped_total",
+            "Sample timestamps removed because the Pushgateway refuses them",
+            registry=registry,
+        )
+        self.pending = Gauge(
+            p + "consumer_pending", "Messages in the stream not yet fetched", registry=registry
+        )
+        self.last_seen = Gauge(
+            p + "publisher_last_seen_timestamp_seconds",
+            "Scrape time of the newest message pushed for each publisher",
+            ["publisher"],
+            registry=registry,
+        )
+        self.messages_by_publisher = Counter(
+            p + "publisher_messages_total",
+            "Valid messages received per publisher",
+            ["publisher"],
+            registry=registry,
+        )
+
+
+@dataclass
+class _Work:
+    """One decoded message on its way to the Pushgateway."""
+
+    msg: Msg
+    scrape: wire.Scrape
+
+
+def _nak_delay(msg: Msg) -> float:
+    try:
+        delivered = msg.metadata.num_delivered
+    except (NATSError, ValueError):
+        delivered = 1
+    return float(min(MAX_NAK_DELAY, 0.5 * 2 ** max(0, delivered - 1)))
+
+
+class Receiver:
+    """Consumes the stream through a durable pull consumer shared by every copy."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry) -> None:
+        assert config.receiver_stream is not None and config.push_gateway is not None
+        self.config = config
+        self.stream: StreamConfig = config.receiver_stream
+        self.push_config: PushGatewayConfig = config.push_gateway
+        self.metrics = ReceiverMetrics(registry)
+        self.conn = Connection(
+            self.stream,
+            "receiver_stream",
+            f"prometheus-streams receiver {config.identity}",
+            registry,
+        )
+        self.gateway = PushGateway(self.push_config)
+        self.stream_ready = False
+        self.last_error = ""
+        # Scrape time of the newest push per group, so a group never goes back in time.
+        self._last_pushed: dict[tuple[str, str, str], int] = {}
+        self._publishers_seen: dict[str, float] = {}
+        self._limit = asyncio.Semaphore(self.push_config.concurrency)
+        self._supervisor = Supervisor("receiver")
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once connected to NATS with the consumer bound."""
+        if not self.conn.connected.is_set():
+            return False, "not connected to NATS"
+        if not self.stream_ready:
+            return False, "stream not checked yet"
+        return True, "ready"
+
+    def status(self) -> dict[str, Any]:
+        """Publishers and when they were last seen, for the status page."""
+        return {
+            "role": "receiver",
+            "identity": self.config.identity,
+            "nats_connected": self.conn.connected.is_set(),
+            "stream": self.stream.stream,
+            "durable": self.stream.durable,
+            "pushgateway": self.push_config.url,
+            "publishers": dict(self._publishers_seen),
+            "last_error": self.last_error,
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; in-flight pushes finish and are acked first."""
+        await self.gateway.start()
+        consumer = self._supervisor.spawn(self._consume(stop), "consume")
+        await self._supervisor.wait(stop)
+        try:
+            # The consume loop notices `stop` between batches and returns by itself.
+            await asyncio.wait_for(asyncio.shield(consumer), timeout=self.config.shutdown_grace)
+        except TimeoutError:
+            log.warning("in-flight pushes did not finish within the grace period")
+        except Exception:  # noqa: S110 - already reported by the supervisor
+            pass
+        await self._supervisor.cancel_all()
+        await self.gateway.close()
+        await self.conn.close()
+        self._supervisor.raise_if_failed()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await self.conn.connect()
+        while True:
+            try:
+                await ensure_stream(self.conn.js, self.stream)
+                sub = await self.conn.js.pull_subscribe(
+                    self.stream.subjects,
+                    durable=self.stream.durable,
+                    stream=self.stream.stream,
+                    config=js_api.ConsumerConfig(
+                        ack_policy=js_api.AckPolicy.EXPLICIT,
+                        ack_wait=self.stream.ack_wait,
+                        max_deliver=-1,
+                        deliver_policy=js_api.DeliverPolicy.ALL,
+                    ),
+                )
+                break
+            except (NATSError, TimeoutError) as exc:
+                log.warning("cannot bind consumer %s yet: %s", self.stream.durable, exc)
+                await asyncio.sleep(2)
+        self.stream_ready = True
+        log.info(
+            "receiver %s consuming %s from stream %s as %s, pushing to %s",
+            self.config.identity,
+            self.stream.subjects,
+            self.stream.stream,
+            self.stream.durable,
+            self.push_config.url,
+        )
+        return sub
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        sub = await self._subscribe()
+        pause = 0.0
+        while not stop.is_set():
+            if pause:
+                # Every push of the last batch failed: let the Pushgateway breathe.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
+                if stop.is_set():
+                    break
+            try:
+                msgs = await sub.fetch(self.stream.fetch_batch, timeout=FETCH_TIMEOUT)
+            except (NATSTimeoutError, TimeoutError):
+                continue
+            except NATSError as exc:
+                log.debug("fetch failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            failed, total = await self._handle_batch(msgs)
+            pause = min(MAX_NAK_DELAY, max(1.0, pause * 2)) if total and failed == total else 0.0
+
+    async def _handle_batch(self, msgs: list[Msg]) -> tuple[int, int]:
+        """Process one fetched batch; return (transient failures, pushes tried)."""
+        newest: dict[tuple[str, str, str], _Work] = {}
+        for msg in msgs:
+            self.metrics.received.inc()
+            self.metrics.received_bytes.inc(len(msg.data))
+            self._note_pending(msg)
+            try:
+                scrape = wire.decode(
+                    self.stream.topic,
+                    msg.subject,
+                    msg.data,
+                    msg.headers,
+                    self.config.body_size_limit,
+                )
+            except wire.WireError as exc:
+                await self._term(msg, exc.reason, str(exc))
+                continue
+            self.metrics.messages_by_publisher.labels(scrape.publisher).inc()
+            work = _Work(msg, scrape)
+            previous = newest.get(scrape.group)
+            if previous is None or scrape.scrape_time_ms > previous.scrape.scrape_time_ms:
+                newest[scrape.group] = work
+                if previous is not None:
+                    await self._drop(previous, "superseded")
+            else:
+                await self._drop(work, "superseded")
+        results = await asyncio.gather(*(self._process(work) for work in newest.values()))
+        return sum(1 for r in results if r is False), sum(1 for r in results if r is not None)
+
+    def _note_pending(self, msg: Msg) -> None:
+        with contextlib.suppress(NATSError, ValueError):
+            self.metrics.pending.set(msg.metadata.num_pending)
+
+    async def _process(self, work: _Work) -> bool | None:
+        """Push one group; True pushed, False transient failure, None nothing tried."""
+        scrape = work.scrape
+        age = time.time() - scrape.scrape_time_ms / 1000
+        if self.config.max_age and age > self.config.max_age:
+            await self._drop(work, "too_old")
+            log.info(
+                "dropped scrape of %s/%s from %s: %.0fs old, max_age is %gs",
+                scrape.job,
+                scrape.instance,
+                scrape.publisher,
+                age,
+                self.config.max_age,
+            )
+            return None
+        if scrape.scrape_time_ms <= self._last_pushed.get(scrape.group, -1):
+            await self._drop(work, "superseded")
+            return None
+        if await self._newer_in_stream(work):
+            await self._drop(work, "superseded")
+            return None
+        body, stripped = strip_timestamps(scrape.body)
+        if stripped:
+            self.metrics.timestamps_stripped.inc(stripped)
+        publisher = scrape.publisher if self.push_config.publisher_label else None
+        path = group_path(scrape.job, scrape.instance, publisher)
+        async with self._limit:
+            t0 = time.perf_counter()
+            result = await self.gateway.put(path, body)
+            self.metrics.push_duration.observe(time.perf_counter() - t0)
+        return await self._settle(work, path, result)
+
+    async def _newer_in_stream(self, work: _Work) -> bool:
+        """In a backlog, is a newer scrape of this group already stored? Then skip this one."""
+        try:
+            if work.msg.metadata.num_pending == 0:
+                return False
+            last = await self.conn.js.get_last_msg(self.stream.stream, work.msg.subject)
+            return (last.seq or 0) > work.msg.metadata.sequence.stream
+        except (NATSError, TimeoutError, ValueError) as exc:
+            log.debug("cannot look up the newest message of %s: %s", work.msg.subject, exc)
+            return False
+
+    async def _settle(self, work: _Work, path: str, result: PushResult) -> bool:
+        scrape = work.scrape
+        if result.ok:
+            await work.msg.ack()
+            self.metrics.pushes.labels("success").inc()
+            self.metrics.latency.observe(max(0.0, time.time() - scrape.scrape_time_ms / 1000))
+            self._last_pushed[scrape.group] = scrape.scrape_time_ms
+            seen = scrape.scrape_time_ms / 1000
+            self.metrics.last_seen.labels(scrape.publisher).set(seen)
+            self._publishers_seen[scrape.publisher] = seen
+            return True
+        if result.permanent:
+            self.metrics.pushes.labels("rejected").inc()
+            await self._term(
+                work.msg,
+                "rejected",
+                f"Pushgateway refused {path} (HTTP {result.status}): {result.detail}",
+            )
+            return True
+        self.metrics.pushes.labels("failed").inc()
+        delay = _nak_delay(work.msg)
+        self.metrics.naks.labels("pushgateway_unavailable").inc()
+        self.last_error = f"push to {path} failed: HTTP {result.status or '-'} {result.detail}"
+        log.warning("%s; retrying in %.1fs", self.last_error, delay)
+        await work.msg.nak(delay=delay)
+        return False
+
+    async def _drop(self, work: _Work, reason: str) -> None:
+        self.metrics.dropped.labels(reason).inc()
+        await work.msg.ack()
+
+    async def _term(self, msg: Msg, reason: str, detail: str) -> None:
+        self.metrics.dropped.labels(reason).inc()
+        self.last_error = f"{msg.subject}: {detail}"
+        log.error("discarding message on %s (%s): %s", msg.subject, reason, detail)
+        await msg.term()

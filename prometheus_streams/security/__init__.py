@@ -1,0 +1,1 @@
+"""TLS contexts and certificate enrollment."""

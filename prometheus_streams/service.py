@@ -1,0 +1,97 @@
+"""Run until signalled, stop gracefully, and never lose a crashed background task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from prometheus_streams.errors import ConfigError, StreamMismatchError
+
+log = logging.getLogger(__name__)
+
+# Failures we can explain in one line; anything else gets a traceback in the log.
+EXPECTED_FAILURES = (ConfigError, StreamMismatchError)
+
+
+class TaskFailedError(Exception):
+    """A supervised background task ended with an exception."""
+
+
+class Supervisor:
+    """Owns background tasks; a task that crashes stops the service instead of vanishing."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failed = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a supervised task."""
+        task = asyncio.create_task(coro, name=f"{self._name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, EXPECTED_FAILURES):
+            log.error("%s", exc)
+        else:
+            log.error("task %s crashed", task.get_name(), exc_info=exc)
+        if self.failure is None:
+            self.failure = exc
+        self._failed.set()
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Return when `stop` is set or a task has crashed."""
+        waiters = [
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(self._failed.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def cancel_all(self) -> None:
+        """Cancel every task still running and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def raise_if_failed(self) -> None:
+        """Turn a crashed task into a runtime failure of the whole service."""
+        if self.failure is not None:
+            raise TaskFailedError(str(self.failure) or type(self.failure).__name__)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT stop gracefully; a second one forces exit; SIGHUP is acknowledged."""
+    loop = asyncio.get_running_loop()
+
+    def on_stop(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting without waiting", name)
+            os._exit(1)
+        log.info("%s received: finishing in-flight work, then exiting", name)
+        stop.set()
+
+    def on_hup() -> None:
+        log.warning("SIGHUP received: configuration reload is not supported yet; restart instead")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)

@@ -1,0 +1,165 @@
+"""The message format (version 1): subjects, headers and the compressed body."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from dataclasses import dataclass
+
+WIRE_VERSION = "1"
+ENCODING = "gzip"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+H_VERSION = "Prometheus-Streams-Version"
+H_PUBLISHER = "Prometheus-Streams-Publisher"
+H_JOB = "Prometheus-Streams-Job"
+H_INSTANCE = "Prometheus-Streams-Instance"
+H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
+H_CONTENT_TYPE = "Content-Type"
+H_CONTENT_ENCODING = "Content-Encoding"
+H_MSG_ID = "Nats-Msg-Id"
+
+_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ESCAPE = re.compile(r"%([0-9A-F]{2})")
+_EMPTY = "%"  # a lone % can never come out of escaping a non-empty value
+
+
+class WireError(Exception):
+    """A message that does not follow the wire format; `reason` labels the counter."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def escape_token(value: str) -> str:
+    """Make a subject token: plain when safe, else readable %XX escapes of UTF-8 bytes."""
+    if _PLAIN_TOKEN.match(value):
+        return value
+    if not value:
+        return _EMPTY
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in value.encode("utf-8"))
+
+
+def unescape_token(token: str) -> str:
+    """Reverse escape_token; raise ValueError on anything escape_token cannot produce."""
+    if token == _EMPTY:
+        return ""
+    if not token or escape_token_chars_invalid(token):
+        raise ValueError(f"bad subject token {token!r}")
+    raw = bytearray()
+    pos = 0
+    for match in _ESCAPE.finditer(token):
+        raw += token[pos : match.start()].encode("ascii")
+        raw.append(int(match.group(1), 16))
+        pos = match.end()
+    raw += token[pos:].encode("ascii")
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"bad subject token {token!r}: not UTF-8") from None
+    if escape_token(value) != token:
+        raise ValueError(f"bad subject token {token!r}: not in canonical form")
+    return value
+
+
+def escape_token_chars_invalid(token: str) -> bool:
+    """True when the token holds characters escape_token never emits."""
+    return any(not (c.isascii() and (ord(c) in _SAFE or c == "%")) for c in token)
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of one target, as carried on the stream."""
+
+    publisher: str
+    job: str
+    instance: str
+    scrape_time_ms: int
+    body: bytes  # uncompressed exposition text
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """The Pushgateway group this scrape replaces."""
+        return (self.publisher, self.job, self.instance)
+
+
+def subject_for(topic: str, publisher: str, job: str, instance: str) -> str:
+    """The subject one target's scrapes are published on."""
+    return ".".join((topic, escape_token(publisher), escape_token(job), escape_token(instance)))
+
+
+def encode(topic: str, scrape: Scrape, level: int = 1) -> tuple[str, bytes, dict[str, str]]:
+    """Return subject, compressed payload and headers for a scrape."""
+    subject = subject_for(topic, scrape.publisher, scrape.job, scrape.instance)
+    headers = {
+        H_MSG_ID: f"{scrape.publisher}/{scrape.job}/{scrape.instance}/{scrape.scrape_time_ms}",
+        H_VERSION: WIRE_VERSION,
+        H_PUBLISHER: scrape.publisher,
+        H_JOB: scrape.job,
+        H_INSTANCE: scrape.instance,
+        H_SCRAPE_TIME: str(scrape.scrape_time_ms),
+        H_CONTENT_TYPE: CONTENT_TYPE,
+        H_CONTENT_ENCODING: ENCODING,
+    }
+    return subject, gzip.compress(scrape.body, compresslevel=level, mtime=0), headers
+
+
+def decompress(payload: bytes, limit: int) -> bytes:
+    """Gunzip at most `limit` bytes; refuse bombs and corrupt data."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(payload, limit + 1)
+    except zlib.error as exc:
+        raise WireError("bad_compression", f"cannot gunzip body: {exc}") from None
+    if len(out) > limit:
+        raise WireError("too_large", f"body inflates beyond {limit} bytes")
+    if not inflater.eof:
+        raise WireError("bad_compression", "truncated gzip body")
+    if inflater.unused_data:
+        raise WireError("bad_compression", "trailing data after gzip body")
+    return out
+
+
+def decode(
+    topic: str, subject: str, payload: bytes, headers: dict[str, str] | None, limit: int
+) -> Scrape:
+    """Check a message against the wire format and return its scrape."""
+    prefix = topic + "."
+    if not subject.startswith(prefix):
+        raise WireError("bad_subject", f"subject {subject!r} is not under {prefix}")
+    tokens = subject[len(prefix) :].split(".")
+    if len(tokens) != 3:
+        raise WireError("bad_subject", f"subject {subject!r} needs publisher.job.instance")
+    try:
+        publisher, job, instance = (unescape_token(t) for t in tokens)
+    except ValueError as exc:
+        raise WireError("bad_subject", str(exc)) from None
+    headers = headers or {}
+    version = headers.get(H_VERSION)
+    if version != WIRE_VERSION:
+        raise WireError("bad_version", f"unsupported wire format version {version!r}")
+    for name, expected in ((H_PUBLISHER, publisher), (H_JOB, job), (H_INSTANCE, instance)):
+        if headers.get(name) != expected:
+            raise WireError(
+                "header_mismatch",
+                f"header {name}={headers.get(name)!r} disagrees with subject ({expected!r})",
+            )
+    try:
+        scrape_time_ms = int(headers.get(H_SCRAPE_TIME, ""))
+    except ValueError:
+        raise WireError(
+            "bad_header", f"bad {H_SCRAPE_TIME}: {headers.get(H_SCRAPE_TIME)!r}"
+        ) from None
+    encoding = headers.get(H_CONTENT_ENCODING, "identity")
+    if encoding == ENCODING:
+        body = decompress(payload, limit)
+    elif encoding == "identity":
+        if len(payload) > limit:
+            raise WireError("too_large", f"body larger than {limit} bytes")
+        body = payload
+    else:
+        raise WireError("bad_header", f"unsupported {H_CONTENT_ENCODING}: {encoding!r}")
+    return Scrape(publisher, job, instance, scrape_time_ms, body)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what prometheus-streams needs on Debian 12: system packages, then a venv.
+# Usage: scripts/setup.sh [--test]   (--test adds pytest, mypy, ruff and nats-server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install Debian packages: ${need_apt[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+extra=""
+if [ "${1:-}" = "--test" ]; then extra="[test]"; else extra="[demo]"; fi
+echo "setup: installing prometheus-streams${extra} into .venv"
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"

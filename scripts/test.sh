@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install everything the tests need, then lint, type-check and run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+echo "== ruff"
+.venv/bin/ruff check prometheus_streams tests
+.venv/bin/ruff format --check prometheus_streams tests
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+# pytest exits 5 when it collects nothing: that is a failure here too.
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,47 @@
+"""Fixtures starting real servers on free 127.0.0.1 ports.
+
+A missing binary or a server that does not come up makes the test fail (never
+skip); see tests/servers.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from servers import NatsServer, Pushgateway, Target
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A started nats-server with JetStream, stopped after the test."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[Pushgateway]:
+    """A started Pushgateway (admin API on, persistence file), stopped after."""
+    gateway = Pushgateway(tmp_path / "pushgateway")
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest_asyncio.fixture
+async def target() -> AsyncIterator[Target]:
+    """A started HTTP scrape target serving /metrics, stopped after."""
+    server = Target()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
