@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from prometheus_streams import __version__, config, logs
 from prometheus_streams.errors import ConfigError
@@ -140,6 +140,8 @@ def check_config(cfg: config.Config) -> int:
 
 async def run_role(command: str, cfg: config.Config) -> int:
     """Run the poller or the receiver until SIGTERM/SIGINT."""
+    # `_created` series would double what the Pushgateway stores for our own job.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     build_info(registry, command, cfg.identity)
     role: Role

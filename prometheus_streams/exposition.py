@@ -32,6 +32,92 @@ def strip_timestamps(body: bytes) -> tuple[bytes, int]:
     return _TIMESTAMP_LINE.subn(rb"\1", body)
 
 
+_HEALTH_LINE = re.compile(
+    rb"^(?:#[ \t]+(?:HELP|TYPE)[ \t]+)?(?:up|scrape_duration_seconds|scrape_samples_scraped)"
+    rb"(?:[ \t{][^\n]*)?(?:\n|$)",
+    re.MULTILINE,
+)
+
+
+def drop_health_series(body: bytes) -> tuple[bytes, int]:
+    """Remove a target's own up/scrape_* families, which would clash with ours."""
+    if b"up" not in body and b"scrape_" not in body:
+        return body, 0
+    return _HEALTH_LINE.subn(b"", body)
+
+
+def _label_names(line: bytes) -> list[tuple[int, int]] | None:
+    """Spans of the label names in a sample line, or None when it does not parse."""
+    brace = line.find(b"{")
+    if brace < 0 or b" " in line[:brace].strip() or b"\t" in line[:brace].strip():
+        return []
+    spans: list[tuple[int, int]] = []
+    pos, end = brace + 1, len(line)
+    while True:
+        while pos < end and line[pos] in b" \t":
+            pos += 1
+        if pos < end and line[pos] == ord("}"):
+            return spans
+        start = pos
+        while pos < end and (line[pos : pos + 1].isalnum() or line[pos] == ord("_")):
+            pos += 1
+        if pos == start:
+            return None
+        spans.append((start, pos))
+        while pos < end and line[pos] in b" \t":
+            pos += 1
+        if line[pos : pos + 2] != b'="':
+            return None
+        pos += 2
+        while pos < end and line[pos] != ord('"'):
+            pos += 2 if line[pos] == ord("\\") else 1
+        if pos >= end:
+            return None
+        pos += 1
+        while pos < end and line[pos] in b" \t":
+            pos += 1
+        if pos < end and line[pos] == ord(","):
+            pos += 1
+        elif pos >= end or line[pos] != ord("}"):
+            return None
+
+
+def rename_labels(body: bytes, names: frozenset[bytes]) -> tuple[bytes, int]:
+    """Rename labels that the grouping key will set (job, instance, ...) to `exported_<name>`.
+
+    The Pushgateway overwrites such labels with the group's values, so two
+    series differing only there would collide; Prometheus itself resolves the
+    same conflict this way when honor_labels is false.
+    """
+    if not any(name + b"=" in body for name in names):
+        return body, 0
+    lines = body.split(b"\n")
+    renamed = 0
+    for index, line in enumerate(lines):
+        if not line or line.startswith(b"#") or not any(n + b"=" in line for n in names):
+            continue
+        spans = _label_names(line)
+        if not spans:
+            continue
+        present = {line[a:b] for a, b in spans}
+        out = bytearray()
+        last = 0
+        for a, b in spans:
+            name = line[a:b]
+            if name not in names:
+                continue
+            new = b"exported_" + name
+            while new in present:
+                new = b"exported_" + new
+            present.add(new)
+            out += line[last:a] + new
+            last = b
+            renamed += 1
+        out += line[last:]
+        lines[index] = bytes(out)
+    return b"\n".join(lines), renamed
+
+
 def health_series(up: bool, duration: float, samples: int) -> bytes:
     """The series Prometheus adds to every scrape, so the central side sees target health."""
     return (

@@ -14,7 +14,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import SELF_JOB, Config, Job, StreamConfig, Target
-from prometheus_streams.exposition import health_series, with_health
+from prometheus_streams.exposition import (
+    count_samples,
+    drop_health_series,
+    health_series,
+    with_health,
+)
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
@@ -68,20 +73,23 @@ class PollerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         p = "prometheus_streams_poller_"
-        self.targets = Gauge(p + "targets", "Configured targets", ["job"], registry=registry)
+        self.targets = Gauge(p + "targets", "Configured targets", ["poller_job"], registry=registry)
         self.scrapes = Counter(
-            p + "scrapes_total", "Scrapes by outcome", ["job", "result"], registry=registry
+            p + "scrapes_total", "Scrapes by outcome", ["poller_job", "result"], registry=registry
         )
         self.scraped_bytes = Counter(
-            p + "scraped_bytes_total", "Bytes read from targets", ["job"], registry=registry
+            p + "scraped_bytes_total", "Bytes read from targets", ["poller_job"], registry=registry
         )
         self.scrape_duration = Histogram(
-            p + "scrape_duration_seconds", "Time taken by scrapes", ["job"], registry=registry
+            p + "scrape_duration_seconds",
+            "Time taken by scrapes",
+            ["poller_job"],
+            registry=registry,
         )
         self.missed = Counter(
             p + "missed_scrapes_total",
             "Scheduled scrapes skipped because the previous one overran",
-            ["job"],
+            ["poller_job"],
             registry=registry,
         )
         self.published = Counter(
@@ -98,6 +106,12 @@ class PollerMetrics:
         )
         self.dropped = Counter(
             p + "dropped_total", "Scrapes never published, by reason", ["reason"], registry=registry
+        )
+        self.replaced_lines = Counter(
+            p + "replaced_health_lines_total",
+            "Lines of a target's own up/scrape_* families dropped in favour of ours",
+            ["poller_job"],
+            registry=registry,
         )
         self.buffered = Gauge(
             p + "buffered_scrapes", "Scrapes waiting to be published", registry=registry
@@ -258,7 +272,10 @@ class Poller:
 
     def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
         if result.ok:
-            body = with_health(result.body, result.duration, result.samples)
+            body, replaced = drop_health_series(result.body)
+            if replaced:
+                self.metrics.replaced_lines.labels(job.name).inc(replaced)
+            body = with_health(body, result.duration, count_samples(body))
         else:
             body = health_series(False, result.duration, 0)
         scrape = wire.Scrape(

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import aiohttp
 
 from prometheus_streams import __version__
-from prometheus_streams.exposition import count_samples
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 USER_AGENT = f"prometheus-streams/{__version__}"
@@ -22,7 +21,6 @@ class ScrapeResult:
     started: float  # wall-clock seconds
     duration: float
     body: bytes = b""
-    samples: int = 0
     error: str = ""  # the reason label: refused, timeout, http_status, too_large, ...
     detail: str = ""
 
@@ -92,4 +90,4 @@ class Scraper:
             return result(error="bad_body", detail=str(exc))
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return result(error="error", detail=f"{type(exc).__name__}: {exc}")
-        return result(body=body, samples=count_samples(body))
+        return result(body=body)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
-from prometheus_streams.exposition import strip_timestamps
+from prometheus_streams.exposition import rename_labels, strip_timestamps
 from prometheus_streams.receiver.pushgateway import PushGateway, PushResult, group_path
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
@@ -62,6 +62,11 @@ class ReceiverMetrics:
         self.timestamps_stripped = Counter(
             p + "timestamps_stripped_total",
             "Sample timestamps removed because the Pushgateway refuses them",
+            registry=registry,
+        )
+        self.labels_renamed = Counter(
+            p + "labels_renamed_total",
+            "Labels renamed to exported_<name> because the grouping key sets them",
             registry=registry,
         )
         self.pending = Gauge(
@@ -118,6 +123,11 @@ class Receiver:
         # Scrape time of the newest push per group, so a group never goes back in time.
         self._last_pushed: dict[tuple[str, str, str], int] = {}
         self._publishers_seen: dict[str, float] = {}
+        self._grouping_labels = frozenset(
+            {b"job", b"instance", b"publisher"}
+            if self.push_config.publisher_label
+            else {b"job", b"instance"}
+        )
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._supervisor = Supervisor("receiver")
 
@@ -269,6 +279,9 @@ class Receiver:
         body, stripped = strip_timestamps(scrape.body)
         if stripped:
             self.metrics.timestamps_stripped.inc(stripped)
+        body, renamed = rename_labels(body, self._grouping_labels)
+        if renamed:
+            self.metrics.labels_renamed.inc(renamed)
         publisher = scrape.publisher if self.push_config.publisher_label else None
         path = group_path(scrape.job, scrape.instance, publisher)
         async with self._limit:
