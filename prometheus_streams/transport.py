@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NATSError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
@@ -37,6 +38,7 @@ class Connection:
         self._on_reconnect = on_reconnect
         self.nc: NATS | None = None
         self.connected = asyncio.Event()
+        self._closing = False
         self._connected_gauge = Gauge(
             "prometheus_streams_nats_connected",
             "1 while the NATS connection is up",
@@ -86,14 +88,18 @@ class Connection:
         )
 
     async def close(self) -> None:
-        """Drain and close: in-flight requests finish, nothing new is taken."""
+        """Flush what we sent (acks, publishes) to the server, then close."""
         if self.nc is None or self.nc.is_closed:
             return
-        try:
-            await asyncio.wait_for(self.nc.drain(), timeout=10)
-        except Exception as exc:
-            log.warning("NATS drain did not finish cleanly: %s", exc)
-            await self.nc.close()
+        self._closing = True
+        # Not drain(): it waits for fetch inboxes that will never be read again.
+        # Work in flight was finished by the caller; what is left is to flush.
+        if self.nc.is_connected:
+            try:
+                await self.nc.flush(timeout=5)
+            except (NATSError, TimeoutError) as exc:
+                log.warning("could not flush to NATS before closing: %s", exc)
+        await self.nc.close()
         self._set_connected(False)
 
     def _set_connected(self, up: bool) -> None:
@@ -108,7 +114,7 @@ class Connection:
         log.warning("NATS: %s", exc or type(exc).__name__)
 
     async def _disconnected(self) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing:
             log.warning("disconnected from NATS; the client keeps reconnecting")
         self._set_connected(False)
 

@@ -1,0 +1,332 @@
+"""The whole pipeline through real nats-server, Pushgateway and HTTP targets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from pathlib import Path
+
+from harness import (
+    group_samples,
+    metric,
+    new_poller,
+    new_receiver,
+    poller_config,
+    publish_raw,
+    publish_scrape,
+    receiver_config,
+    running,
+)
+from servers import NatsServer, Pushgateway, Target, async_wait_for, free_port
+
+from prometheus_streams import wire
+
+
+def _pushed(pushgateway: Pushgateway, job: str, instance: str) -> dict[str, float]:
+    return group_samples(pushgateway.metrics_text(), job, instance)
+
+
+async def test_target_metrics_reach_pushgateway_with_grouping_labels(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        series = await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get(
+                'test_requests_total{code="200",publisher="dc1"}'
+            ),
+            message="target's counter never reached the Pushgateway",
+        )
+    assert series == 42
+    pushed = _pushed(pushgateway, "node", "web-1")
+    assert pushed['up{publisher="dc1"}'] == 1
+    assert pushed['scrape_samples_scraped{publisher="dc1"}'] == 2
+    assert 'scrape_duration_seconds{publisher="dc1"}' in pushed
+    assert {"job": "node", "instance": "web-1", "publisher": "dc1"} in pushgateway.group_labels()
+    assert "version=0.0.4" in target.headers_seen[0]["Accept"]
+    assert metric(rreg, "receiver_pushes_total", result="success") >= 1
+
+
+async def test_down_target_shows_up_0(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    target.status = 503
+    closed = f"http://127.0.0.1:{free_port()}/metrics"
+    jobs = {
+        "node": {
+            "targets": [{"name": "erroring", "url": target.url}, {"name": "gone", "url": closed}]
+        }
+    }
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        for instance in ("erroring", "gone"):
+
+            def has_up(i: str = instance) -> bool:
+                return 'up{publisher="dc1"}' in _pushed(pushgateway, "node", i)
+
+            await async_wait_for(has_up, message=f"no up series for {instance}")
+    for instance in ("erroring", "gone"):
+        pushed = _pushed(pushgateway, "node", instance)
+        assert pushed['up{publisher="dc1"}'] == 0
+        assert 'scrape_duration_seconds{publisher="dc1"}' in pushed
+        assert not any(name.startswith("test_") for name in pushed)
+    assert metric(preg, "poller_scrapes_total", poller_job="node", result="http_status") >= 1
+    assert metric(preg, "poller_scrapes_total", poller_job="node", result="refused") >= 1
+
+
+async def test_target_going_down_replaces_old_values(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('up{publisher="dc1"}') == 1
+        )
+        target.status = 500
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('up{publisher="dc1"}') == 0,
+            message="a dead target kept showing up 1",
+        )
+    # PUT replaced the group: the frozen values of the dead target are gone.
+    assert 'test_requests_total{code="200",publisher="dc1"}' not in _pushed(
+        pushgateway, "node", "web-1"
+    )
+
+
+async def test_timestamped_samples_arrive_without_timestamps(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    target.body = (
+        b"# TYPE stamped gauge\n"
+        b'stamped{kind="a"} 3 1700000000000\n'
+        b'stamped{kind="b c"} 4.5 1700000000001\n'
+    )
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        await async_wait_for(
+            lambda: 'stamped{kind="b c",publisher="dc1"}' in _pushed(pushgateway, "node", "web-1"),
+            message="timestamped samples never arrived",
+        )
+    pushed = _pushed(pushgateway, "node", "web-1")
+    assert pushed['stamped{kind="a",publisher="dc1"}'] == 3
+    assert pushed['stamped{kind="b c",publisher="dc1"}'] == 4.5
+    assert metric(rreg, "receiver_timestamps_stripped_total") >= 2
+
+
+async def test_awkward_label_values_arrive_intact(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    instance = 'rack 1/"blue" node.example:9100'
+    job = "my job/x"
+    target.body = b'# TYPE odd gauge\nodd{path="/var/lib x",quote="say \\"hi\\""} 1\n'
+    jobs = {job: {"targets": [{"name": instance, "url": target.url}]}}
+    poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs, identity="dc 1/a"))
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        await async_wait_for(
+            lambda: (
+                {"job": job, "instance": instance, "publisher": "dc 1/a"}
+                in pushgateway.group_labels()
+            ),
+            message="group with awkward labels never appeared",
+        )
+        await async_wait_for(lambda: _pushed(pushgateway, job, instance))
+    pushed = _pushed(pushgateway, job, instance)
+    # group_samples shows label values unescaped, as the parser returns them
+    assert pushed['odd{path="/var/lib x",publisher="dc 1/a",quote="say "hi""}'] == 1
+
+
+async def test_scrape_taken_while_pushgateway_is_down_arrives_later(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    pushgateway.stop()
+    target.body = b"# TYPE marker gauge\nmarker 7\n"
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    async with running(poller):
+        await async_wait_for(lambda: metric(preg, "poller_published_total") >= 1)
+    # Only scrapes from the outage exist now; the receiver must not lose them.
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_naks_total", reason="pushgateway_unavailable") >= 1,
+            message="receiver never tried the absent Pushgateway",
+        )
+        assert metric(rreg, "receiver_pushes_total", result="success") == 0
+        await asyncio.to_thread(pushgateway.start)
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 7,
+            timeout=60,
+            message="scrape from the outage never arrived",
+        )
+
+
+async def test_poller_and_receiver_survive_nats_restart(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    target.body = b"# TYPE marker gauge\nmarker 1\n"
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(poller), running(receiver):
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 1
+        )
+        await asyncio.to_thread(nats_server.restart)
+        target.body = b"# TYPE marker gauge\nmarker 2\n"
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 2,
+            timeout=60,
+            message="pipeline did not recover after nats-server restarted",
+        )
+    assert metric(preg, "nats_reconnects_total") >= 1
+
+
+async def test_poller_started_before_nats_buffers_newest_scrape(
+    tmp_path: Path, pushgateway: Pushgateway, target: Target
+) -> None:
+    server = NatsServer(tmp_path / "late-nats")
+    target.body = b"# TYPE marker gauge\nmarker 1\n"
+    jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+    poller, preg = new_poller(poller_config(tmp_path, server.url, jobs))
+    try:
+        async with running(poller):
+            await async_wait_for(lambda: target.requests >= 3, message="poller did not scrape")
+            assert metric(preg, "poller_buffered_scrapes") == 1
+            assert metric(preg, "poller_dropped_total", reason="superseded") >= 2
+            target.body = b"# TYPE marker gauge\nmarker 2\n"
+            await async_wait_for(lambda: target.requests >= 5)
+            await asyncio.to_thread(server.start)
+            await async_wait_for(
+                lambda: metric(preg, "poller_published_total") >= 1,
+                timeout=60,
+                message="buffered scrape never published after NATS came up",
+            )
+        receiver, _ = new_receiver(receiver_config(tmp_path, server.url, pushgateway.url))
+        async with running(receiver):
+            await async_wait_for(
+                lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 2
+            )
+    finally:
+        server.stop()
+
+
+async def test_receiver_survives_garbage_and_gzip_bombs(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    good = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), b"good 1\n")
+    subject, payload, headers = wire.encode("prometheus", good)
+
+    def unique(extra: dict[str, str] | None = None) -> dict[str, str]:
+        # a distinct Nats-Msg-Id each, or JetStream would store only the first
+        msg_id = {wire.H_MSG_ID: f"garbage-{time.monotonic_ns()}"}
+        return {**headers, **msg_id, **(extra or {})}
+
+    await publish_raw(nats_server.url, subject, b"\x00not gzip at all", unique())
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=9)
+    await publish_raw(nats_server.url, subject, bomb, unique())
+    await publish_raw(nats_server.url, "prometheus.too.many.tokens.here", payload, unique())
+    await publish_raw(nats_server.url, subject, payload, unique({wire.H_JOB: "other"}))
+    await publish_raw(nats_server.url, subject, payload, None)
+    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, body_size_limit="1MiB")
+    receiver, rreg = new_receiver(cfg)
+    async with running(receiver):
+        for reason in (
+            "bad_compression",
+            "too_large",
+            "bad_subject",
+            "header_mismatch",
+            "bad_version",
+        ):
+
+            def dropped(r: str = reason) -> bool:
+                return metric(rreg, "receiver_dropped_total", reason=r) == 1
+
+            await async_wait_for(dropped, message=f"no drop counted as {reason}")
+        await publish_scrape(nats_server.url, b"# TYPE good gauge\ngood 1\n")
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('good{publisher="dc1"}') == 1,
+            message="good data stopped flowing after garbage",
+        )
+
+
+async def test_receiver_drops_scrapes_older_than_max_age(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    old = time.time() - 600
+    await publish_scrape(nats_server.url, b"old 1\n", instance="stale", scrape_time=old)
+    await publish_scrape(nats_server.url, b"# TYPE fresh gauge\nfresh 1\n", instance="fresh")
+    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, max_age="1m")
+    receiver, rreg = new_receiver(cfg)
+    async with running(receiver):
+        await async_wait_for(lambda: _pushed(pushgateway, "node", "fresh"))
+        await async_wait_for(lambda: metric(rreg, "receiver_dropped_total", reason="too_old") == 1)
+    assert not _pushed(pushgateway, "node", "stale")
+
+
+async def test_backlog_pushes_only_newest_scrape_per_group(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    now = time.time()
+    for i in range(6):
+        body = f"# TYPE marker gauge\nmarker {i}\n".encode()
+        await publish_scrape(nats_server.url, body, scrape_time=now - 60 + i)
+    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, stream={"fetch_batch": 1})
+    receiver, rreg = new_receiver(cfg)
+    async with running(receiver):
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 5
+        )
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_dropped_total", reason="superseded") == 5
+        )
+    assert metric(rreg, "receiver_pushes_total", result="success") == 1
+
+
+async def test_pushgateway_rejection_terminates_message(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    await publish_scrape(nats_server.url, b"broken{ 1\n", instance="bad")
+    await publish_scrape(nats_server.url, b"# TYPE fine gauge\nfine 1\n", instance="ok")
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        await async_wait_for(lambda: _pushed(pushgateway, "node", "ok"))
+        await async_wait_for(lambda: metric(rreg, "receiver_dropped_total", reason="rejected") == 1)
+    assert metric(rreg, "receiver_naks_total", reason="pushgateway_unavailable") == 0
+
+
+async def test_two_receivers_share_one_durable_without_duplicates(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    groups = 60
+    for i in range(groups):
+        await publish_scrape(nats_server.url, f"# TYPE v gauge\nv {i}\n".encode(), instance=f"t{i}")
+    first, reg1 = new_receiver(
+        receiver_config(
+            tmp_path, nats_server.url, pushgateway.url, name="r1", stream={"fetch_batch": 2}
+        )
+    )
+    second, reg2 = new_receiver(
+        receiver_config(
+            tmp_path, nats_server.url, pushgateway.url, name="r2", stream={"fetch_batch": 2}
+        )
+    )
+
+    def pushes() -> tuple[float, float]:
+        name = "receiver_pushes_total"
+        return metric(reg1, name, result="success"), metric(reg2, name, result="success")
+
+    async with running(first), running(second):
+        await async_wait_for(lambda: sum(pushes()) >= groups, timeout=60)
+        await async_wait_for(lambda: len(pushgateway.groups()) >= groups)
+    one, two = pushes()
+    assert one + two == groups, "some group was pushed twice"
+    assert one > 0 and two > 0, f"work not shared: {one} / {two}"
