@@ -29,9 +29,9 @@ _OBSOLETE_STREAM_KEYS = {
     "cluster_id": "NATS Streaming cluster ids do not exist in JetStream",
 }
 _OBSOLETE_TLS_KEYS = {"cache": "only the Choria backplane used a certificate cache"}
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-_STREAM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_NAME_RE = re.compile(r"[^\x00-\x1f\x7f]+")
+_STREAM_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+_TOPIC_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def _as_bool(value: object) -> bool:
 
 def _as_str(value: object) -> str:
     if isinstance(value, str) and value.strip():
-        if not _NAME_RE.match(value):
+        if not _NAME_RE.fullmatch(value):
             raise ValueError(f"must not contain control characters: {value!r}")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -327,7 +327,7 @@ def _tls(r: _Reader, raw: object, where: str, identity: str) -> TLSConfig | None
     r.check_keys(data, f"{where}.", _TLS_KEYS, _OBSOLETE_TLS_KEYS)
     scheme = r.get(data, "scheme", f"{where}.scheme", _one_of("manual", "file", "puppet"), "")
     if not scheme:
-        if "scheme" not in data:
+        if data.get("scheme") is None:
             r.problem(f"{where}.scheme", "required: manual, file or puppet")
         return None
     scheme = "manual" if scheme == "file" else scheme
@@ -373,16 +373,16 @@ def _stream(
         return None
     r.check_keys(data, f"{where}.", _STREAM_KEYS, _OBSOLETE_STREAM_KEYS)
     urls: tuple[str, ...] = r.get(data, "urls", f"{where}.urls", _nats_urls, ())
-    if "urls" not in data:
+    if data.get("urls") is None:
         r.problem(f"{where}.urls", "required: the NATS server URL(s)")
     topic = r.get(data, "topic", f"{where}.topic", _as_str, "prometheus")
-    if not _TOPIC_RE.match(topic):
+    if not _TOPIC_RE.fullmatch(topic):
         r.problem(f"{where}.topic", f"must be dot-separated [A-Za-z0-9_-] tokens: {topic!r}")
     client_id = r.get(data, "client_id", f"{where}.client_id", _as_str, "prometheus_streams")
     durable = r.get(data, "durable", f"{where}.durable", _as_str, client_id)
     durable = re.sub(r"[^A-Za-z0-9_-]", "_", durable)
     stream = r.get(data, "stream", f"{where}.stream", _as_str, _stream_name(topic))
-    if not _STREAM_NAME_RE.match(stream):
+    if not _STREAM_NAME_RE.fullmatch(stream):
         r.problem(f"{where}.stream", f"must match [A-Za-z0-9_-]+: {stream!r}")
     tls = _tls(r, data["tls"], f"{where}.tls", identity) if "tls" in data else inherited
     return StreamConfig(
@@ -420,7 +420,7 @@ def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
     if data is None:
         return None
     r.check_keys(data, "push_gateway.", _PUSH_KEYS)
-    if "url" not in data:
+    if data.get("url") is None:
         r.problem("push_gateway.url", "required: the Pushgateway base URL")
     return PushGatewayConfig(
         url=r.get(data, "url", "push_gateway.url", _http_url, "http://invalid").rstrip("/"),
@@ -445,7 +445,7 @@ def _jobs(
     jobs = []
     for job_name, job_raw in data.items():
         where = f"jobs.{job_name}"
-        if not _NAME_RE.match(job_name):
+        if not _NAME_RE.fullmatch(job_name):
             r.problem(where, "job names must not contain control characters")
         job = r.mapping(job_raw, where)
         if job is None:
@@ -475,7 +475,7 @@ def _jobs(
             if target is None:
                 continue
             r.check_keys(target, f"{twhere}.", _TARGET_KEYS)
-            if "url" not in target:
+            if target.get("url") is None:
                 r.problem(f"{twhere}.url", "required")
                 continue
             url = r.get(target, "url", f"{twhere}.url", _http_url, "")
@@ -533,10 +533,14 @@ def parse(raw: object, path: str) -> Config:
     interval = r.get(
         data, "scrape_interval", "scrape_interval", _positive_duration, DEFAULT_SCRAPE_INTERVAL
     )
-    timeout = min(
-        r.get(data, "scrape_timeout", "scrape_timeout", _positive_duration, DEFAULT_SCRAPE_TIMEOUT),
-        interval,
+    timeout = r.get(
+        data, "scrape_timeout", "scrape_timeout", _positive_duration, DEFAULT_SCRAPE_TIMEOUT
     )
+    if data.get("scrape_timeout") is not None and timeout > interval:
+        r.problem(
+            "scrape_timeout", f"{timeout:g}s is longer than the scrape_interval {interval:g}s"
+        )
+    timeout = min(timeout, interval)
     body_limit = r.get(
         data, "body_size_limit", "body_size_limit", parse_size, DEFAULT_BODY_SIZE_LIMIT
     )

@@ -12,7 +12,7 @@ HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
 # from the end of the line cannot mistake the inside of a label for them.
 _VALUE = rb"[-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+\.|Inf|inf|NaN|nan)"
 _TIMESTAMP_LINE = re.compile(
-    rb"^([^#\s][^\n]*?[}\w:][ \t]+" + _VALUE + rb")[ \t]+-?[0-9]+[ \t]*$",
+    rb"^([^#\s][^\n]*?[}\w:][ \t]+" + _VALUE + rb")[ \t]+-?[0-9]+[ \t\r]*$",
     re.MULTILINE,
 )
 
@@ -66,9 +66,14 @@ def _label_names(line: bytes) -> list[tuple[int, int]] | None:
         spans.append((start, pos))
         while pos < end and line[pos] in b" \t":
             pos += 1
-        if line[pos : pos + 2] != b'="':
+        if line[pos : pos + 1] != b"=":
             return None
-        pos += 2
+        pos += 1
+        while pos < end and line[pos] in b" \t":
+            pos += 1
+        if line[pos : pos + 1] != b'"':
+            return None
+        pos += 1
         while pos < end and line[pos] != ord('"'):
             pos += 2 if line[pos] == ord("\\") else 1
         if pos >= end:
@@ -89,12 +94,12 @@ def rename_labels(body: bytes, names: frozenset[bytes]) -> tuple[bytes, int]:
     series differing only there would collide; Prometheus itself resolves the
     same conflict this way when honor_labels is false.
     """
-    if not any(name + b"=" in body for name in names):
+    if not any(name in body for name in names):
         return body, 0
     lines = body.split(b"\n")
     renamed = 0
     for index, line in enumerate(lines):
-        if not line or line.startswith(b"#") or not any(n + b"=" in line for n in names):
+        if not line or line.startswith(b"#") or not any(n in line for n in names):
             continue
         spans = _label_names(line)
         if not spans:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {
@@ -38,6 +39,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number of seconds: {value!r}")
         if value < 0:
             raise ValueError(f"must not be negative: {value!r}")
         return float(value)

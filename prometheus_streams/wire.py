@@ -20,7 +20,7 @@ H_CONTENT_TYPE = "Content-Type"
 H_CONTENT_ENCODING = "Content-Encoding"
 H_MSG_ID = "Nats-Msg-Id"
 
-_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ESCAPE = re.compile(r"%([0-9A-F]{2})")
 _EMPTY = "%"  # a lone % can never come out of escaping a non-empty value
@@ -36,7 +36,7 @@ class WireError(Exception):
 
 def escape_token(value: str) -> str:
     """Make a subject token: plain when safe, else readable %XX escapes of UTF-8 bytes."""
-    if _PLAIN_TOKEN.match(value):
+    if _PLAIN_TOKEN.fullmatch(value):
         return value
     if not value:
         return _EMPTY
@@ -148,7 +148,10 @@ def decode(
                 f"header {name}={headers.get(name)!r} disagrees with subject ({expected!r})",
             )
     try:
-        scrape_time_ms = int(headers.get(H_SCRAPE_TIME, ""))
+        raw_time = headers.get(H_SCRAPE_TIME, "")
+        if not raw_time.isdigit() or not raw_time.isascii():
+            raise ValueError(raw_time)
+        scrape_time_ms = int(raw_time)
     except ValueError:
         raise WireError(
             "bad_header", f"bad {H_SCRAPE_TIME}: {headers.get(H_SCRAPE_TIME)!r}"

@@ -158,8 +158,10 @@ class Receiver:
         consumer = self._supervisor.spawn(self._consume(stop), "consume")
         await self._supervisor.wait(stop)
         try:
-            # The consume loop notices `stop` between batches and returns by itself.
-            await asyncio.wait_for(asyncio.shield(consumer), timeout=self.config.shutdown_grace)
+            # The consume loop notices `stop` between batches and returns by itself;
+            # while it is still connecting there is nothing in flight to wait for.
+            grace = self.config.shutdown_grace if self.stream_ready else 0.0
+            await asyncio.wait_for(asyncio.shield(consumer), timeout=grace)
         except TimeoutError:
             log.warning("in-flight pushes did not finish within the grace period")
         except Exception:  # noqa: S110 - already reported by the supervisor

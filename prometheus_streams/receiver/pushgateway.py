@@ -21,7 +21,7 @@ def _segment(name: str, value: str) -> str:
     # travel base64url-encoded; everything else is percent-encoded.
     if not value:
         return f"{name}@base64/="
-    if "/" in value:
+    if "/" in value or value in (".", ".."):  # dot segments would be collapsed by URL code
         return f"{name}@base64/{base64.urlsafe_b64encode(value.encode()).decode()}"
     return f"{name}/{quote(value, safe='')}"
 

@@ -1,0 +1,224 @@
+"""The command as an operator runs it: exit codes, signals, logs, monitor endpoints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from harness import group_samples, write_config
+from servers import (
+    NatsServer,
+    Pushgateway,
+    Target,
+    async_wait_for,
+    free_port,
+    http_request,
+    wait_for,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prometheus_streams", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Daemon:
+    """A prometheus-streams process whose stderr goes to a file we can poll."""
+
+    def __init__(self, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        with log_path.open("w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "prometheus_streams", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def logged(self, text: str) -> bool:
+        return text in self.log()
+
+    def stop(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM, then the exit code and everything logged."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"no exit {timeout}s after SIGTERM:\n{self.log()}") from None
+        return self.proc.returncode, self.log()
+
+
+def answers_200(url: str) -> bool:
+    return http_request("GET", url)[0] == 200
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+        return json.loads(resp.read())
+
+
+def test_version_prints_the_version() -> None:
+    result = cli("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("prometheus-streams ")
+
+
+def test_help_explains_every_command() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("poller", "receiver", "check-config", "version", "--config", "--pid"):
+        assert command in result.stdout
+    receiver_help = cli("receiver", "--help")
+    assert "Pushgateway" in receiver_help.stdout
+
+
+def test_original_sample_config_passes_check_config() -> None:
+    result = cli("--config", str(FIXTURES / "original-sample.yaml"), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "choria1: http://choria1.dc1.example.net:8222/choria/prometheus" in result.stdout
+    assert "max_age_seconds: 80.0" in result.stdout
+    assert "# poller: fit" in result.stdout and "# receiver: fit" in result.stdout
+    assert "cluster_id: ignored" in result.stderr
+
+
+def test_bad_config_lists_every_problem_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "scrape_intervall: 30s\n"
+        "max_age: soon\n"
+        "jobs:\n  node:\n    targets:\n      - url: htp:/x\n"
+        "poller_stream:\n  urls: nats://127.0.0.1:4222\n  replicas: many\n",
+        encoding="utf-8",
+    )
+    result = cli("--config", str(path), "poller")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    expected = [
+        f"{path}: scrape_intervall: unknown key, did you mean 'scrape_interval'?",
+        f"{path}: max_age: not a duration",
+        f"{path}: jobs.node.targets[0].url: not an http(s) URL: 'htp:/x'",
+        f"{path}: poller_stream.replicas: must be an integer",
+    ]
+    for line in expected:
+        assert line in result.stderr, result.stderr
+
+
+def test_missing_role_sections_exit_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"identity": "x", "jobs": {}})
+    result = cli("--config", str(path), "receiver")
+    assert result.returncode == 2
+    assert f"{path}: receiver_stream: required by the receiver" in result.stderr
+    assert f"{path}: push_gateway: required by the receiver" in result.stderr
+    assert cli("--config", str(tmp_path / "nope.yaml"), "check-config").returncode == 2
+
+
+async def test_poller_and_receiver_run_from_the_command_line_and_exit_0_on_sigterm(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> None:
+    poller_port, receiver_port = free_port(), free_port()
+    logfile = tmp_path / "poller.log.json"
+    pid_file = tmp_path / "poller.pid"
+    poller_cfg = write_config(
+        tmp_path,
+        {
+            "identity": "dc1",
+            "scrape_interval": "500ms",
+            "logfile": str(logfile),
+            "monitor_port": poller_port,
+            "monitor_address": "127.0.0.1",
+            "poller_stream": {"urls": nats_server.url},
+            "jobs": {"node": {"targets": [{"url": target.url}]}},
+        },
+        "poller.yaml",
+    )
+    receiver_cfg = write_config(
+        tmp_path,
+        {
+            "identity": "central",
+            "max_age": 60,
+            "monitor_port": receiver_port,
+            "monitor_address": "127.0.0.1",
+            "receiver_stream": {"urls": nats_server.url, "client_id": "central"},
+            "push_gateway": {"url": pushgateway.url, "publisher_label": True},
+        },
+        "receiver.yaml",
+    )
+    poller = Daemon(
+        tmp_path / "poller.err", "--config", str(poller_cfg), "--pid", str(pid_file), "poller"
+    )
+    receiver = Daemon(tmp_path / "receiver.err", "--config", str(receiver_cfg), "receiver")
+    try:
+        instance = f"127.0.0.1:{target.port}"
+
+        def up(job: str, inst: str) -> bool:
+            pushed = group_samples(pushgateway.metrics_text(), job, inst)
+            return pushed.get('up{publisher="dc1"}') == 1
+
+        await async_wait_for(lambda: up("node", instance), message="scrape never arrived")
+        # The poller scrapes itself, as the original did.
+        await async_wait_for(
+            lambda: up("prometheus_streams", "dc1"), message="own job never arrived"
+        )
+        assert pid_file.read_text().strip() == str(poller.pid)
+        for port in (poller_port, receiver_port):
+            base = f"http://127.0.0.1:{port}"
+            assert http_request("GET", base + "/-/healthy")[0] == 200
+            await async_wait_for(functools.partial(answers_200, base + "/-/ready"))
+            status, body = http_request("GET", base + "/metrics")
+            assert status == 200 and b"prometheus_streams_build_info" in body
+            assert http_request("GET", base + "/")[0] == 200
+        status_json = get_json(f"http://127.0.0.1:{poller_port}/api/v1/status")
+        assert {t["name"] for t in status_json["targets"]} == {instance, "dc1"}
+    finally:
+        poller_rc, poller_err = poller.stop()
+        receiver_rc, receiver_err = receiver.stop()
+    assert poller_rc == 0, poller_err
+    assert receiver_rc == 0, receiver_err
+    assert "poller stopped cleanly" in poller_err
+    assert not pid_file.exists()
+    entries = [json.loads(line) for line in logfile.read_text().splitlines()]
+    assert any("scraping 2 targets" in e["message"] for e in entries)
+    assert all({"time", "level", "message"} <= e.keys() for e in entries)
+
+
+def test_receiver_keeps_running_while_nats_is_absent_and_exits_0(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path,
+        {
+            "identity": "central",
+            "receiver_stream": {"urls": f"nats://127.0.0.1:{free_port()}"},
+            "push_gateway": {"url": f"http://127.0.0.1:{free_port()}"},
+        },
+    )
+    receiver = Daemon(tmp_path / "receiver.err", "--config", str(cfg), "receiver")
+    try:
+        # The connection is refused over and over; the receiver keeps trying.
+        wait_for(lambda: receiver.log().count("Connect call failed") >= 2, timeout=60)
+        assert receiver.proc.poll() is None
+    finally:
+        rc, err = receiver.stop()
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert "receiver stopped cleanly" in err

@@ -1,0 +1,95 @@
+"""The poller's per-target phase and the job list it scrapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from prometheus_streams.config import SELF_JOB, Config, Job, Target
+from prometheus_streams.poller.app import scrape_jobs, stable_offset
+
+NODE = Job(
+    name="node",
+    targets=(Target(name="h:9100", url="http://h:9100/metrics"),),
+    scrape_interval=30.0,
+    scrape_timeout=5.0,
+    body_size_limit=1024,
+)
+
+
+def _config(**overrides: str) -> Config:
+    return Config(
+        path="test.yaml",
+        identity=overrides.get("identity", "dc1-poller"),
+        scrape_interval=15.0,
+        scrape_timeout=3.0,
+        body_size_limit=2048,
+        monitor_address=overrides.get("monitor_address", "0.0.0.0"),  # noqa: S104
+        jobs=(NODE,),
+    )
+
+
+def test_stable_offset_is_deterministic() -> None:
+    assert stable_offset("dc1/node/h:9100", 60.0) == stable_offset("dc1/node/h:9100", 60.0)
+
+
+@pytest.mark.parametrize("interval", [0.001, 1.0, 15.0, 60.0, 3600.0])
+def test_stable_offset_lies_within_the_interval(interval: float) -> None:
+    for index in range(500):
+        offset = stable_offset(f"poller/job/target-{index}", interval)
+        assert 0.0 <= offset < interval
+
+
+def test_stable_offset_differs_between_keys() -> None:
+    offsets = {stable_offset(f"poller/job/target-{index}", 60.0) for index in range(200)}
+    assert len(offsets) == 200
+
+
+def test_stable_offset_spreads_targets_over_the_interval() -> None:
+    offsets = [stable_offset(f"poller/job/target-{index}", 60.0) for index in range(600)]
+    buckets = [0] * 6
+    for offset in offsets:
+        buckets[int(offset // 10)] += 1
+    assert all(50 <= count <= 150 for count in buckets), buckets
+
+
+def test_stable_offset_scales_with_the_interval() -> None:
+    key = "poller/job/target"
+    assert stable_offset(key, 120.0) == pytest.approx(2 * stable_offset(key, 60.0))
+
+
+def test_scrape_jobs_without_monitor_port_are_the_configured_jobs() -> None:
+    config = _config()
+    assert scrape_jobs(config, 0) == (NODE,)
+
+
+def test_scrape_jobs_with_monitor_port_add_the_self_job() -> None:
+    config = _config(identity="USDC1")
+    jobs = scrape_jobs(config, 10000)
+    assert jobs[:-1] == (NODE,)
+    assert jobs[-1] == Job(
+        name=SELF_JOB,
+        targets=(Target(name="USDC1", url="http://127.0.0.1:10000/metrics"),),
+        scrape_interval=15.0,
+        scrape_timeout=3.0,
+        body_size_limit=2048,
+    )
+    assert SELF_JOB == "prometheus_streams"
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", ""])  # noqa: S104
+def test_self_job_scrapes_loopback_when_bound_to_any_address(address: str) -> None:
+    jobs = scrape_jobs(_config(monitor_address=address), 9999)
+    assert jobs[-1].targets[0].url == "http://127.0.0.1:9999/metrics"
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("10.1.2.3", "http://10.1.2.3:9999/metrics"),
+        ("::1", "http://[::1]:9999/metrics"),
+        ("poller.example.net", "http://poller.example.net:9999/metrics"),
+    ],
+)
+def test_self_job_scrapes_the_specific_bind_address(address: str, url: str) -> None:
+    jobs = scrape_jobs(_config(monitor_address=address), 9999)
+    assert jobs[-1].targets[0].url == url
