@@ -21,6 +21,7 @@ from prometheus_streams.service import (
     EXPECTED_FAILURES,
     TaskFailedError,
     install_signal_handlers,
+    notify_when_ready,
 )
 
 log = logging.getLogger("prometheus_streams")
@@ -172,6 +173,7 @@ async def run_role(command: str, cfg: config.Config) -> int:
             )
             return EXIT_FAILURE
     log.info("prometheus-streams %s %s starting as %s", __version__, command, cfg.identity)
+    notifier = asyncio.create_task(notify_when_ready(role.ready, stop))
     try:
         await role.run(stop)
     except EXPECTED_FAILURES as exc:
@@ -181,6 +183,7 @@ async def run_role(command: str, cfg: config.Config) -> int:
         log.error("stopped after a failure: %s", exc)
         return EXIT_FAILURE
     finally:
+        notifier.cancel()
         if monitor is not None:
             await monitor.stop()
     log.info("%s stopped cleanly", command)

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+import socket
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prometheus_streams.errors import ConfigError, StreamMismatchError
@@ -87,6 +88,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             log.warning("%s again: exiting without waiting", name)
             os._exit(1)
         log.info("%s received: finishing in-flight work, then exiting", name)
+        sd_notify("STOPPING=1")
         stop.set()
 
     def on_hup() -> None:
@@ -95,3 +97,30 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd about our state (READY=1, RELOADING=1, STOPPING=1) when it asked to know."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", os.environ["NOTIFY_SOCKET"], exc)
+        return False
+    return True
+
+
+async def notify_when_ready(ready: Callable[[], tuple[bool, str]], stop: asyncio.Event) -> None:
+    """Send READY=1 once the role reports ready (connected, stream checked)."""
+    while not stop.is_set():
+        ok, _ = ready()
+        if ok:
+            sd_notify("READY=1")
+            return
+        await asyncio.sleep(0.2)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -38,13 +40,14 @@ def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 class Daemon:
     """A prometheus-streams process whose stderr goes to a file we can poll."""
 
-    def __init__(self, log_path: Path, *args: str) -> None:
+    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         with log_path.open("w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "prometheus_streams", *args],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                env={**os.environ, **(env or {})},
             )
 
     @property
@@ -222,3 +225,26 @@ def test_receiver_keeps_running_while_nats_is_absent_and_exits_0(tmp_path: Path)
     assert rc == 0, err
     assert "Traceback" not in err
     assert "receiver stopped cleanly" in err
+
+
+def test_systemd_is_told_ready_and_stopping(tmp_path: Path, nats_server: NatsServer) -> None:
+    notify_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(notify_path)
+        sock.settimeout(30)
+        cfg = write_config(
+            tmp_path,
+            {
+                "identity": "central",
+                "receiver_stream": {"urls": nats_server.url},
+                "push_gateway": {"url": f"http://127.0.0.1:{free_port()}"},
+            },
+        )
+        env = {"NOTIFY_SOCKET": notify_path}
+        receiver = Daemon(tmp_path / "r.err", "--config", str(cfg), "receiver", env=env)
+        try:
+            assert sock.recv(256) == b"READY=1"
+        finally:
+            rc, err = receiver.stop()
+        assert sock.recv(256) == b"STOPPING=1"
+    assert rc == 0, err
