@@ -1,0 +1,74 @@
+"""The JetStream stream is created if missing and checked if present."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from harness import poller_config
+from nats.js import api
+from servers import NatsServer
+
+from prometheus_streams.config import StreamConfig
+from prometheus_streams.errors import StreamMismatchError
+from prometheus_streams.transport import ensure_stream
+
+
+def _stream_config(tmp_path: Path, url: str, **stream: Any) -> StreamConfig:
+    cfg = poller_config(tmp_path, url, {"n": {"targets": [{"url": "http://127.0.0.1:1/"}]}})
+    assert cfg.poller_stream is not None
+    return dataclasses.replace(cfg.poller_stream, **stream)
+
+
+async def test_missing_stream_is_created_with_configured_limits(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    stream_cfg = _stream_config(
+        tmp_path, nats_server.url, stream_max_age=120.0, max_msgs_per_subject=3
+    )
+    nc = await nats.connect(nats_server.url)
+    try:
+        await ensure_stream(nc.jetstream(), stream_cfg)
+        info = await nc.jetstream().stream_info("PROMETHEUS")
+    finally:
+        await nc.close()
+    assert info.config.subjects == ["prometheus.>"]
+    assert info.config.max_age == 120.0
+    assert info.config.max_msgs_per_subject == 3
+
+
+async def test_existing_stream_limits_are_updated_and_logged(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="PROMETHEUS", subjects=["prometheus.>"], max_msgs_per_subject=1)
+        await ensure_stream(js, _stream_config(tmp_path, nats_server.url))
+        info = await js.stream_info("PROMETHEUS")
+    finally:
+        await nc.close()
+    assert info.config.max_msgs_per_subject == 10
+    assert "max_msgs_per_subject 1 -> 10" in caplog.text
+
+
+async def test_stream_without_our_subjects_is_a_clear_error(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="PROMETHEUS", subjects=["other.>"])
+        with pytest.raises(StreamMismatchError, match=r"does not take prometheus\.>"):
+            await ensure_stream(js, _stream_config(tmp_path, nats_server.url))
+        await js.delete_stream("PROMETHEUS")
+        await js.add_stream(
+            name="PROMETHEUS", subjects=["prometheus.>"], storage=api.StorageType.MEMORY
+        )
+        with pytest.raises(StreamMismatchError, match="memory storage"):
+            await ensure_stream(js, _stream_config(tmp_path, nats_server.url))
+    finally:
+        await nc.close()

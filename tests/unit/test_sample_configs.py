@@ -1,0 +1,44 @@
+"""The configs we ship and document must load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_streams import config
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def test_config_sample_loads_and_fits_both_roles() -> None:
+    cfg = config.load(ROOT / "config.sample.yaml")
+    assert cfg.problems_for("poller") == []
+    assert cfg.problems_for("receiver") == []
+    assert cfg.max_age == 90.0
+    assert cfg.poller_stream is not None
+    assert cfg.poller_stream.urls == (
+        "nats://nats1.dc1.example.net:4222",
+        "nats://nats2.dc1.example.net:4222",
+    )
+    assert cfg.poller_stream.stream_max_bytes == 1024**3
+    (node,) = cfg.jobs
+    assert [t.name for t in node.targets] == ["web1", "web2.dc1.example.net:9100"]
+    assert (node.scrape_interval, node.scrape_timeout) == (30.0, 5.0)
+
+
+def test_config_sample_mentions_every_key_the_loader_knows() -> None:
+    text = (ROOT / "config.sample.yaml").read_text()
+    documented = set()
+    for line in text.splitlines():
+        stripped = line.strip().lstrip("#").strip().lstrip("- ")
+        if ":" in stripped:
+            documented.add(stripped.split(":", 1)[0])
+    known = (
+        config._TOP_KEYS
+        | config._STREAM_KEYS
+        | config._PUSH_KEYS
+        | config._JOB_KEYS
+        | config._TARGET_KEYS
+        | config._TLS_KEYS
+    )
+    missing = sorted(known - documented)
+    assert not missing, f"config.sample.yaml does not show: {missing}"
