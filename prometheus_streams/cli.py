@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 
 from prometheus_streams import __version__, config, logs
 from prometheus_streams.errors import ConfigError
@@ -46,6 +46,15 @@ class Role(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self, why: str = ...) -> bool: ...
+
+    def resume(self, why: str = ...) -> bool: ...
+
+    def reload(self, config: config.Config) -> None: ...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,11 +164,39 @@ async def run_role(command: str, cfg: config.Config) -> int:
 
         role = Receiver(cfg, registry)
     stop = asyncio.Event()
-    install_signal_handlers(stop)
+
+    reloads = Counter(
+        "prometheus_streams_config_reloads_total",
+        "SIGHUP configuration reloads by result",
+        ["result"],
+        registry=registry,
+    )
+
+    def reload() -> None:
+        try:
+            new = config.load(cfg.path)
+            new.require(command)
+        except ConfigError as exc:
+            reloads.labels("failure").inc()
+            log.error(
+                "configuration not reloaded, the running one stays: %s", "; ".join(exc.problems)
+            )
+            return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        role.reload(new)
+        reloads.labels("success").inc()
+        log.info("configuration reloaded from %s", cfg.path)
+
+    install_signal_handlers(stop, reload)
     monitor = None
     if cfg.monitor_port:
         monitor = MonitorServer(
-            registry, cfg.monitor_address, cfg.monitor_port, role.ready, role.status
+            registry,
+            cfg.monitor_address,
+            cfg.monitor_port,
+            role,
+            allow_remote_control=cfg.management.http_remote,
         )
         try:
             await monitor.start()

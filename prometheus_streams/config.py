@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,15 @@ from urllib.parse import urlsplit
 import yaml
 
 from prometheus_streams.errors import ConfigError
+from prometheus_streams.secret import (
+    Secret,
+    SecretSourceError,
+    read_private_file,
+    read_secret_env,
+    read_secret_file,
+    readable_by_others,
+    redact_url,
+)
 from prometheus_streams.units import parse_duration, parse_size
 
 T = TypeVar("T")
@@ -22,6 +32,8 @@ SELF_JOB = "prometheus_streams"
 DEFAULT_SCRAPE_INTERVAL = 60.0
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 DEFAULT_BODY_SIZE_LIMIT = 32 * 1024 * 1024
+DEFAULT_MAX_LINE_LENGTH = 64 * 1024
+DEFAULT_MAX_LABEL_COUNT = 128
 ROLES = ("poller", "receiver")
 
 # Keys of the original (NATS Streaming) config that mean nothing on JetStream.
@@ -68,6 +80,30 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class NatsAuth:
+    """How a NATS connection proves who it is: exactly one method; secrets never shown."""
+
+    credentials_file: str | None = None
+    nkey_seed_file: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+
+    def describe(self) -> str:
+        """The method and where its secret comes from, never the secret."""
+        if self.credentials_file:
+            return f"credentials file {self.credentials_file}"
+        if self.nkey_seed_file:
+            return f"nkey seed file {self.nkey_seed_file}"
+        if self.user is not None:
+            source = self.password.source if self.password else "nowhere"
+            return f"user {self.user} with password from {source}"
+        if self.token is not None:
+            return f"token from {self.token.source}"
+        return "none"
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """A NATS connection plus the JetStream stream and consumer it uses."""
 
@@ -84,6 +120,7 @@ class StreamConfig:
     fetch_batch: int = 64
     ack_wait: float = 30.0
     tls: TLSConfig | None = None
+    auth: NatsAuth | None = None
 
     @property
     def subjects(self) -> str:
@@ -93,10 +130,19 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class Target:
-    """One scrape target of a job."""
+    """One scrape target of a job; `labels` become extra grouping labels centrally."""
 
     name: str
     url: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileSD:
+    """Prometheus file-based discovery: target groups read from files."""
+
+    files: tuple[str, ...]
+    refresh_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +154,9 @@ class Job:
     scrape_interval: float
     scrape_timeout: float
     body_size_limit: int
+    scheme: str = "http"
+    metrics_path: str = "/metrics"
+    file_sd: tuple[FileSD, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +167,35 @@ class PushGatewayConfig:
     publisher_label: bool = False
     timeout: float = 10.0
     concurrency: int = 8
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    stale_after: float = 0.0
+    stale_check_interval: float = 60.0
+    ca: str | None = None
+    insecure_skip_verify: bool = False
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+
+    def describe_auth(self) -> str:
+        """How the receiver authenticates, never the secret."""
+        if self.username is not None:
+            source = self.password.source if self.password else "nowhere"
+            return f"basic auth as {self.username} with password from {source}"
+        if self.bearer_token is not None:
+            return f"bearer token from {self.bearer_token.source}"
+        return "none"
+
+
+@dataclass(frozen=True)
+class ManagementConfig:
+    """Pause/resume/status over NATS and on the local HTTP port."""
+
+    enabled: bool = True
+    subject_prefix: str = "prometheus_streams.management"
+    brokers: tuple[str, ...] = ()
+    tls: TLSConfig | None = None
+    http_remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,12 +213,15 @@ class Config:
     monitor_port: int = 0
     monitor_address: str = "0.0.0.0"  # noqa: S104 - Prometheus must reach it
     body_size_limit: int = DEFAULT_BODY_SIZE_LIMIT
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    max_label_count: int = DEFAULT_MAX_LABEL_COUNT
     shutdown_grace: float = 10.0
     jobs: tuple[Job, ...] = ()
     poller_stream: StreamConfig | None = None
     receiver_stream: StreamConfig | None = None
     push_gateway: PushGatewayConfig | None = None
     tls: TLSConfig | None = None
+    management: ManagementConfig = ManagementConfig()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def problems_for(self, role: str) -> list[str]:
@@ -273,11 +354,11 @@ def _http_url(value: object) -> str:
     text = _as_str(value)
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {text!r}")
+        raise ValueError(f"not an http(s) URL: {redact_url(text)!r}")
     try:
         parts.port  # noqa: B018 - property raises on a bad port
     except ValueError as exc:
-        raise ValueError(f"bad port in URL {text!r}: {exc}") from None
+        raise ValueError(f"bad port in URL {redact_url(text)!r}: {exc}") from None
     return text
 
 
@@ -296,11 +377,18 @@ def _nats_urls(value: object) -> tuple[str, ...]:
             text = f"nats://{text}"
         parts = urlsplit(text)
         if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
-            raise ValueError(f"not a NATS URL: {item!r}")
+            raise ValueError(f"not a NATS URL: {redact_url(text)!r}")
         urls.append(text)
     if not urls:
         raise ValueError("needs at least one URL")
     return tuple(urls)
+
+
+def _url_path(value: object) -> str:
+    text = _as_str(value)
+    if not text.startswith("/") or any(c in text for c in " ?#"):
+        raise ValueError(f"must be a URL path starting with /: {text!r}")
+    return text
 
 
 def default_instance_name(url: str) -> str:
@@ -315,6 +403,141 @@ def default_instance_name(url: str) -> str:
 
 def _stream_name(topic: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", topic).upper()
+
+
+def _secret_text(value: object) -> str:
+    # Unlike _as_str, never echo the value: it is a password or a token.
+    if isinstance(value, str) and value.strip():
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError("must not contain control characters (value not shown)")
+        return value
+    raise ValueError(f"must be a non-empty string, got {type(value).__name__}")
+
+
+def _file_path(
+    r: _Reader, raw: Mapping[str, Any], key: str, where: str, private: bool = True
+) -> str | None:
+    """A path to a file that must be readable; warn if a private one is world-readable."""
+    path = r.get(raw, key, where, _as_str, None)
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        r.problem(where, f"cannot read {path}: no such file")
+        return None
+    if private and readable_by_others(path):
+        r.warn(where, f"{path} is readable by every user; chmod o-r it")
+    return path
+
+
+def _secret(r: _Reader, raw: Mapping[str, Any], key: str, where: str) -> Secret | None:
+    """A secret given inline as `key`, in a file as `key_file` or in `key_env`; at most one."""
+    given = [k for k in (key, f"{key}_file", f"{key}_env") if raw.get(k) is not None]
+    if len(given) > 1:
+        r.problem(f"{where}{given[1]}", f"give only one of {', '.join(given)}")
+        return None
+    if not given:
+        return None
+    name = given[0]
+    if name == key:
+        value = r.get(raw, key, f"{where}{key}", _secret_text, "")
+        return Secret("inline config", value) if value else None
+    if name.endswith("_file"):
+        path = _file_path(r, raw, name, f"{where}{name}")
+        if path is None:
+            return None
+        try:
+            return Secret(f"file {path}", read_secret_file(path))
+        except SecretSourceError as exc:
+            r.problem(f"{where}{name}", str(exc))
+            return None
+    env = r.get(raw, name, f"{where}{name}", _as_str, "")
+    if not env:
+        return None
+    try:
+        return Secret(f"environment variable {env}", read_secret_env(env))
+    except SecretSourceError as exc:
+        r.problem(f"{where}{name}", str(exc))
+        return None
+
+
+_NATS_AUTH_KEYS = {
+    "credentials_file",
+    "nkey_seed_file",
+    "user",
+    "password",
+    "password_file",
+    "password_env",
+    "token",
+    "token_file",
+    "token_env",
+}
+
+
+def _check_creds_file(r: _Reader, path: str, where: str) -> None:
+    try:
+        text = read_private_file(path)
+    except SecretSourceError as exc:
+        r.problem(where, str(exc))
+        return
+    for marker in ("BEGIN NATS USER JWT", "BEGIN USER NKEY SEED"):
+        if marker not in text:
+            r.problem(where, f"{path} is not a NATS credentials file: no {marker} block")
+
+
+def _check_nkey_seed_file(r: _Reader, path: str, where: str) -> None:
+    import nkeys  # nats-py's own dependency for nkey auth
+
+    try:
+        seed = read_secret_file(path)
+    except SecretSourceError as exc:
+        r.problem(where, str(exc))
+        return
+    try:
+        nkeys.from_seed(bytearray(seed.encode())).wipe()
+    except Exception:  # nkeys raises bare and assorted errors; none may echo the seed
+        r.problem(where, f"{path} does not hold a valid nkey seed")
+        return
+    if not seed.startswith("SU"):
+        r.problem(where, f"{path} holds an nkey seed, but not a user seed (SU...)")
+
+
+def _nats_auth(r: _Reader, data: Mapping[str, Any], where: str) -> NatsAuth | None:
+    prefix = f"{where}."
+    creds = _file_path(r, data, "credentials_file", f"{prefix}credentials_file")
+    if creds is not None:
+        _check_creds_file(r, creds, f"{prefix}credentials_file")
+    seed = _file_path(r, data, "nkey_seed_file", f"{prefix}nkey_seed_file")
+    if seed is not None:
+        _check_nkey_seed_file(r, seed, f"{prefix}nkey_seed_file")
+    user = r.get(data, "user", f"{prefix}user", _as_str, None)
+    password = _secret(r, data, "password", prefix)
+    token = _secret(r, data, "token", prefix)
+    methods = [
+        name
+        for name, present in (
+            ("credentials_file", "credentials_file" in data),
+            ("nkey_seed_file", "nkey_seed_file" in data),
+            ("user/password", "user" in data),
+            ("token", any(f"token{s}" in data for s in ("", "_file", "_env"))),
+        )
+        if present
+    ]
+    if len(methods) > 1:
+        r.problem(where, f"choose one NATS auth method, got {' and '.join(methods)}")
+    has_password = any(f"password{s}" in data for s in ("", "_file", "_env"))
+    if has_password and "user" not in data:
+        r.problem(f"{prefix}user", "required with a password")
+    if "user" in data and not has_password:
+        r.problem(f"{prefix}password", "required with user (or password_file, password_env)")
+    if not methods:
+        return None
+    return NatsAuth(
+        credentials_file=creds,
+        nkey_seed_file=seed,
+        user=user,
+        password=password,
+        token=token,
+    )
 
 
 _TLS_KEYS = {"scheme", "identity", "ssl_dir", "ca", "cert", "key"}
@@ -362,6 +585,7 @@ _STREAM_KEYS = {
     "durable",
     "fetch_batch",
     "ack_wait",
+    *_NATS_AUTH_KEYS,
 }
 
 
@@ -409,10 +633,74 @@ def _stream(
         fetch_batch=r.get(data, "fetch_batch", f"{where}.fetch_batch", _int_in(1, 10_000), 64),
         ack_wait=r.get(data, "ack_wait", f"{where}.ack_wait", _positive_duration, 30.0),
         tls=tls,
+        auth=_nats_auth(r, data, where),
     )
 
 
-_PUSH_KEYS = {"url", "publisher_label", "timeout", "concurrency"}
+_PUSH_AUTH_KEYS = {
+    "ca",
+    "insecure_skip_verify",
+    "username",
+    "password",
+    "password_file",
+    "password_env",
+    "bearer_token",
+    "bearer_token_file",
+    "bearer_token_env",
+}
+_PUSH_KEYS = {
+    "url",
+    "publisher_label",
+    "timeout",
+    "concurrency",
+    "breaker_failures",
+    "breaker_cooldown",
+    "stale_after",
+    "stale_check_interval",
+    *_PUSH_AUTH_KEYS,
+}
+
+
+def _push_auth(r: _Reader, data: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """HTTPS and credentials for the Pushgateway, as PushGatewayConfig keyword arguments."""
+    username = r.get(data, "username", "push_gateway.username", _as_str, None)
+    password = _secret(r, data, "password", "push_gateway.")
+    token = _secret(r, data, "bearer_token", "push_gateway.")
+    has_password = any(f"password{s}" in data for s in ("", "_file", "_env"))
+    has_token = any(f"bearer_token{s}" in data for s in ("", "_file", "_env"))
+    if "username" in data and has_token:
+        r.problem("push_gateway", "choose basic auth (username) or bearer_token, not both")
+    if has_password and "username" not in data:
+        r.problem("push_gateway.username", "required with a password")
+    if "username" in data and not has_password:
+        r.problem("push_gateway.password", "required with username (or password_file, ...)")
+    skip_verify = r.get(
+        data, "insecure_skip_verify", "push_gateway.insecure_skip_verify", _as_bool, False
+    )
+    if skip_verify:
+        r.warn(
+            "push_gateway.insecure_skip_verify",
+            "the Pushgateway's certificate is not checked: anyone in the path can read "
+            "the credentials and the metrics",
+        )
+    ca = _file_path(r, data, "ca", "push_gateway.ca", private=False)
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            r.problem("push_gateway.ca", f"{ca} is not a PEM CA bundle: {exc}")
+    if urlsplit(url).scheme == "http":
+        if "ca" in data or skip_verify:
+            r.problem("push_gateway.url", "ca and insecure_skip_verify need an https:// url")
+        if has_password or has_token:
+            r.warn("push_gateway.url", "credentials would travel over plain http; use https")
+    return {
+        "ca": ca,
+        "insecure_skip_verify": skip_verify,
+        "username": username,
+        "password": password,
+        "bearer_token": token,
+    }
 
 
 def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
@@ -422,18 +710,95 @@ def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
     r.check_keys(data, "push_gateway.", _PUSH_KEYS)
     if data.get("url") is None:
         r.problem("push_gateway.url", "required: the Pushgateway base URL")
+    url = r.get(data, "url", "push_gateway.url", _http_url, "http://invalid").rstrip("/")
     return PushGatewayConfig(
-        url=r.get(data, "url", "push_gateway.url", _http_url, "http://invalid").rstrip("/"),
+        url=url,
+        **_push_auth(r, data, url),
         publisher_label=r.get(
             data, "publisher_label", "push_gateway.publisher_label", _as_bool, False
         ),
         timeout=r.get(data, "timeout", "push_gateway.timeout", _positive_duration, 10.0),
         concurrency=r.get(data, "concurrency", "push_gateway.concurrency", _int_in(1, 1024), 8),
+        breaker_failures=r.get(
+            data, "breaker_failures", "push_gateway.breaker_failures", _int_in(1, 10_000), 5
+        ),
+        breaker_cooldown=r.get(
+            data, "breaker_cooldown", "push_gateway.breaker_cooldown", _positive_duration, 30.0
+        ),
+        stale_after=r.get(data, "stale_after", "push_gateway.stale_after", parse_duration, 0.0),
+        stale_check_interval=r.get(
+            data,
+            "stale_check_interval",
+            "push_gateway.stale_check_interval",
+            _positive_duration,
+            60.0,
+        ),
     )
 
 
-_JOB_KEYS = {"targets", "scrape_interval", "scrape_timeout", "body_size_limit"}
-_TARGET_KEYS = {"name", "url"}
+_JOB_KEYS = {
+    "targets",
+    "scrape_interval",
+    "scrape_timeout",
+    "body_size_limit",
+    "scheme",
+    "metrics_path",
+    "file_sd_configs",
+}
+_TARGET_KEYS = {"name", "url", "labels"}
+_FILE_SD_KEYS = {"files", "refresh_interval"}
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
+
+
+def check_labels(raw: object) -> tuple[tuple[str, str], ...]:
+    """Validate extra target labels: a mapping of label name to string value."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"must be a mapping of label names to values, got {raw!r}")
+    labels = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _LABEL_NAME_RE.fullmatch(name):
+            raise ValueError(f"not a valid label name: {name!r}")
+        if name in RESERVED_LABELS or name.startswith("__"):
+            raise ValueError(f"label {name!r} is reserved")
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError(f"label {name!r} needs a string value, got {value!r}")
+        labels.append((name, str(value)))
+    return tuple(sorted(labels))
+
+
+def _file_sd(r: _Reader, raw: object, where: str) -> tuple[FileSD, ...]:
+    if not isinstance(raw, list):
+        r.problem(where, "must be a list of {files, refresh_interval}")
+        return ()
+    result = []
+    for index, item_raw in enumerate(raw):
+        iwhere = f"{where}[{index}]"
+        item = r.mapping(item_raw, iwhere)
+        if item is None:
+            continue
+        r.check_keys(item, f"{iwhere}.", _FILE_SD_KEYS)
+        files = item.get("files")
+        if (
+            not isinstance(files, list)
+            or not files
+            or not all(isinstance(f, str) and f for f in files)
+        ):
+            r.problem(f"{iwhere}.files", "must be a non-empty list of file paths or globs")
+            continue
+        result.append(
+            FileSD(
+                files=tuple(files),
+                refresh_interval=r.get(
+                    item,
+                    "refresh_interval",
+                    f"{iwhere}.refresh_interval",
+                    _positive_duration,
+                    300.0,
+                ),
+            )
+        )
+    return tuple(result)
 
 
 def _jobs(
@@ -463,9 +828,19 @@ def _jobs(
                 f"{job_timeout:g}s is longer than the scrape_interval {job_interval:g}s",
             )
         job_timeout = min(job_timeout, job_interval)
+        file_sd = (
+            _file_sd(r, job["file_sd_configs"], f"{where}.file_sd_configs")
+            if job.get("file_sd_configs") is not None
+            else ()
+        )
         targets_raw = job.get("targets")
-        if not isinstance(targets_raw, list) or not targets_raw:
-            r.problem(f"{where}.targets", "must be a non-empty list of {name, url}")
+        if targets_raw is None and file_sd:
+            targets_raw = []
+        elif not isinstance(targets_raw, list) or not targets_raw:
+            r.problem(
+                f"{where}.targets",
+                "must be a non-empty list of {name, url} (or use file_sd_configs)",
+            )
             continue
         targets: list[Target] = []
         seen: set[str] = set()
@@ -485,7 +860,10 @@ def _jobs(
             if name in seen:
                 r.problem(f"{twhere}.name", f"duplicate target name {name!r} in job {job_name}")
             seen.add(name)
-            targets.append(Target(name=name, url=url))
+            labels: tuple[tuple[str, str], ...] = r.get(
+                target, "labels", f"{twhere}.labels", check_labels, ()
+            )
+            targets.append(Target(name=name, url=url, labels=labels))
         jobs.append(
             Job(
                 name=job_name,
@@ -495,12 +873,53 @@ def _jobs(
                 body_size_limit=r.get(
                     job, "body_size_limit", f"{where}.body_size_limit", parse_size, body_limit
                 ),
+                scheme=r.get(job, "scheme", f"{where}.scheme", _one_of("http", "https"), "http"),
+                metrics_path=r.get(
+                    job, "metrics_path", f"{where}.metrics_path", _url_path, "/metrics"
+                ),
+                file_sd=file_sd,
             )
         )
     return tuple(jobs)
 
 
-_MANAGEMENT_KEYS = {"name", "logfile", "loglevel", "brokers", "tls"}
+_MANAGEMENT_KEYS = {"enabled", "subject_prefix", "brokers", "tls", "http_remote"}
+_OBSOLETE_MANAGEMENT_KEYS = {
+    "name": "a Choria backplane setting",
+    "logfile": "a Choria backplane setting; management logs go to the main log",
+    "loglevel": "a Choria backplane setting",
+    "collective": "a Choria backplane setting",
+    "auth": "a Choria backplane setting; use NATS permissions on subject_prefix",
+}
+_SUBJECT_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+def _management(
+    r: _Reader, raw: object, identity: str, inherited: TLSConfig | None
+) -> ManagementConfig:
+    data = r.mapping(raw, "management")
+    if data is None:
+        return ManagementConfig()
+    r.check_keys(data, "management.", _MANAGEMENT_KEYS, _OBSOLETE_MANAGEMENT_KEYS)
+    prefix = r.get(
+        data,
+        "subject_prefix",
+        "management.subject_prefix",
+        _as_str,
+        ManagementConfig.subject_prefix,
+    )
+    if not _SUBJECT_PREFIX_RE.fullmatch(prefix):
+        r.problem("management.subject_prefix", f"must be dot-separated tokens: {prefix!r}")
+    brokers: tuple[str, ...] = r.get(data, "brokers", "management.brokers", _nats_urls, ())
+    return ManagementConfig(
+        enabled=r.get(data, "enabled", "management.enabled", _as_bool, True),
+        subject_prefix=prefix,
+        brokers=brokers,
+        tls=_tls(r, data["tls"], "management.tls", identity) if "tls" in data else inherited,
+        http_remote=r.get(data, "http_remote", "management.http_remote", _as_bool, False),
+    )
+
+
 _TOP_KEYS = {
     "identity",
     "verbose",
@@ -512,6 +931,8 @@ _TOP_KEYS = {
     "monitor_port",
     "monitor_address",
     "body_size_limit",
+    "max_line_length",
+    "max_label_count",
     "shutdown_grace",
     "jobs",
     "poller_stream",
@@ -545,11 +966,6 @@ def parse(raw: object, path: str) -> Config:
         data, "body_size_limit", "body_size_limit", parse_size, DEFAULT_BODY_SIZE_LIMIT
     )
     tls = _tls(r, data["tls"], "tls", identity) if "tls" in data else None
-    if "management" in data:
-        management = r.mapping(data["management"], "management")
-        if management is not None:
-            r.check_keys(management, "management.", _MANAGEMENT_KEYS)
-            r.warn("management", "ignored: the Choria backplane is not part of this version")
     config = Config(
         path=path,
         identity=identity,
@@ -562,6 +978,16 @@ def parse(raw: object, path: str) -> Config:
         monitor_port=r.get(data, "monitor_port", "monitor_port", _int_in(0, 65535), 0),
         monitor_address=r.get(data, "monitor_address", "monitor_address", _as_str, "0.0.0.0"),  # noqa: S104
         body_size_limit=body_limit,
+        max_line_length=r.get(
+            data, "max_line_length", "max_line_length", parse_size, DEFAULT_MAX_LINE_LENGTH
+        ),
+        max_label_count=r.get(
+            data,
+            "max_label_count",
+            "max_label_count",
+            _int_in(1, 100_000),
+            DEFAULT_MAX_LABEL_COUNT,
+        ),
         shutdown_grace=r.get(data, "shutdown_grace", "shutdown_grace", _positive_duration, 10.0),
         jobs=_jobs(r, data.get("jobs"), interval, timeout, body_limit),
         poller_stream=(
@@ -578,6 +1004,7 @@ def parse(raw: object, path: str) -> Config:
             _push_gateway(r, data["push_gateway"]) if data.get("push_gateway") is not None else None
         ),
         tls=tls,
+        management=_management(r, data.get("management"), identity, tls),
         warnings=tuple(r.warnings),
     )
     if any(job.name == SELF_JOB for job in config.jobs) and config.monitor_port:
@@ -613,7 +1040,7 @@ def describe(config: Config) -> dict[str, Any]:
         if s is None:
             return None
         return {
-            "urls": list(s.urls),
+            "urls": [redact_url(url) for url in s.urls],
             "topic": s.topic,
             "subjects": s.subjects,
             "stream": s.stream,
@@ -626,6 +1053,7 @@ def describe(config: Config) -> dict[str, Any]:
             "fetch_batch": s.fetch_batch,
             "ack_wait_seconds": s.ack_wait,
             "tls": None if s.tls is None else {"scheme": s.tls.scheme, "identity": s.tls.identity},
+            "auth": "none" if s.auth is None else s.auth.describe(),
         }
 
     return {
@@ -650,10 +1078,17 @@ def describe(config: Config) -> dict[str, Any]:
         "push_gateway": None
         if config.push_gateway is None
         else {
-            "url": config.push_gateway.url,
+            "url": redact_url(config.push_gateway.url),
             "publisher_label": config.push_gateway.publisher_label,
             "timeout_seconds": config.push_gateway.timeout,
             "concurrency": config.push_gateway.concurrency,
+            "ca": config.push_gateway.ca,
+            "insecure_skip_verify": config.push_gateway.insecure_skip_verify,
+            "auth": config.push_gateway.describe_auth(),
+        },
+        "limits": {
+            "max_line_length_bytes": config.max_line_length,
+            "max_label_count": config.max_label_count,
         },
         "fit_for": [role for role in ROLES if not config.problems_for(role)],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
@@ -140,3 +141,40 @@ def with_health(body: bytes, duration: float, samples: int) -> bytes:
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return body + health_series(True, duration, samples)
+
+
+class BodyLimits:
+    """Line length and label count bounds, checked by regex passes rather than a parse."""
+
+    def __init__(self, max_line_length: int, max_label_count: int) -> None:
+        self.max_line_length = max_line_length
+        self.max_label_count = max_label_count
+        self._long_line = re.compile(rb"^[^\n]{%d}" % (max_line_length + 1), re.MULTILINE)
+        # Only lines holding more `=` than labels allowed can break the label limit;
+        # just those few are parsed (values may hold `=` too).
+        self._many_equals = re.compile(
+            rb"^[^\n=]*(?:=[^\n=]*){%d}=[^\n]*" % max_label_count, re.MULTILINE
+        )
+
+    def violation(self, body: bytes) -> tuple[str, str] | None:
+        """(reason, detail) for the first limit the body breaks, or None."""
+        if len(body) > self.max_line_length and self._long_line.search(body):
+            return "line_too_long", f"a line is longer than {self.max_line_length} bytes"
+        if body.count(b"=") > self.max_label_count:
+            for match in self._many_equals.finditer(body):
+                line = match.group()
+                if line.lstrip().startswith(b"#"):
+                    continue
+                spans = _label_names(line)
+                if spans and len(spans) > self.max_label_count:
+                    return (
+                        "too_many_labels",
+                        f"a series has {len(spans)} labels, limit {self.max_label_count}",
+                    )
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def body_limits(max_line_length: int, max_label_count: int) -> BodyLimits:
+    """The compiled checks for these limits (cached: a config reload may change them)."""
+    return BodyLimits(max_line_length, max_label_count)

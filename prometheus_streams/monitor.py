@@ -1,23 +1,36 @@
-"""Own observability over HTTP: /metrics, /-/healthy, /-/ready, / and /api/v1/status."""
+"""Own observability over HTTP: /metrics, /-/healthy, /-/ready, the status page and controls."""
 
 from __future__ import annotations
 
-import html
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from importlib import resources
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from prometheus_streams import __version__
+from prometheus_streams.management import act
 
 log = logging.getLogger(__name__)
 
-StatusFn = Callable[[], dict[str, Any]]
-ReadyFn = Callable[[], tuple[bool, str]]
+
+class Observed(Protocol):
+    """What the monitor shows and controls."""
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self, why: str = ...) -> bool: ...
+
+    def resume(self, why: str = ...) -> bool: ...
 
 
 def build_info(registry: CollectorRegistry, role: str, identity: str) -> None:
@@ -31,24 +44,33 @@ def build_info(registry: CollectorRegistry, role: str, identity: str) -> None:
     gauge.labels(__version__, role, identity).set(1)
 
 
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return remote == "unix"
+
+
 class MonitorServer:
-    """Serve metrics, health and status on the monitor port."""
+    """Serve metrics, health, status and pause/resume on the monitor port."""
 
     def __init__(
         self,
         registry: CollectorRegistry,
         address: str,
         port: int,
-        ready: ReadyFn,
-        status: StatusFn,
+        role: Observed,
+        allow_remote_control: bool = False,
     ) -> None:
         self._registry = registry
         self._address = address
         self._port = port
-        self._ready = ready
-        self._status = status
+        self._role = role
+        self._allow_remote_control = allow_remote_control
         self._runner: web.AppRunner | None = None
+        self._page = resources.files("prometheus_streams").joinpath("status.html").read_text()
         self.bound_port = 0
+        self.status_requests = 0
 
     async def start(self) -> None:
         """Listen; raise OSError when the port cannot be bound."""
@@ -57,6 +79,8 @@ class MonitorServer:
         app.router.add_get("/-/healthy", self._healthy)
         app.router.add_get("/-/ready", self._ready_handler)
         app.router.add_get("/api/v1/status", self._status_json)
+        app.router.add_post("/api/v1/pause", self._control)
+        app.router.add_post("/api/v1/resume", self._control)
         app.router.add_get("/", self._status_page)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -81,25 +105,24 @@ class MonitorServer:
         return web.Response(text="OK\n")
 
     async def _ready_handler(self, _request: web.Request) -> web.Response:
-        ok, why = self._ready()
+        ok, why = self._role.ready()
         return web.Response(text=f"{why}\n", status=200 if ok else 503)
 
     async def _status_json(self, _request: web.Request) -> web.Response:
-        return web.json_response(self._status(), dumps=lambda o: json.dumps(o, default=str))
+        self.status_requests += 1
+        ok, why = self._role.ready()
+        body = {"version": __version__, "ready": ok, "ready_reason": why, **self._role.status()}
+        return web.json_response(body, dumps=lambda o: json.dumps(o, default=str))
+
+    async def _control(self, request: web.Request) -> web.Response:
+        if not self._allow_remote_control and not _is_loopback(request.remote):
+            return web.json_response(
+                {"error": "pause/resume are accepted from loopback only (management.http_remote)"},
+                status=403,
+            )
+        action = request.path.rsplit("/", 1)[1]
+        result = act(self._role, action, f"HTTP from {request.remote}")
+        return web.json_response(result, dumps=lambda o: json.dumps(o, default=str))
 
     async def _status_page(self, _request: web.Request) -> web.Response:
-        status = self._status()
-        rows = []
-        for section, value in status.items():
-            pretty = json.dumps(value, indent=2, default=str)
-            rows.append(f"<h2>{html.escape(section)}</h2><pre>{html.escape(pretty)}</pre>")
-        page = (
-            "<!doctype html><html><head><meta charset='utf-8'>"
-            "<meta http-equiv='refresh' content='10'>"
-            f"<title>prometheus-streams {__version__}</title></head><body>"
-            f"<h1>prometheus-streams {html.escape(__version__)}</h1>"
-            + "".join(rows)
-            + "<p><a href='/metrics'>metrics</a> · <a href='/api/v1/status'>json</a></p>"
-            "</body></html>"
-        )
-        return web.Response(text=page, content_type="text/html")
+        return web.Response(text=self._page, content_type="text/html")

@@ -78,8 +78,8 @@ class Supervisor:
             raise TaskFailedError(str(self.failure) or type(self.failure).__name__)
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop gracefully; a second one forces exit; SIGHUP is acknowledged."""
+def install_signal_handlers(stop: asyncio.Event, on_reload: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT stop gracefully; a second one forces exit; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
 
     def on_stop(signum: int) -> None:
@@ -92,7 +92,12 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         stop.set()
 
     def on_hup() -> None:
-        log.warning("SIGHUP received: configuration reload is not supported yet; restart instead")
+        log.info("SIGHUP received: reloading the configuration")
+        sd_notify("RELOADING=1")
+        try:
+            on_reload()
+        finally:
+            sd_notify("READY=1")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -14,8 +15,9 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from prometheus_streams.config import StreamConfig
+from prometheus_streams.config import NatsAuth, StreamConfig
 from prometheus_streams.errors import StreamMismatchError
+from prometheus_streams.secret import redact_url
 from prometheus_streams.security.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,17 @@ class Connection:
     async def connect(self) -> None:
         """Connect, retrying for ever; the client library handles later reconnects."""
         tls = client_context(self.config.tls, self._where) if self.config.tls else None
-        log.info("connecting to NATS %s", ", ".join(self.config.urls))
+        auth = self.config.auth
+        log.info(
+            "connecting to NATS %s (auth: %s)",
+            ", ".join(redact_url(url) for url in self.config.urls),
+            auth.describe() if auth else "none",
+        )
         self.nc = await nats.connect(
             servers=list(self.config.urls),
             name=self._name,
             tls=tls,
+            **nats_auth_options(auth),
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             connect_timeout=5,
@@ -83,9 +91,8 @@ class Connection:
             closed_cb=self._closed,
         )
         self._set_connected(True)
-        log.info(
-            "connected to NATS %s", self.nc.connected_url.netloc if self.nc.connected_url else ""
-        )
+        url = self.nc.connected_url
+        log.info("connected to NATS %s", redact_url(url.geturl()) if url else "")
 
     async def close(self) -> None:
         """Flush what we sent (acks, publishes) to the server, then close."""
@@ -111,7 +118,17 @@ class Connection:
 
     async def _error(self, exc: Exception) -> None:
         self._errors.inc()
-        log.warning("NATS: %s", exc or type(exc).__name__)
+        text = str(exc) or type(exc).__name__
+        if "authorization violation" in text.lower() or "authentication" in text.lower():
+            auth = self.config.auth
+            log.error(
+                "NATS refused the credentials of %s (auth: %s): %s",
+                self._where,
+                auth.describe() if auth else "none configured",
+                text,
+            )
+            return
+        log.warning("NATS: %s", text)
 
     async def _disconnected(self) -> None:
         if self.connected.is_set() and not self._closing:
@@ -127,6 +144,21 @@ class Connection:
 
     async def _closed(self) -> None:
         self._set_connected(False)
+
+
+def nats_auth_options(auth: NatsAuth | None) -> dict[str, Any]:
+    """The nats.connect() keyword arguments for one auth method."""
+    if auth is None:
+        return {}
+    if auth.credentials_file:
+        return {"user_credentials": auth.credentials_file}
+    if auth.nkey_seed_file:
+        return {"nkeys_seed": auth.nkey_seed_file}
+    if auth.user is not None and auth.password is not None:
+        return {"user": auth.user, "password": auth.password.reveal()}
+    if auth.token is not None:
+        return {"token": auth.token.reveal()}
+    return {}
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.StreamInfo:

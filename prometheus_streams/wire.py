@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import zlib
 from dataclasses import dataclass
@@ -16,9 +17,16 @@ H_PUBLISHER = "Prometheus-Streams-Publisher"
 H_JOB = "Prometheus-Streams-Job"
 H_INSTANCE = "Prometheus-Streams-Instance"
 H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
+H_LABELS = "Prometheus-Streams-Labels"
+MAX_LABELS = 32
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
 H_CONTENT_TYPE = "Content-Type"
 H_CONTENT_ENCODING = "Content-Encoding"
 H_MSG_ID = "Nats-Msg-Id"
+
+# Our own headers take a few hundred characters; names are bounded by this too.
+MAX_HEADER_CHARS = 16 * 1024
 
 _PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -79,6 +87,7 @@ class Scrape:
     instance: str
     scrape_time_ms: int
     body: bytes  # uncompressed exposition text
+    labels: tuple[tuple[str, str], ...] = ()  # extra grouping labels, sorted
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -104,7 +113,15 @@ def encode(topic: str, scrape: Scrape, level: int = 1) -> tuple[str, bytes, dict
         H_CONTENT_TYPE: CONTENT_TYPE,
         H_CONTENT_ENCODING: ENCODING,
     }
+    if scrape.labels:
+        headers[H_LABELS] = json.dumps(dict(scrape.labels), separators=(",", ":"))
     return subject, gzip.compress(scrape.body, compresslevel=level, mtime=0), headers
+
+
+def header_size(headers: dict[str, str]) -> int:
+    """Bytes the headers take on the wire (NATS/1.0 block), counted against max_payload."""
+    lines = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
 
 
 def decompress(payload: bytes, limit: int) -> bytes:
@@ -124,7 +141,12 @@ def decompress(payload: bytes, limit: int) -> bytes:
 
 
 def decode(
-    topic: str, subject: str, payload: bytes, headers: dict[str, str] | None, limit: int
+    topic: str,
+    subject: str,
+    payload: bytes,
+    headers: dict[str, str] | None,
+    limit: int,
+    header_limit: int = MAX_HEADER_CHARS,
 ) -> Scrape:
     """Check a message against the wire format and return its scrape."""
     prefix = topic + "."
@@ -138,6 +160,11 @@ def decode(
     except ValueError as exc:
         raise WireError("bad_subject", str(exc)) from None
     headers = headers or {}
+    header_bytes = sum(len(k) + len(v) for k, v in headers.items())
+    if header_bytes > header_limit:
+        raise WireError(
+            "header_too_large", f"headers hold {header_bytes} characters, limit {header_limit}"
+        )
     version = headers.get(H_VERSION)
     if version != WIRE_VERSION:
         raise WireError("bad_version", f"unsupported wire format version {version!r}")
@@ -149,13 +176,14 @@ def decode(
             )
     try:
         raw_time = headers.get(H_SCRAPE_TIME, "")
-        if not raw_time.isdigit() or not raw_time.isascii():
+        if not raw_time.isdigit() or not raw_time.isascii() or len(raw_time) > 16:
             raise ValueError(raw_time)
         scrape_time_ms = int(raw_time)
     except ValueError:
         raise WireError(
             "bad_header", f"bad {H_SCRAPE_TIME}: {headers.get(H_SCRAPE_TIME)!r}"
         ) from None
+    labels = _decode_labels(headers.get(H_LABELS))
     encoding = headers.get(H_CONTENT_ENCODING, "identity")
     if encoding == ENCODING:
         body = decompress(payload, limit)
@@ -165,4 +193,21 @@ def decode(
         body = payload
     else:
         raise WireError("bad_header", f"unsupported {H_CONTENT_ENCODING}: {encoding!r}")
-    return Scrape(publisher, job, instance, scrape_time_ms, body)
+    return Scrape(publisher, job, instance, scrape_time_ms, body, labels)
+
+
+def _decode_labels(raw: str | None) -> tuple[tuple[str, str], ...]:
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise WireError("bad_header", f"{H_LABELS} is not JSON") from None
+    if not isinstance(data, dict) or len(data) > MAX_LABELS:
+        raise WireError("bad_header", f"{H_LABELS} must be an object of at most {MAX_LABELS}")
+    for name, value in data.items():
+        if not _LABEL_NAME.fullmatch(name) or name in _RESERVED_LABELS or name.startswith("__"):
+            raise WireError("bad_header", f"{H_LABELS}: label name {name!r} not allowed")
+        if not isinstance(value, str):
+            raise WireError("bad_header", f"{H_LABELS}: label {name!r} needs a string value")
+    return tuple(sorted(data.items()))

@@ -8,6 +8,11 @@ need_apt=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ "${1:-}" = "--test" ]; then
+  # status page tests drive a real headless browser; alert rules are checked by promtool
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to install Debian packages: ${need_apt[*]}" >&2

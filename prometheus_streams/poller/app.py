@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nats.errors import Error as NATSError
@@ -20,6 +20,8 @@ from prometheus_streams.exposition import (
     health_series,
     with_health,
 )
+from prometheus_streams.management import Management
+from prometheus_streams.poller.discovery import FileDiscovery
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
@@ -116,6 +118,17 @@ class PollerMetrics:
         self.buffered = Gauge(
             p + "buffered_scrapes", "Scrapes waiting to be published", registry=registry
         )
+        self.paused = Gauge(
+            p + "paused",
+            "1 while paused by an operator (only the own job is scraped)",
+            registry=registry,
+        )
+        self.discovery_errors = Counter(
+            p + "discovery_errors_total",
+            "File-SD files that could not be read or parsed (their old targets are kept)",
+            ["poller_job"],
+            registry=registry,
+        )
 
 
 class Poller:
@@ -136,11 +149,19 @@ class Poller:
         )
         self.scraper = Scraper()
         self.stream_ready = False
+        self.paused = False
+        self.monitor_port = monitor_port
         self.targets: dict[tuple[str, str], TargetState] = {}
+        # Running scrape loops by (job, target name), with what they were started for.
+        self._loops: dict[tuple[str, str], tuple[Job, Target, asyncio.Task[None]]] = {}
+        self._discovered: dict[str, tuple[Target, ...]] = {}
+        self._watchers: list[asyncio.Task[None]] = []
+        self.recent_errors: list[tuple[float, str]] = []
         # Newest unpublished scrape per subject: memory stays bounded by the target count.
         self._pending: dict[str, wire.Scrape] = {}
         self._wake = asyncio.Event()
         self._supervisor = Supervisor("poller")
+        self.management = Management(config.management, "poller", config.identity)
 
     # -- status -------------------------------------------------------------
 
@@ -160,8 +181,89 @@ class Poller:
             "nats_connected": self.conn.connected.is_set(),
             "stream": self.stream.stream,
             "buffered_scrapes": len(self._pending),
+            "paused": self.paused,
             "targets": [vars(t) for t in self.targets.values()],
+            "recent_errors": [{"time": t, "error": e} for t, e in reversed(self.recent_errors)],
         }
+
+    def _note_error(self, text: str) -> None:
+        self.recent_errors.append((time.time(), text))
+        del self.recent_errors[:-20]
+
+    # -- operator actions -----------------------------------------------------
+
+    def pause(self, why: str = "operator") -> bool:
+        """Stop scraping targets (the own job goes on). Returns whether the state changed."""
+        if self.paused:
+            return False
+        self.paused = True
+        self.metrics.paused.set(1)
+        log.warning("poller paused (%s): targets are not scraped", why)
+        return True
+
+    def resume(self, why: str = "operator") -> bool:
+        """Scrape targets again. Returns whether the state changed."""
+        if not self.paused:
+            return False
+        self.paused = False
+        self.metrics.paused.set(0)
+        log.warning("poller resumed (%s)", why)
+        return True
+
+    def reload(self, config: Config) -> None:
+        """Apply a new config: targets start and stop, the NATS connection stays."""
+        if config.poller_stream != self.stream:
+            log.warning("poller_stream changed: that takes effect only after a restart")
+        self.config = config
+        self.jobs = scrape_jobs(config, self.monitor_port)
+        self._discovered = {k: v for k, v in self._discovered.items() if self._job(k)}
+        self._start_watchers()
+        self._apply_targets()
+
+    def _job(self, name: str) -> Job | None:
+        return next((job for job in self.jobs if job.name == name), None)
+
+    def _start_watchers(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        self._watchers = []
+        for job in self.jobs:
+            if job.file_sd:
+                watcher = FileDiscovery(job, self._on_discovered, self._on_discovery_error)
+                self._watchers.append(self._supervisor.spawn(watcher.run(), f"file-sd:{job.name}"))
+
+    def _on_discovered(self, job_name: str, targets: tuple[Target, ...]) -> None:
+        log.info("job %s: file discovery found %d targets", job_name, len(targets))
+        self._discovered[job_name] = targets
+        self._apply_targets()
+
+    def _on_discovery_error(self, message: str) -> None:
+        job_name = message.split(":", 1)[0].removeprefix("job ")
+        self.metrics.discovery_errors.labels(job_name).inc()
+        self._note_error(message)
+        log.error("file discovery: %s; keeping its previous targets", message)
+
+    def _apply_targets(self) -> None:
+        """Start loops for new or changed targets, stop those gone; leave the rest alone."""
+        wanted: dict[tuple[str, str], tuple[Job, Target]] = {}
+        for job in self.jobs:
+            targets = job.targets + self._discovered.get(job.name, ())
+            self.metrics.targets.labels(job.name).set(len(targets))
+            for target in targets:
+                wanted.setdefault((job.name, target.name), (job, target))
+        for key, (job, target, task) in list(self._loops.items()):
+            if wanted.get(key) != (job, target):
+                task.cancel()
+                del self._loops[key]
+                if key not in wanted:
+                    self.targets.pop(key, None)
+                    log.info("stopped scraping %s/%s", *key)
+        for key, (job, target) in wanted.items():
+            if key in self._loops:
+                continue
+            self.targets[key] = TargetState(job.name, target.name, target.url)
+            task = self._supervisor.spawn(self._target_loop(job, target), "scrape")
+            self._loops[key] = (job, target, task)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -171,29 +273,23 @@ class Poller:
         self._supervisor.spawn(self._connect(), "nats-connect")
         for _ in range(PUBLISH_WORKERS):
             self._supervisor.spawn(self._publish_loop(), "publisher")
-        scrape_tasks = []
-        for job in self.jobs:
-            self.metrics.targets.labels(job.name).set(len(job.targets))
-            for target in job.targets:
-                self.targets[(job.name, target.name)] = TargetState(
-                    job.name, target.name, target.url
-                )
-                scrape_tasks.append(
-                    self._supervisor.spawn(self._target_loop(job, target), "scrape")
-                )
+        self._apply_targets()
+        self._start_watchers()
         log.info(
             "poller %s scraping %d targets in %d jobs",
             self.config.identity,
-            len(scrape_tasks),
+            len(self._loops),
             len(self.jobs),
         )
         await self._supervisor.wait(stop)
-        for task in scrape_tasks:
+        loops = [task for _, _, task in self._loops.values()] + self._watchers
+        for task in loops:
             task.cancel()
-        await asyncio.gather(*scrape_tasks, return_exceptions=True)
+        await asyncio.gather(*loops, return_exceptions=True)
         await self._flush(self.config.shutdown_grace)
         await self._supervisor.cancel_all()
         await self.scraper.close()
+        await self.management.stop()
         await self.conn.close()
         self._supervisor.raise_if_failed()
 
@@ -208,6 +304,7 @@ class Poller:
                 await asyncio.sleep(2)
         self.stream_ready = True
         self._wake.set()
+        await self._start_management()
 
     async def _flush(self, grace: float) -> None:
         if not self._pending:
@@ -237,9 +334,12 @@ class Poller:
             next_at += interval
         while True:
             await asyncio.sleep(max(0.0, next_at - time.time()))
-            result = await self.scraper.scrape(target.url, job.scrape_timeout, job.body_size_limit)
-            self._record(job, target, result)
-            self._submit(job, target, result)
+            if not self.paused or job.name == SELF_JOB:
+                result = await self.scraper.scrape(
+                    target.url, job.scrape_timeout, job.body_size_limit
+                )
+                self._record(job, target, result)
+                self._submit(job, target, result)
             next_at += interval
             now = time.time()
             if next_at < now:
@@ -269,6 +369,7 @@ class Poller:
                     result.detail,
                 )
             state.last_error = result.detail
+            self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
     def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
         if result.ok:
@@ -284,6 +385,7 @@ class Poller:
             instance=target.name,
             scrape_time_ms=int(result.started * 1000),
             body=body,
+            labels=target.labels,
         )
         subject = wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
         if subject in self._pending:
@@ -342,24 +444,29 @@ class Poller:
 
     async def _publish(self, scrape: wire.Scrape) -> None:
         subject, payload, headers = wire.encode(self.stream.topic, scrape)
-        limit = self.conn.max_payload - 4096  # leave room for the headers
-        if len(payload) > limit:
+        # The server counts headers and body against max_payload, and closes the
+        # connection of a client that sends more.
+        limit = self.conn.max_payload
+        if len(payload) + wire.header_size(headers) > limit:
             self.metrics.dropped.labels("too_large").inc()
             log.warning(
-                "scrape of %s/%s is %d bytes compressed, above the server's max_payload; "
+                "scrape of %s/%s is %d bytes compressed, above the server's max_payload %d; "
                 "publishing up 0 instead",
                 scrape.job,
                 scrape.instance,
                 len(payload),
+                limit,
             )
-            down = wire.Scrape(
-                scrape.publisher,
-                scrape.job,
-                scrape.instance,
-                scrape.scrape_time_ms,
-                health_series(False, 0.0, 0),
-            )
+            down = replace(scrape, body=health_series(False, 0.0, 0))
             subject, payload, headers = wire.encode(self.stream.topic, down)
+            if len(payload) + wire.header_size(headers) > limit:
+                log.error(
+                    "even up 0 for %s/%s does not fit the server's max_payload %d",
+                    scrape.job,
+                    scrape.instance,
+                    limit,
+                )
+                return
         t0 = time.perf_counter()
         await self.conn.js.publish(
             subject, payload, timeout=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
@@ -367,3 +474,11 @@ class Poller:
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(len(payload))
+
+    async def _start_management(self) -> None:
+        if not self.config.management.enabled or self.conn.nc is None:
+            return
+        try:
+            await self.management.start(self.conn.nc, self)
+        except (NATSError, TimeoutError, ValueError) as exc:
+            log.error("management over NATS unavailable: %s", exc)

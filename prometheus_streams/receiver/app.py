@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from nats.aio.msg import Msg
 from nats.errors import Error as NATSError
 from nats.errors import TimeoutError as NATSTimeoutError
@@ -18,8 +20,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
-from prometheus_streams.exposition import rename_labels, strip_timestamps
-from prometheus_streams.receiver.pushgateway import PushGateway, PushResult, group_path
+from prometheus_streams.exposition import body_limits, rename_labels, strip_timestamps
+from prometheus_streams.management import Management
+from prometheus_streams.receiver.breaker import HALF_OPEN, Breaker
+from prometheus_streams.receiver.pushgateway import (
+    PushGateway,
+    PushResult,
+    group_path,
+    path_of_labels,
+)
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
 
@@ -78,6 +87,25 @@ class ReceiverMetrics:
             ["publisher"],
             registry=registry,
         )
+        self.lag = Gauge(
+            p + "publisher_lag_seconds",
+            "Age of the newest scrape pushed per publisher, when it was pushed",
+            ["publisher"],
+            registry=registry,
+        )
+        self.paused = Gauge(
+            p + "paused", "1 while paused by an operator (nothing is fetched)", registry=registry
+        )
+        self.stale_deleted = Counter(
+            p + "stale_groups_deleted_total",
+            "Pushgateway groups deleted because nothing was pushed to them for stale_after",
+            registry=registry,
+        )
+        self.stale_errors = Counter(
+            p + "stale_sweep_errors_total",
+            "Stale-group sweeps that could not list or delete groups",
+            registry=registry,
+        )
         self.messages_by_publisher = Counter(
             p + "publisher_messages_total",
             "Valid messages received per publisher",
@@ -130,6 +158,42 @@ class Receiver:
         )
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._supervisor = Supervisor("receiver")
+        self.management = Management(config.management, "receiver", config.identity)
+        self.breaker = Breaker(
+            self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
+        )
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._pending_count = -1
+        self.recent_errors: list[tuple[float, str]] = []
+
+    @property
+    def paused(self) -> bool:
+        """True while an operator has paused fetching."""
+        return not self._resumed.is_set()
+
+    def pause(self, why: str = "operator") -> bool:
+        """Stop fetching; messages wait in the stream. Returns whether the state changed."""
+        if self.paused:
+            return False
+        self._resumed.clear()
+        self.metrics.paused.set(1)
+        log.warning("receiver paused (%s): messages now wait in the stream", why)
+        return True
+
+    def resume(self, why: str = "operator") -> bool:
+        """Fetch again. Returns whether the state changed."""
+        if not self.paused:
+            return False
+        self._resumed.set()
+        self.metrics.paused.set(0)
+        log.warning("receiver resumed (%s)", why)
+        return True
+
+    def _note_error(self, text: str) -> None:
+        self.last_error = text
+        self.recent_errors.append((time.time(), text))
+        del self.recent_errors[:-20]
 
     def ready(self) -> tuple[bool, str]:
         """Ready once connected to NATS with the consumer bound."""
@@ -148,14 +212,23 @@ class Receiver:
             "stream": self.stream.stream,
             "durable": self.stream.durable,
             "pushgateway": self.push_config.url,
-            "publishers": dict(self._publishers_seen),
+            "paused": self.paused,
+            "breaker": self.breaker.state,
+            "consumer_pending": self._pending_count,
+            "publishers": [
+                {"publisher": p, "last_seen": seen, "age_seconds": round(time.time() - seen, 3)}
+                for p, seen in sorted(self._publishers_seen.items())
+            ],
             "last_error": self.last_error,
+            "recent_errors": [{"time": t, "error": e} for t, e in reversed(self.recent_errors)],
         }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; in-flight pushes finish and are acked first."""
         await self.gateway.start()
         consumer = self._supervisor.spawn(self._consume(stop), "consume")
+        if self.push_config.stale_after:
+            self._supervisor.spawn(self._stale_loop(stop), "stale-groups")
         await self._supervisor.wait(stop)
         try:
             # The consume loop notices `stop` between batches and returns by itself;
@@ -168,6 +241,7 @@ class Receiver:
             pass
         await self._supervisor.cancel_all()
         await self.gateway.close()
+        await self.management.stop()
         await self.conn.close()
         self._supervisor.raise_if_failed()
 
@@ -192,6 +266,7 @@ class Receiver:
                 log.warning("cannot bind consumer %s yet: %s", self.stream.durable, exc)
                 await asyncio.sleep(2)
         self.stream_ready = True
+        await self._start_management()
         log.info(
             "receiver %s consuming %s from stream %s as %s, pushing to %s",
             self.config.identity,
@@ -204,27 +279,35 @@ class Receiver:
 
     async def _consume(self, stop: asyncio.Event) -> None:
         sub = await self._subscribe()
-        pause = 0.0
         while not stop.is_set():
-            if pause:
-                # Every push of the last batch failed: let the Pushgateway breathe.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=pause)
-                if stop.is_set():
-                    break
+            if self.paused:
+                await _first(stop.wait(), self._resumed.wait())
+                continue
+            delay = self.breaker.wait_time()
+            if delay > 0:
+                # The breaker is open: fetch nothing, so messages wait in the stream.
+                await _first(stop.wait(), asyncio.sleep(delay))
+                continue
+            batch = 1 if self.breaker.state == HALF_OPEN else self.stream.fetch_batch
             try:
-                msgs = await sub.fetch(self.stream.fetch_batch, timeout=FETCH_TIMEOUT)
+                msgs = await sub.fetch(batch, timeout=FETCH_TIMEOUT)
             except (NATSTimeoutError, TimeoutError):
                 continue
             except NATSError as exc:
                 log.debug("fetch failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            failed, total = await self._handle_batch(msgs)
-            pause = min(MAX_NAK_DELAY, max(1.0, pause * 2)) if total and failed == total else 0.0
+            if self.paused:
+                # Paused while this fetch was waiting: hand the messages straight back.
+                for msg in msgs:
+                    await msg.nak()
+                continue
+            for outcome in await self._handle_batch(msgs):
+                if outcome is not None:
+                    self.breaker.record(outcome)
 
-    async def _handle_batch(self, msgs: list[Msg]) -> tuple[int, int]:
-        """Process one fetched batch; return (transient failures, pushes tried)."""
+    async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
+        """Process one fetched batch; per group: True answered, False failed, None not tried."""
         newest: dict[tuple[str, str, str], _Work] = {}
         for msg in msgs:
             self.metrics.received.inc()
@@ -250,12 +333,12 @@ class Receiver:
                     await self._drop(previous, "superseded")
             else:
                 await self._drop(work, "superseded")
-        results = await asyncio.gather(*(self._process(work) for work in newest.values()))
-        return sum(1 for r in results if r is False), sum(1 for r in results if r is not None)
+        return list(await asyncio.gather(*(self._process(work) for work in newest.values())))
 
     def _note_pending(self, msg: Msg) -> None:
         with contextlib.suppress(NATSError, ValueError):
-            self.metrics.pending.set(msg.metadata.num_pending)
+            self._pending_count = msg.metadata.num_pending
+            self.metrics.pending.set(self._pending_count)
 
     async def _process(self, work: _Work) -> bool | None:
         """Push one group; True pushed, False transient failure, None nothing tried."""
@@ -278,6 +361,11 @@ class Receiver:
         if await self._newer_in_stream(work):
             await self._drop(work, "superseded")
             return None
+        limits = body_limits(self.config.max_line_length, self.config.max_label_count)
+        violation = limits.violation(scrape.body)
+        if violation is not None:
+            await self._term(work.msg, *violation)
+            return None
         body, stripped = strip_timestamps(scrape.body)
         if stripped:
             self.metrics.timestamps_stripped.inc(stripped)
@@ -285,7 +373,7 @@ class Receiver:
         if renamed:
             self.metrics.labels_renamed.inc(renamed)
         publisher = scrape.publisher if self.push_config.publisher_label else None
-        path = group_path(scrape.job, scrape.instance, publisher)
+        path = group_path(scrape.job, scrape.instance, publisher, scrape.labels)
         async with self._limit:
             t0 = time.perf_counter()
             result = await self.gateway.put(path, body)
@@ -312,6 +400,7 @@ class Receiver:
             self._last_pushed[scrape.group] = scrape.scrape_time_ms
             seen = scrape.scrape_time_ms / 1000
             self.metrics.last_seen.labels(scrape.publisher).set(seen)
+            self.metrics.lag.labels(scrape.publisher).set(max(0.0, time.time() - seen))
             self._publishers_seen[scrape.publisher] = seen
             return True
         if result.permanent:
@@ -325,7 +414,7 @@ class Receiver:
         self.metrics.pushes.labels("failed").inc()
         delay = _nak_delay(work.msg)
         self.metrics.naks.labels("pushgateway_unavailable").inc()
-        self.last_error = f"push to {path} failed: HTTP {result.status or '-'} {result.detail}"
+        self._note_error(f"push to {path} failed: HTTP {result.status or '-'} {result.detail}")
         log.warning("%s; retrying in %.1fs", self.last_error, delay)
         await work.msg.nak(delay=delay)
         return False
@@ -336,6 +425,96 @@ class Receiver:
 
     async def _term(self, msg: Msg, reason: str, detail: str) -> None:
         self.metrics.dropped.labels(reason).inc()
-        self.last_error = f"{msg.subject}: {detail}"
+        self._note_error(f"{msg.subject}: {detail}")
         log.error("discarding message on %s (%s): %s", msg.subject, reason, detail)
         await msg.term()
+
+    async def _start_management(self) -> None:
+        if not self.config.management.enabled or self.conn.nc is None:
+            return
+        try:
+            await self.management.start(self.conn.nc, self)
+        except (NATSError, TimeoutError, ValueError) as exc:
+            log.error("management over NATS unavailable: %s", exc)
+
+    def reload(self, config: Config) -> None:
+        """Apply a new config: limits, max_age and Pushgateway settings; NATS stays."""
+        if config.receiver_stream != self.stream:
+            log.warning("receiver_stream changed: that takes effect only after a restart")
+        assert config.push_gateway is not None
+        if config.push_gateway != self.push_config:
+            self.push_config = config.push_gateway
+            new = PushGateway(self.push_config)
+            self._supervisor.spawn(self._swap_gateway(new), "swap-pushgateway")
+            self.breaker.failures = self.push_config.breaker_failures
+            self.breaker.cooldown = self.push_config.breaker_cooldown
+        self.config = config
+
+    async def _swap_gateway(self, new: PushGateway) -> None:
+        await new.start()
+        old, self.gateway = self.gateway, new
+        await asyncio.sleep(old.config.timeout)  # pushes in flight on the old pool end
+        await old.close()
+
+    # -- stale groups -------------------------------------------------------
+
+    def _manages(self, labels: dict[str, str]) -> bool:
+        """Groups with our grouping key: job and instance, and publisher when we label it."""
+        if "job" not in labels or "instance" not in labels:
+            return False
+        return "publisher" in labels if self.push_config.publisher_label else True
+
+    async def _stale_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _first(stop.wait(), asyncio.sleep(self.push_config.stale_check_interval))
+            if stop.is_set():
+                return
+            # Only when caught up: after an outage every group looks stale until the
+            # backlog is pushed, and deleting them then would blank the dashboards.
+            if self.paused or self.breaker.state != "closed" or self._pending_count != 0:
+                continue
+            await self.sweep_stale_groups()
+
+    async def sweep_stale_groups(self) -> int:
+        """Delete managed groups whose last push is older than stale_after."""
+        try:
+            groups = await self.gateway.groups()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.metrics.stale_errors.inc()
+            log.warning("cannot list Pushgateway groups for the stale check: %s", exc)
+            return 0
+        now = time.time()
+        deleted = 0
+        for group in groups:
+            labels = group.get("labels")
+            if not isinstance(labels, dict) or not self._manages(labels):
+                continue
+            try:
+                pushed = float(group["push_time_seconds"]["metrics"][0]["value"])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            age = now - pushed
+            path = path_of_labels(labels)
+            if age <= self.push_config.stale_after or path is None:
+                continue
+            result = await self.gateway.delete(path)
+            if result.ok:
+                deleted += 1
+                self.metrics.stale_deleted.inc()
+                log.info("deleted stale group %s: last push %.0fs ago", path, age)
+            else:
+                self.metrics.stale_errors.inc()
+                log.warning(
+                    "cannot delete stale group %s: HTTP %s %s", path, result.status, result.detail
+                )
+        return deleted
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of several awaitables finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

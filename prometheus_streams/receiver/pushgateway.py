@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -26,12 +29,53 @@ def _segment(name: str, value: str) -> str:
     return f"{name}/{quote(value, safe='')}"
 
 
-def group_path(job: str, instance: str, publisher: str | None) -> str:
-    """The path of a grouping key: /metrics/job/<job>/instance/<i>[/publisher/<p>]."""
+def group_path(
+    job: str,
+    instance: str,
+    publisher: str | None,
+    labels: Iterable[tuple[str, str]] = (),
+) -> str:
+    """The grouping key path: /metrics/job/<j>/instance/<i>[/<label>/<v>...][/publisher/<p>]."""
     parts = ["/metrics", _segment("job", job), _segment("instance", instance)]
+    parts.extend(_segment(name, value) for name, value in labels)
     if publisher is not None:
         parts.append(_segment("publisher", publisher))
     return "/".join(parts)
+
+
+def path_of_labels(labels: dict[str, str]) -> str | None:
+    """The path of a group as the Pushgateway lists it; None without job."""
+    if "job" not in labels:
+        return None
+    rest = [(k, v) for k, v in sorted(labels.items()) if k not in ("job", "instance", "publisher")]
+    parts = ["/metrics", _segment("job", labels["job"])]
+    if "instance" in labels:
+        parts.append(_segment("instance", labels["instance"]))
+    parts.extend(_segment(k, v) for k, v in rest)
+    if "publisher" in labels:
+        parts.append(_segment("publisher", labels["publisher"]))
+    return "/".join(parts)
+
+
+def ssl_context(config: PushGatewayConfig) -> ssl.SSLContext | bool:
+    """How to check the Pushgateway's certificate: the configured CA, or the system's."""
+    if not config.url.startswith("https:"):
+        return True  # unused for http
+    context = ssl.create_default_context(cafile=config.ca)
+    if config.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def auth_headers(config: PushGatewayConfig) -> dict[str, str]:
+    """The Authorization header for basic auth or a bearer token, if configured."""
+    if config.username is not None and config.password is not None:
+        pair = f"{config.username}:{config.password.reveal()}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    if config.bearer_token is not None:
+        return {"Authorization": f"Bearer {config.bearer_token.reveal()}"}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -62,9 +106,14 @@ class PushGateway:
     async def start(self) -> None:
         """Open the connection pool."""
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.config.concurrency),
+            connector=aiohttp.TCPConnector(
+                limit=self.config.concurrency, ssl=ssl_context(self.config)
+            ),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={"User-Agent": f"prometheus-streams/{__version__}"},
+            headers={
+                "User-Agent": f"prometheus-streams/{__version__}",
+                **auth_headers(self.config),
+            },
         )
 
     async def close(self) -> None:
@@ -75,10 +124,33 @@ class PushGateway:
 
     async def put(self, path: str, body: bytes) -> PushResult:
         """PUT a body to a group, replacing everything the group held."""
+        return await self._request("PUT", path, body, {"Content-Type": CONTENT_TYPE})
+
+    async def delete(self, path: str) -> PushResult:
+        """Delete a whole group."""
+        return await self._request("DELETE", path, None, {})
+
+    async def groups(self) -> list[dict[str, Any]]:
+        """Every group with its labels and push time, from /api/v1/metrics."""
+        assert self._session is not None, "start() first"
+        async with self._session.get(self.config.url + "/api/v1/metrics") as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message="listing groups"
+                )
+            data = await resp.json(content_type=None)
+        groups = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(groups, list):
+            raise ValueError("unexpected /api/v1/metrics answer")
+        return [g for g in groups if isinstance(g, dict)]
+
+    async def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> PushResult:
         assert self._session is not None, "start() first"
         try:
-            async with self._session.put(
-                self.config.url + path, data=body, headers={"Content-Type": CONTENT_TYPE}
+            async with self._session.request(
+                method, self.config.url + path, data=body, headers=headers
             ) as resp:
                 text = await resp.text(errors="replace")
                 return PushResult(resp.status, text.strip()[:500])

@@ -84,7 +84,8 @@ def test_original_sample_warns_about_obsolete_sections() -> None:
     config = load(SAMPLE)
     assert any("poller_stream.cluster_id" in w for w in config.warnings)
     assert any("receiver_stream.cluster_id" in w for w in config.warnings)
-    assert any(w.startswith(f"{SAMPLE}: management:") for w in config.warnings)
+    assert any(w.startswith(f"{SAMPLE}: management.brokers") is False for w in config.warnings)
+    assert any(w.startswith(f"{SAMPLE}: management.loglevel: ignored") for w in config.warnings)
 
 
 def test_original_sample_is_fit_for_both_roles() -> None:
@@ -217,7 +218,7 @@ def test_duplicate_target_names_are_an_error(tmp_path: Path) -> None:
 def test_job_without_targets_is_an_error(tmp_path: Path) -> None:
     problems = _problems(tmp_path, "jobs:\n  node:\n    targets: []\n")
     assert problems == [
-        f"{tmp_path / 'config.yaml'}: jobs.node.targets: must be a non-empty list of {{name, url}}"
+        f"{tmp_path / 'config.yaml'}: jobs.node.targets: must be a non-empty list of {{name, url}} (or use file_sd_configs)"
     ]
 
 

@@ -20,7 +20,8 @@ def test_config_sample_loads_and_fits_both_roles() -> None:
         "nats://nats2.dc1.example.net:4222",
     )
     assert cfg.poller_stream.stream_max_bytes == 1024**3
-    (node,) = cfg.jobs
+    node, discovered = cfg.jobs
+    assert discovered.file_sd[0].files == ("/etc/prometheus-streams/targets/*.json",)
     assert [t.name for t in node.targets] == ["web1", "web2.dc1.example.net:9100"]
     assert (node.scrape_interval, node.scrape_timeout) == (30.0, 5.0)
 
@@ -39,6 +40,8 @@ def test_config_sample_mentions_every_key_the_loader_knows() -> None:
         | config._JOB_KEYS
         | config._TARGET_KEYS
         | config._TLS_KEYS
+        | config._MANAGEMENT_KEYS
+        | config._FILE_SD_KEYS
     )
     missing = sorted(known - documented)
     assert not missing, f"config.sample.yaml does not show: {missing}"

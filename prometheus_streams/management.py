@@ -1,0 +1,119 @@
+"""Status, pause and resume over NATS, as a NATS micro service that `nats micro` can find."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, Protocol
+
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, Service, ServiceConfig
+
+from prometheus_streams import __version__
+from prometheus_streams.config import ManagementConfig
+from prometheus_streams.wire import escape_token
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "prometheus-streams"
+ACTIONS = ("status", "pause", "resume")
+
+
+class Controllable(Protocol):
+    """What management needs of a poller or receiver."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self, why: str = ...) -> bool: ...
+
+    def resume(self, why: str = ...) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def instance_subject(prefix: str, role: str, identity: str, action: str) -> str:
+    """The subject reaching one instance: <prefix>.<role>.<identity>.<action>."""
+    return f"{prefix}.{role}.{escape_token(identity)}.{action}"
+
+
+def all_subject(prefix: str, action: str) -> str:
+    """The subject reaching every instance at once: <prefix>.all.<action>."""
+    return f"{prefix}.all.{action}"
+
+
+def act(role: Controllable, action: str, who: str) -> dict[str, Any]:
+    """Carry out an action and describe the result (shared by NATS and HTTP)."""
+    changed = False
+    if action == "pause":
+        changed = role.pause(who)
+    elif action == "resume":
+        changed = role.resume(who)
+    return {"action": action, "changed": changed, "status": role.status()}
+
+
+class Management:
+    """Serves the management endpoints on a NATS connection."""
+
+    def __init__(self, config: ManagementConfig, role_name: str, identity: str) -> None:
+        self.config = config
+        self.role_name = role_name
+        self.identity = identity
+        self._service: Service | None = None
+
+    async def start(self, nc: NATS, role: Controllable) -> None:
+        """Register the service and its endpoints."""
+        prefix = self.config.subject_prefix
+        self._service = await add_service(
+            nc,
+            ServiceConfig(
+                name=SERVICE_NAME,
+                version=__version__,
+                description="prometheus-streams poller/receiver management",
+                metadata={"role": self.role_name, "identity": self.identity},
+            ),
+        )
+        # One queue group per instance: its own subjects reach only it, and the
+        # `all` subjects reach every instance (each in a group of its own).
+        own_group = f"{prefix}.{self.role_name}.{escape_token(self.identity)}"
+        all_group = f"{own_group}.{uuid.uuid4().hex}"
+        for action in ACTIONS:
+            handler = self._handler(role, action)
+            await self._service.add_endpoint(
+                EndpointConfig(
+                    name=action,
+                    subject=instance_subject(prefix, self.role_name, self.identity, action),
+                    queue_group=own_group,
+                    handler=handler,
+                )
+            )
+            await self._service.add_endpoint(
+                EndpointConfig(
+                    name=f"all-{action}",
+                    subject=all_subject(prefix, action),
+                    queue_group=all_group,
+                    handler=handler,
+                )
+            )
+        log.info(
+            "management on NATS: %s.<action> and %s.<action>",
+            own_group,
+            f"{prefix}.all",
+        )
+
+    def _handler(self, role: Controllable, action: str) -> Any:
+        async def handle(request: Request) -> None:
+            result = act(role, action, f"NATS request on {request.subject}")
+            result.update(role=self.role_name, identity=self.identity)
+            await request.respond(json.dumps(result, default=str).encode())
+
+        return handle
+
+    async def stop(self) -> None:
+        """Unregister the service."""
+        if self._service is not None:
+            await self._service.stop()
+            self._service = None

@@ -1,0 +1,135 @@
+"""Prometheus file-based service discovery: target groups read from JSON or YAML files."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from prometheus_streams.config import FileSD, Job, Target, check_labels
+
+log = logging.getLogger(__name__)
+
+# How often file modification times are compared; cheap (a stat per file).
+WATCH_INTERVAL = 1.0
+
+
+class DiscoveryError(ValueError):
+    """A file-SD file that cannot be used; its previous targets are kept."""
+
+
+def parse_target_groups(path: str, text: str, job: Job) -> list[Target]:
+    """Targets of one file: a list of {targets: [host:port], labels: {...}}."""
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise DiscoveryError(
+            f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
+        ) from None
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise DiscoveryError(f"{path}: must be a list of target groups")
+    targets = []
+    for index, group in enumerate(data):
+        where = f"{path}: [{index}]"
+        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
+            raise DiscoveryError(f"{where}: a target group needs a `targets` list")
+        raw_labels = dict(group.get("labels") or {})
+        scheme = str(raw_labels.pop("__scheme__", job.scheme))
+        metrics_path = str(raw_labels.pop("__metrics_path__", job.metrics_path))
+        instance_override = raw_labels.pop("instance", None)
+        raw_labels = {k: v for k, v in raw_labels.items() if not str(k).startswith("__")}
+        try:
+            labels = check_labels(raw_labels)
+        except ValueError as exc:
+            raise DiscoveryError(f"{where}.labels: {exc}") from None
+        if scheme not in ("http", "https"):
+            raise DiscoveryError(f"{where}: __scheme__ must be http or https")
+        for address in group["targets"]:
+            if not isinstance(address, str) or not address or "/" in address or " " in address:
+                raise DiscoveryError(f"{where}.targets: not a host:port: {address!r}")
+            name = str(instance_override) if instance_override else address
+            targets.append(
+                Target(name=name, url=f"{scheme}://{address}{metrics_path}", labels=labels)
+            )
+    return targets
+
+
+class FileDiscovery:
+    """Watches one job's file-SD files and reports its target list when it changes."""
+
+    def __init__(
+        self,
+        job: Job,
+        on_change: Callable[[str, tuple[Target, ...]], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        self.job = job
+        self._on_change = on_change
+        self._on_error = on_error
+        self._per_file: dict[str, list[Target]] = {}
+        self._mtimes: dict[str, float] = {}
+        self._last: tuple[Target, ...] | None = None
+
+    def _paths(self) -> list[str]:
+        paths: set[str] = set()
+        for sd in self.job.file_sd:
+            for pattern in sd.files:
+                paths.update(glob.glob(pattern))
+        return sorted(paths)
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read changed (or, forced, all) files and report the targets if they differ."""
+        paths = self._paths()
+        mtimes = {}
+        for path in paths:
+            try:
+                mtimes[path] = os.stat(path).st_mtime
+            except OSError:
+                continue
+        changed = force or mtimes != self._mtimes
+        if not changed:
+            return
+        for path in list(self._per_file):
+            if path not in mtimes:
+                del self._per_file[path]  # a removed file takes its targets with it
+        for path, mtime in mtimes.items():
+            if not force and self._mtimes.get(path) == mtime and path in self._per_file:
+                continue
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+                self._per_file[path] = parse_target_groups(path, text, self.job)
+            except (OSError, UnicodeDecodeError, DiscoveryError) as exc:
+                self._on_error(f"job {self.job.name}: {exc}")
+        self._mtimes = mtimes
+        merged: dict[str, Target] = {}
+        for path in sorted(self._per_file):
+            for target in self._per_file[path]:
+                merged.setdefault(target.name, target)
+        targets = tuple(merged[name] for name in sorted(merged))
+        if targets != self._last:
+            self._last = targets
+            self._on_change(self.job.name, targets)
+
+    async def run(self) -> None:
+        """Watch until cancelled: on file changes, and fully every refresh_interval."""
+        interval = min((sd.refresh_interval for sd in self.job.file_sd), default=300.0)
+        self.refresh(force=True)
+        next_full = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            full = time.monotonic() >= next_full
+            if full:
+                next_full = time.monotonic() + interval
+            self.refresh(force=full)
+
+
+__all__ = ["DiscoveryError", "FileDiscovery", "FileSD", "parse_target_groups"]
