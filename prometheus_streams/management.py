@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import uuid
 from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NATSError
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
 from prometheus_streams import __version__
 from prometheus_streams.config import ManagementConfig
+from prometheus_streams.transport import Connection
 from prometheus_streams.wire import escape_token
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,31 @@ class Management:
         self.role_name = role_name
         self.identity = identity
         self._service: Service | None = None
+
+    async def run(self, stream_conn: Connection, role: Controllable) -> None:
+        """Serve until cancelled, on the role's connection or on `brokers` if set."""
+        if not self.config.enabled:
+            return
+        own: Connection | None = None
+        conn = stream_conn
+        if self.config.brokers:
+            # Same auth as the role's stream; TLS from management.tls or the top level.
+            settings = dataclasses.replace(
+                stream_conn.config, urls=self.config.brokers, tls=self.config.tls
+            )
+            own = Connection(settings, "management", f"{stream_conn.name} management", None)
+            conn = own
+            await own.connect()
+        assert conn.nc is not None
+        try:
+            await self.start(conn.nc, role)
+            await asyncio.Event().wait()  # until cancelled at shutdown
+        except (NATSError, TimeoutError, ValueError) as exc:
+            log.error("management over NATS unavailable: %s", exc)
+        finally:
+            await self.stop()
+            if own is not None:
+                await own.close()
 
     async def start(self, nc: NATS, role: Controllable) -> None:
         """Register the service and its endpoints."""

@@ -31,12 +31,14 @@ class Connection:
         config: StreamConfig,
         where: str,
         name: str,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self._where = where
-        self._name = name
+        self.name = name
+        # A second connection (management on its own brokers) keeps its figures apart.
+        registry = registry if registry is not None else CollectorRegistry()
         self._on_reconnect = on_reconnect
         self.nc: NATS | None = None
         self.connected = asyncio.Event()
@@ -79,7 +81,7 @@ class Connection:
         )
         self.nc = await nats.connect(
             servers=list(self.config.urls),
-            name=self._name,
+            name=self.name,
             tls=tls,
             **nats_auth_options(auth),
             max_reconnect_attempts=-1,

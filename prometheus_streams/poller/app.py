@@ -289,7 +289,6 @@ class Poller:
         await self._flush(self.config.shutdown_grace)
         await self._supervisor.cancel_all()
         await self.scraper.close()
-        await self.management.stop()
         await self.conn.close()
         self._supervisor.raise_if_failed()
 
@@ -304,7 +303,7 @@ class Poller:
                 await asyncio.sleep(2)
         self.stream_ready = True
         self._wake.set()
-        await self._start_management()
+        self._supervisor.spawn(self.management.run(self.conn, self), "management")
 
     async def _flush(self, grace: float) -> None:
         if not self._pending:
@@ -474,11 +473,3 @@ class Poller:
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(len(payload))
-
-    async def _start_management(self) -> None:
-        if not self.config.management.enabled or self.conn.nc is None:
-            return
-        try:
-            await self.management.start(self.conn.nc, self)
-        except (NATSError, TimeoutError, ValueError) as exc:
-            log.error("management over NATS unavailable: %s", exc)

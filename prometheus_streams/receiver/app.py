@@ -241,7 +241,6 @@ class Receiver:
             pass
         await self._supervisor.cancel_all()
         await self.gateway.close()
-        await self.management.stop()
         await self.conn.close()
         self._supervisor.raise_if_failed()
 
@@ -266,7 +265,7 @@ class Receiver:
                 log.warning("cannot bind consumer %s yet: %s", self.stream.durable, exc)
                 await asyncio.sleep(2)
         self.stream_ready = True
-        await self._start_management()
+        self._supervisor.spawn(self.management.run(self.conn, self), "management")
         log.info(
             "receiver %s consuming %s from stream %s as %s, pushing to %s",
             self.config.identity,
@@ -428,14 +427,6 @@ class Receiver:
         self._note_error(f"{msg.subject}: {detail}")
         log.error("discarding message on %s (%s): %s", msg.subject, reason, detail)
         await msg.term()
-
-    async def _start_management(self) -> None:
-        if not self.config.management.enabled or self.conn.nc is None:
-            return
-        try:
-            await self.management.start(self.conn.nc, self)
-        except (NATSError, TimeoutError, ValueError) as exc:
-            log.error("management over NATS unavailable: %s", exc)
 
     def reload(self, config: Config) -> None:
         """Apply a new config: limits, max_age and Pushgateway settings; NATS stays."""

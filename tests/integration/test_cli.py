@@ -227,7 +227,7 @@ def test_receiver_keeps_running_while_nats_is_absent_and_exits_0(tmp_path: Path)
     assert "receiver stopped cleanly" in err
 
 
-def test_systemd_is_told_ready_and_stopping(tmp_path: Path, nats_server: NatsServer) -> None:
+def test_systemd_is_told_ready_reloading_and_stopping(tmp_path: Path, nats_server: NatsServer) -> None:
     notify_path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(notify_path)
@@ -244,7 +244,11 @@ def test_systemd_is_told_ready_and_stopping(tmp_path: Path, nats_server: NatsSer
         receiver = Daemon(tmp_path / "r.err", "--config", str(cfg), "receiver", env=env)
         try:
             assert sock.recv(256) == b"READY=1"
+            receiver.proc.send_signal(signal.SIGHUP)
+            assert sock.recv(256) == b"RELOADING=1"
+            assert sock.recv(256) == b"READY=1"
         finally:
             rc, err = receiver.stop()
         assert sock.recv(256) == b"STOPPING=1"
+    assert "configuration reloaded" in err
     assert rc == 0, err
