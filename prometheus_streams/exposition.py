@@ -13,7 +13,7 @@ HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
 # from the end of the line cannot mistake the inside of a label for them.
 _VALUE = rb"[-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+\.|Inf|inf|NaN|nan)"
 _TIMESTAMP_LINE = re.compile(
-    rb"^([^#\s][^\n]*?[}\w:][ \t]+" + _VALUE + rb")[ \t]+-?[0-9]+[ \t\r]*$",
+    rb"^([^#\s](?:[^\n]*?[}\w:])?[ \t]+" + _VALUE + rb")[ \t]+-?[0-9]+[ \t\r]*$",
     re.MULTILINE,
 )
 
