@@ -201,7 +201,7 @@ def _decode_labels(raw: str | None) -> tuple[tuple[str, str], ...]:
         return ()
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exhausts the parser's stack
         raise WireError("bad_header", f"{H_LABELS} is not JSON") from None
     if not isinstance(data, dict) or len(data) > MAX_LABELS:
         raise WireError("bad_header", f"{H_LABELS} must be an object of at most {MAX_LABELS}")

@@ -231,3 +231,13 @@ def test_body_limits_stay_linear_on_huge_bodies() -> None:
 def test_header_size_counts_what_nats_sends() -> None:
     assert wire.header_size({}) == len(b"NATS/1.0\r\n\r\n")
     assert wire.header_size({"A": "b"}) == len(b"NATS/1.0\r\nA: b\r\n\r\n")
+
+
+@pytest.mark.parametrize("labels", ["[" * 5000, '{"a":' * 3000, "{" + "x" * 100])
+def test_hostile_labels_header_is_a_wire_error(labels: str) -> None:
+    scrape = wire.Scrape("dc1", "node", "web-1", 1, b"x 1\n")
+    subject, payload, headers = wire.encode(TOPIC, scrape)
+    headers[wire.H_LABELS] = labels
+    with pytest.raises(wire.WireError) as info:
+        wire.decode(TOPIC, subject, payload, headers, LIMIT)
+    assert info.value.reason == "bad_header"
