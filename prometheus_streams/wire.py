@@ -100,8 +100,10 @@ def subject_for(topic: str, publisher: str, job: str, instance: str) -> str:
     return ".".join((topic, escape_token(publisher), escape_token(job), escape_token(instance)))
 
 
-def encode(topic: str, scrape: Scrape, level: int = 1) -> tuple[str, bytes, dict[str, str]]:
-    """Return subject, compressed payload and headers for a scrape."""
+def encode(
+    topic: str, scrape: Scrape, level: int = 1, payload: bytes | None = None
+) -> tuple[str, bytes, dict[str, str]]:
+    """Return subject, compressed payload and headers; `payload` if already gzipped."""
     subject = subject_for(topic, scrape.publisher, scrape.job, scrape.instance)
     headers = {
         H_MSG_ID: f"{scrape.publisher}/{scrape.job}/{scrape.instance}/{scrape.scrape_time_ms}",
@@ -115,7 +117,9 @@ def encode(topic: str, scrape: Scrape, level: int = 1) -> tuple[str, bytes, dict
     }
     if scrape.labels:
         headers[H_LABELS] = json.dumps(dict(scrape.labels), separators=(",", ":"))
-    return subject, gzip.compress(scrape.body, compresslevel=level, mtime=0), headers
+    if payload is None:
+        payload = gzip.compress(scrape.body, compresslevel=level, mtime=0)
+    return subject, payload, headers
 
 
 def header_size(headers: dict[str, str]) -> int:
@@ -124,20 +128,33 @@ def header_size(headers: dict[str, str]) -> int:
     return len(b"NATS/1.0\r\n") + lines + 2
 
 
-def decompress(payload: bytes, limit: int) -> bytes:
-    """Gunzip at most `limit` bytes; refuse bombs and corrupt data."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(payload, limit + 1)
-    except zlib.error as exc:
-        raise WireError("bad_compression", f"cannot gunzip body: {exc}") from None
-    if len(out) > limit:
-        raise WireError("too_large", f"body inflates beyond {limit} bytes")
-    if not inflater.eof:
-        raise WireError("bad_compression", "truncated gzip body")
-    if inflater.unused_data:
-        raise WireError("bad_compression", "trailing data after gzip body")
-    return out
+def decompress(payload: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS) -> bytes:
+    """Inflate at most `limit` bytes of one or more gzip members; refuse bombs and corrupt data.
+
+    Several members are allowed because the poller forwards a target's own gzip
+    body untouched and appends its health series as a second member.
+    """
+    parts: list[bytes] = []
+    size = 0
+    data = payload
+    while True:
+        inflater = zlib.decompressobj(wbits=wbits)
+        try:
+            out = inflater.decompress(data, limit - size + 1)
+        except zlib.error as exc:
+            raise WireError("bad_compression", f"cannot inflate body: {exc}") from None
+        size += len(out)
+        if size > limit:
+            raise WireError("too_large", f"body inflates beyond {limit} bytes")
+        parts.append(out)
+        if not inflater.eof:
+            raise WireError("bad_compression", "truncated compressed body")
+        data = inflater.unused_data
+        if not data or wbits != 16 + zlib.MAX_WBITS:
+            break
+    if data:
+        raise WireError("bad_compression", "trailing data after the compressed body")
+    return b"".join(parts)
 
 
 def decode(

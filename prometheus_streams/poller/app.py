@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import logging
 import time
@@ -158,7 +159,7 @@ class Poller:
         self._watchers: list[asyncio.Task[None]] = []
         self.recent_errors: list[tuple[float, str]] = []
         # Newest unpublished scrape per subject: memory stays bounded by the target count.
-        self._pending: dict[str, wire.Scrape] = {}
+        self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
         self._wake = asyncio.Event()
         self._supervisor = Supervisor("poller")
         self.management = Management(config.management, "poller", config.identity)
@@ -371,34 +372,30 @@ class Poller:
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
     def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
-        if result.ok:
-            body, replaced = drop_health_series(result.body)
-            if replaced:
-                self.metrics.replaced_lines.labels(job.name).inc(replaced)
-            body = with_health(body, result.duration, count_samples(body))
-        else:
-            body = health_series(False, result.duration, 0)
+        payload = build_payload(result)
+        if payload.replaced:
+            self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
         scrape = wire.Scrape(
             publisher=self.config.identity,
             job=job.name,
             instance=target.name,
             scrape_time_ms=int(result.started * 1000),
-            body=body,
+            body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
         )
         subject = wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
-        self._pending[subject] = scrape
+        self._pending[subject] = (scrape, payload.data)
         self.metrics.buffered.set(len(self._pending))
         self._wake.set()
 
     # -- publishing ---------------------------------------------------------
 
-    def _take(self) -> wire.Scrape | None:
+    def _take(self) -> tuple[wire.Scrape, bytes] | None:
         while self._pending:
             subject = next(iter(self._pending))
-            scrape = self._pending.pop(subject)
+            scrape, payload = self._pending.pop(subject)
             self.metrics.buffered.set(len(self._pending))
             age = time.time() - scrape.scrape_time_ms / 1000
             if self.config.max_age and age > self.config.max_age:
@@ -410,15 +407,15 @@ class Poller:
                     age,
                 )
                 continue
-            return scrape
+            return scrape, payload
         return None
 
-    def _requeue(self, scrape: wire.Scrape) -> None:
+    def _requeue(self, scrape: wire.Scrape, payload: bytes) -> None:
         subject = wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
         else:
-            self._pending[subject] = scrape
+            self._pending[subject] = (scrape, payload)
             self.metrics.buffered.set(len(self._pending))
 
     async def _publish_loop(self) -> None:
@@ -428,21 +425,22 @@ class Poller:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            scrape = self._take()
-            if scrape is None:
+            taken = self._take()
+            if taken is None:
                 continue
+            scrape, payload = taken
             try:
-                await self._publish(scrape)
+                await self._publish(scrape, payload)
                 backoff = 0.1
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
                 log.warning("publish of %s/%s failed: %s", scrape.job, scrape.instance, exc)
-                self._requeue(scrape)
+                self._requeue(scrape, payload)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _publish(self, scrape: wire.Scrape) -> None:
-        subject, payload, headers = wire.encode(self.stream.topic, scrape)
+    async def _publish(self, scrape: wire.Scrape, compressed: bytes) -> None:
+        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
         # The server counts headers and body against max_payload, and closes the
         # connection of a client that sends more.
         limit = self.conn.max_payload
@@ -473,3 +471,32 @@ class Poller:
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(len(payload))
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A scrape's message body, gzipped, and how many of the target's own health lines went."""
+
+    data: bytes
+    replaced: int = 0
+
+
+def build_payload(result: ScrapeResult, level: int = 1) -> Payload:
+    """The gzipped body: the page plus its health series, or up 0 alone on failure.
+
+    A page the target sent gzipped is forwarded as it came, with the health
+    series as a second gzip member (members concatenate), so the common case
+    costs an inflate to count samples and no deflate of the page at all.
+    """
+    if not result.ok:
+        health = health_series(False, result.duration, 0)
+        return Payload(gzip.compress(health, compresslevel=level, mtime=0))
+    body, replaced = drop_health_series(result.body)
+    samples = count_samples(body)
+    if result.gzip is not None and not replaced:
+        health = health_series(True, result.duration, samples)
+        if body and not body.endswith(b"\n"):
+            health = b"\n" + health
+        return Payload(result.gzip + gzip.compress(health, compresslevel=level, mtime=0))
+    plain = with_health(body, result.duration, samples)
+    return Payload(gzip.compress(plain, compresslevel=level, mtime=0), replaced)

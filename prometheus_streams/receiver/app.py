@@ -23,6 +23,7 @@ from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
 from prometheus_streams.exposition import body_limits, rename_labels, strip_timestamps
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.breaker import HALF_OPEN, Breaker
+from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
 from prometheus_streams.receiver.pushgateway import (
     PushGateway,
     PushResult,
@@ -159,6 +160,7 @@ class Receiver:
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
+        self.types = TypeRegistry()
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
         )
@@ -373,10 +375,23 @@ class Receiver:
             self.metrics.labels_renamed.inc(renamed)
         publisher = scrape.publisher if self.push_config.publisher_label else None
         path = group_path(scrape.job, scrape.instance, publisher, scrape.labels)
+        try:
+            types = check_body(body)
+        except ConsistencyError as exc:
+            await self._term(work.msg, "inconsistent", f"{path}: {exc}")
+            return None
+        conflict = self.types.conflict(path, types)
+        if conflict:
+            await self._term(work.msg, "type_conflict", f"{path}: {conflict}")
+            return None
+        # Claimed before the push so two groups of one batch cannot both pass.
+        previous = self.types.record(path, types)
         async with self._limit:
             t0 = time.perf_counter()
             result = await self.gateway.put(path, body)
             self.metrics.push_duration.observe(time.perf_counter() - t0)
+        if not result.ok:
+            self.types.record(path, previous)
         return await self._settle(work, path, result)
 
     async def _newer_in_stream(self, work: _Work) -> bool:
@@ -490,6 +505,7 @@ class Receiver:
                 continue
             result = await self.gateway.delete(path)
             if result.ok:
+                self.types.record(path, None)
                 deleted += 1
                 self.metrics.stale_deleted.inc()
                 log.info("deleted stale group %s: last push %.0fs ago", path, age)

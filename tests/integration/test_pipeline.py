@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import time
 from pathlib import Path
@@ -294,7 +295,8 @@ async def test_backlog_pushes_only_newest_scrape_per_group(
 async def test_pushgateway_rejection_terminates_message(
     tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
 ) -> None:
-    await publish_scrape(nats_server.url, b"broken{ 1\n", instance="bad")
+    # passes our own guard, but the Pushgateway refuses an unknown TYPE with a 400
+    await publish_scrape(nats_server.url, b"# TYPE weird nonsense\nweird 1\n", instance="bad")
     await publish_scrape(nats_server.url, b"# TYPE fine gauge\nfine 1\n", instance="ok")
     receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
     async with running(receiver):
@@ -330,3 +332,30 @@ async def test_two_receivers_share_one_durable_without_duplicates(
     one, two = pushes()
     assert one + two == groups, "some group was pushed twice"
     assert one > 0 and two > 0, f"work not shared: {one} / {two}"
+
+
+async def test_type_conflict_is_refused_before_a_fast_mode_pushgateway(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    fast = Pushgateway(tmp_path / "fast-pgw", ["--push.disable-consistency-check"])
+    fast.start()
+    try:
+        await publish_scrape(nats_server.url, b"# TYPE shared counter\nshared 1\n", instance="a")
+        receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, fast.url))
+        async with running(receiver):
+            await async_wait_for(lambda: _pushed(fast, "node", "a"))
+            await publish_scrape(nats_server.url, b"# TYPE shared gauge\nshared 2\n", instance="b")
+            await publish_scrape(nats_server.url, b"dup 1\ndup 2\n", instance="c")
+            for reason in ("type_conflict", "inconsistent"):
+                await async_wait_for(
+                    functools.partial(
+                        lambda r: metric(rreg, "receiver_dropped_total", reason=r) == 1, reason
+                    ),
+                    message=f"nothing refused as {reason}",
+                )
+        # The Pushgateway still serves a consistent page.
+        text = fast.metrics_text()
+        assert 'shared{instance="a",job="node",publisher="dc1"} 1' in text
+        assert not _pushed(fast, "node", "b") and not _pushed(fast, "node", "c")
+    finally:
+        fast.stop()

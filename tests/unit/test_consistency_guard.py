@@ -1,0 +1,59 @@
+"""The receiver's own consistency check, standing in for the Pushgateway's."""
+
+from __future__ import annotations
+
+import pytest
+
+from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
+
+NODE = (
+    b"# HELP a_total x\n# TYPE a_total counter\n"
+    b'a_total{cpu="0",mode="idle x"} 1\na_total{cpu="1"} 2\n'
+    b"# TYPE b gauge\nb 3\n"
+)
+
+
+def test_valid_body_returns_its_types() -> None:
+    assert check_body(NODE) == {(b"a_total", b"counter"), (b"b", b"gauge")}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"a 1\na 2\n", "appears twice"),
+        (b'a{x="1"} 1\nb 1\na{x="1"} 5\n', "appears twice"),
+        (b"1bad 1\n", "invalid metric name"),
+        (b"bad-name 1\n", "invalid metric name"),
+        (b'a{x="1" 1\n', "invalid metric name"),
+    ],
+)
+def test_bad_bodies_are_refused(body: bytes, problem: str) -> None:
+    with pytest.raises(ConsistencyError, match=problem):
+        check_body(body)
+
+
+def test_same_labels_with_different_values_are_distinct_series() -> None:
+    check_body(b'a{x="1"} 1\na{x="2"} 1\na{x="1 2"} 1\n')
+
+
+def test_type_conflict_across_groups_is_found_and_cleared_when_the_group_goes() -> None:
+    registry = TypeRegistry()
+    counter = frozenset({(b"m", b"counter")})
+    gauge = frozenset({(b"m", b"gauge")})
+    registry.record("/g1", counter)
+    assert registry.conflict("/g2", gauge) == "metric m is gauge here but counter in another group"
+    assert registry.conflict("/g2", counter) is None
+    # the only group using m may change its type
+    assert registry.conflict("/g1", gauge) is None
+    registry.record("/g1", None)
+    assert registry.conflict("/g2", gauge) is None
+
+
+def test_record_returns_the_previous_types_for_a_rollback() -> None:
+    registry = TypeRegistry()
+    first = frozenset({(b"m", b"counter")})
+    assert registry.record("/g", first) is None
+    second = frozenset({(b"m", b"gauge")})
+    assert registry.record("/g", second) == first
+    registry.record("/g", first)  # the push of `second` failed: roll back
+    assert registry.conflict("/other", second) is not None
