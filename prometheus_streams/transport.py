@@ -41,6 +41,7 @@ class Connection:
         registry = registry if registry is not None else CollectorRegistry()
         self._on_reconnect = on_reconnect
         self.nc: NATS | None = None
+        self._js: JetStreamContext | None = None
         self.connected = asyncio.Event()
         self._closing = False
         self._connected_gauge = Gauge(
@@ -63,7 +64,11 @@ class Connection:
     def js(self) -> JetStreamContext:
         """The JetStream context; only valid after connect()."""
         assert self.nc is not None, "connect() first"
-        return self.nc.jetstream()
+        if self._js is None:
+            # One context for the connection: it owns the reply subscription
+            # that asynchronous publishes share.
+            self._js = self.nc.jetstream()
+        return self._js
 
     @property
     def max_payload(self) -> int:

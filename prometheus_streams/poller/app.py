@@ -30,7 +30,7 @@ from prometheus_streams.transport import Connection, ensure_stream
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
-PUBLISH_WORKERS = 8
+PUBLISH_WORKERS = 32
 
 
 def scrape_jobs(config: Config, monitor_port: int) -> tuple[Job, ...]:
@@ -465,9 +465,16 @@ class Poller:
                 )
                 return
         t0 = time.perf_counter()
-        await self.conn.js.publish(
-            subject, payload, timeout=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
+        # Asynchronous publish shares one reply subscription instead of a request
+        # inbox per message; the ack is still awaited before the scrape counts as sent.
+        ack = await self.conn.js.publish_async(
+            subject, payload, wait_stall=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
         )
+        try:
+            await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)
+        except TimeoutError:
+            ack.cancel()
+            raise
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(len(payload))
