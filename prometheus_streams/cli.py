@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 import yaml
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, disable_created_metric
 from prometheus_streams import __version__, config, logs
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.monitor import MonitorServer, build_info
+from prometheus_streams.role import Role
 from prometheus_streams.service import (
     EXPECTED_FAILURES,
     TaskFailedError,
@@ -36,25 +36,6 @@ A poller in each datacenter scrapes its targets and publishes every scrape to
 JetStream; a central receiver consumes them and pushes them to a Pushgateway
 that the central Prometheus scrapes (honor_labels: true).
 """
-
-
-class Role(Protocol):
-    """What cli needs of a poller or receiver."""
-
-    async def run(self, stop: asyncio.Event) -> None: ...
-
-    def ready(self) -> tuple[bool, str]: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    @property
-    def paused(self) -> bool: ...
-
-    def pause(self, why: str = ...) -> bool: ...
-
-    def resume(self, why: str = ...) -> bool: ...
-
-    def reload(self, config: config.Config) -> None: ...
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NATSError
@@ -17,6 +17,7 @@ from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
 from prometheus_streams import __version__
 from prometheus_streams.config import ManagementConfig
+from prometheus_streams.role import Role
 from prometheus_streams.transport import Connection
 from prometheus_streams.wire import escape_token
 
@@ -24,19 +25,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "prometheus-streams"
 ACTIONS = ("status", "pause", "resume")
-
-
-class Controllable(Protocol):
-    """What management needs of a poller or receiver."""
-
-    @property
-    def paused(self) -> bool: ...
-
-    def pause(self, why: str = ...) -> bool: ...
-
-    def resume(self, why: str = ...) -> bool: ...
-
-    def status(self) -> dict[str, Any]: ...
 
 
 def instance_subject(prefix: str, role: str, identity: str, action: str) -> str:
@@ -49,7 +37,7 @@ def all_subject(prefix: str, action: str) -> str:
     return f"{prefix}.all.{action}"
 
 
-def act(role: Controllable, action: str, who: str) -> dict[str, Any]:
+def act(role: Role, action: str, who: str) -> dict[str, Any]:
     """Carry out an action and describe the result (shared by NATS and HTTP)."""
     changed = False
     if action == "pause":
@@ -68,7 +56,7 @@ class Management:
         self.identity = identity
         self._service: Service | None = None
 
-    async def run(self, stream_conn: Connection, role: Controllable) -> None:
+    async def run(self, stream_conn: Connection, role: Role) -> None:
         """Serve until cancelled, on the role's connection or on `brokers` if set."""
         if not self.config.enabled:
             return
@@ -93,7 +81,7 @@ class Management:
             if own is not None:
                 await own.close()
 
-    async def start(self, nc: NATS, role: Controllable) -> None:
+    async def start(self, nc: NATS, role: Role) -> None:
         """Register the service and its endpoints."""
         prefix = self.config.subject_prefix
         self._service = await add_service(
@@ -133,7 +121,7 @@ class Management:
             f"{prefix}.all",
         )
 
-    def _handler(self, role: Controllable, action: str) -> Any:
+    def _handler(self, role: Role, action: str) -> Any:
         async def handle(request: Request) -> None:
             result = act(role, action, f"NATS request on {request.subject}")
             result.update(role=self.role_name, identity=self.identity)

@@ -6,7 +6,6 @@ import ipaddress
 import json
 import logging
 from importlib import resources
-from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -14,23 +13,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from prometheus_streams import __version__
 from prometheus_streams.management import act
+from prometheus_streams.role import Role
 
 log = logging.getLogger(__name__)
-
-
-class Observed(Protocol):
-    """What the monitor shows and controls."""
-
-    def ready(self) -> tuple[bool, str]: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    @property
-    def paused(self) -> bool: ...
-
-    def pause(self, why: str = ...) -> bool: ...
-
-    def resume(self, why: str = ...) -> bool: ...
 
 
 def build_info(registry: CollectorRegistry, role: str, identity: str) -> None:
@@ -59,7 +44,7 @@ class MonitorServer:
         registry: CollectorRegistry,
         address: str,
         port: int,
-        role: Observed,
+        role: Role,
         allow_remote_control: bool = False,
     ) -> None:
         self._registry = registry

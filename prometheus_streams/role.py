@@ -1,0 +1,35 @@
+"""What the rest of the program needs of a poller or a receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_streams.config import Config
+
+
+class Role(Protocol):
+    """A poller or receiver, as the CLI, the monitor and management see it."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set."""
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether it is ready, and why not."""
+
+    def status(self) -> dict[str, Any]:
+        """What the status page and management report."""
+
+    @property
+    def paused(self) -> bool:
+        """True while paused by an operator."""
+
+    def pause(self, why: str = ...) -> bool:
+        """Pause; return whether the state changed."""
+
+    def resume(self, why: str = ...) -> bool:
+        """Resume; return whether the state changed."""
+
+    def reload(self, config: Config) -> None:
+        """Apply a new configuration."""
