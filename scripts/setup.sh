@@ -33,3 +33,24 @@ if [ "${1:-}" = "--test" ]; then extra="[test]"; else extra="[demo]"; fi
 echo "setup: installing prometheus-streams${extra} into .venv"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+
+# --- packaging tests (tests/packaging, scripts/test-packaging.sh) ------------
+# rpmbuild, systemd-analyze, Puppet and its linters, rspec-puppet, and
+# python3.11 at /usr/bin, the interpreter the RPM's venv is made for.
+if [ "${1:-}" = "--test" ]; then
+  pkg_apt=()
+  for p in rpm systemd puppet-agent puppet-lint puppet-module-puppetlabs-stdlib \
+           ruby-rspec-puppet ruby-puppetlabs-spec-helper rake metadata-json-lint python3.11-venv; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkg_apt+=("$p")
+  done
+  if [ ${#pkg_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "setup: need root to install Debian packages: ${pkg_apt[*]}" >&2
+      exit 1
+    fi
+    echo "setup: installing Debian packages for the packaging tests: ${pkg_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq -o DPkg::Lock::Timeout=600
+    apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${pkg_apt[@]}" >/dev/null
+  fi
+fi
