@@ -478,6 +478,9 @@ class Poller:
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(len(payload))
+        log.debug(
+            "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
 from harness import group_samples, write_config
 from servers import (
     NatsServer,
@@ -227,7 +228,9 @@ def test_receiver_keeps_running_while_nats_is_absent_and_exits_0(tmp_path: Path)
     assert "receiver stopped cleanly" in err
 
 
-def test_systemd_is_told_ready_reloading_and_stopping(tmp_path: Path, nats_server: NatsServer) -> None:
+def test_systemd_is_told_ready_reloading_and_stopping(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
     notify_path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(notify_path)
@@ -252,3 +255,38 @@ def test_systemd_is_told_ready_reloading_and_stopping(tmp_path: Path, nats_serve
         assert sock.recv(256) == b"STOPPING=1"
     assert "configuration reloaded" in err
     assert rc == 0, err
+
+
+async def test_debug_key_and_flag_turn_on_debug_logs(
+    tmp_path: Path, nats_server: NatsServer, target: Target
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        {
+            "identity": "dc1",
+            "debug": True,
+            "scrape_interval": "300ms",
+            "poller_stream": {"urls": nats_server.url},
+            "jobs": {"node": {"targets": [{"name": "web-1", "url": target.url}]}},
+        },
+    )
+    poller = Daemon(tmp_path / "debug.err", "--config", str(cfg), "poller")
+    try:
+        await async_wait_for(
+            lambda: poller.logged("DEBUG prometheus_streams.poller.app: published node/web-1")
+        )
+    finally:
+        rc, _ = poller.stop()
+    assert rc == 0
+    quiet_cfg = write_config(
+        tmp_path, {**yaml.safe_load(cfg.read_text()), "debug": False}, "quiet.yaml"
+    )
+    quiet = Daemon(tmp_path / "quiet.err", "--config", str(quiet_cfg), "poller")
+    loud = Daemon(tmp_path / "loud.err", "--debug", "--config", str(quiet_cfg), "poller")
+    try:
+        await async_wait_for(lambda: loud.logged("DEBUG prometheus_streams.poller.app: published"))
+        await async_wait_for(lambda: quiet.logged("scraping 1 targets"))
+    finally:
+        quiet.stop()
+        loud.stop()
+    assert "DEBUG" not in quiet.log()
