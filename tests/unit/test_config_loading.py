@@ -218,7 +218,8 @@ def test_duplicate_target_names_are_an_error(tmp_path: Path) -> None:
 def test_job_without_targets_is_an_error(tmp_path: Path) -> None:
     problems = _problems(tmp_path, "jobs:\n  node:\n    targets: []\n")
     assert problems == [
-        f"{tmp_path / 'config.yaml'}: jobs.node.targets: must be a non-empty list of {{name, url}} (or use file_sd_configs)"
+        f"{tmp_path / 'config.yaml'}: jobs.node.targets: "
+        "must be a non-empty list of {name, url} (or use file_sd_configs)"
     ]
 
 
