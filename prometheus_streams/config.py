@@ -541,6 +541,7 @@ def _nats_auth(r: _Reader, data: Mapping[str, Any], where: str) -> NatsAuth | No
 
 
 _TLS_KEYS = {"scheme", "identity", "ssl_dir", "ca", "cert", "key"}
+_CERTNAME_RE = re.compile(r"[a-z0-9_][a-z0-9._-]*")
 
 
 def _tls(r: _Reader, raw: object, where: str, identity: str) -> TLSConfig | None:
@@ -554,6 +555,9 @@ def _tls(r: _Reader, raw: object, where: str, identity: str) -> TLSConfig | None
             r.problem(f"{where}.scheme", "required: manual, file or puppet")
         return None
     scheme = "manual" if scheme == "file" else scheme
+    if scheme == "puppet":
+        # Puppet certificate names are lower case; a host's FQDN may not be.
+        identity = identity.lower()
     tls = TLSConfig(
         scheme=scheme,
         identity=r.get(data, "identity", f"{where}.identity", _as_str, identity),
@@ -562,13 +566,38 @@ def _tls(r: _Reader, raw: object, where: str, identity: str) -> TLSConfig | None
         cert=r.get(data, "cert", f"{where}.cert", _as_str, None),
         key=r.get(data, "key", f"{where}.key", _as_str, None),
     )
-    if scheme == "puppet" and not tls.ssl_dir:
-        r.problem(f"{where}.ssl_dir", "required with scheme: puppet")
+    if scheme == "puppet":
+        if not tls.ssl_dir:
+            r.problem(f"{where}.ssl_dir", "required with scheme: puppet")
+        for key in ("ca", "cert", "key"):
+            if getattr(tls, key) is not None:
+                r.problem(f"{where}.{key}", "not used with scheme: puppet (ssl_dir has them)")
+        # The identity names files under ssl_dir: no path separators, Puppet's rules.
+        if not _CERTNAME_RE.fullmatch(tls.identity):
+            r.problem(
+                f"{where}.identity",
+                f"not a Puppet certificate name (lower case, no '/'): {tls.identity!r}",
+            )
     if scheme == "manual":
+        if tls.ssl_dir is not None:
+            r.problem(f"{where}.ssl_dir", "only used with scheme: puppet")
         for key in ("ca", "cert", "key"):
             if getattr(tls, key) is None:
                 r.problem(f"{where}.{key}", "required with scheme: manual")
     return tls
+
+
+def describe_tls(tls: TLSConfig | None) -> dict[str, Any] | None:
+    """The TLS settings and the files they resolve to."""
+    if tls is None:
+        return None
+    return {
+        "scheme": tls.scheme,
+        "identity": tls.identity,
+        "ca": tls.ca_file,
+        "cert": tls.cert_file,
+        "key": tls.key_file,
+    }
 
 
 _STREAM_KEYS = {
@@ -1052,7 +1081,7 @@ def describe(config: Config) -> dict[str, Any]:
             "max_msgs_per_subject": s.max_msgs_per_subject,
             "fetch_batch": s.fetch_batch,
             "ack_wait_seconds": s.ack_wait,
-            "tls": None if s.tls is None else {"scheme": s.tls.scheme, "identity": s.tls.identity},
+            "tls": describe_tls(s.tls),
             "auth": "none" if s.auth is None else s.auth.describe(),
         }
 

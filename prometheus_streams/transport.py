@@ -19,6 +19,7 @@ from prometheus_streams.config import NatsAuth, StreamConfig
 from prometheus_streams.errors import StreamMismatchError
 from prometheus_streams.secret import redact_url
 from prometheus_streams.security.tls import client_context
+from prometheus_streams.security.tls import explain as explain_tls
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ class Connection:
                 auth.describe() if auth else "none configured",
                 text,
             )
+            return
+        explained = explain_tls(exc, self.config.tls)
+        if explained is not None:
+            log.error("%s: %s", self._where, explained)
             return
         log.warning("NATS: %s", text)
 
