@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 echo "== ruff"
-.venv/bin/ruff check prometheus_streams tests
-.venv/bin/ruff format --check prometheus_streams tests
+.venv/bin/ruff check prometheus_streams tests benchmarks
+.venv/bin/ruff format --check prometheus_streams tests benchmarks
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

@@ -1,0 +1,1 @@
+"""Benchmark of the whole pipeline against its limits and Prometheus agent mode."""

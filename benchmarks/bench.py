@@ -1,0 +1,149 @@
+"""`benchmarks/run`: the whole pipeline against its limits and against Prometheus agent mode.
+
+Starts real nats-server, Pushgateway and Prometheus processes, the synthetic
+target server and our poller and receiver, all on 127.0.0.1, in a temporary
+directory; measures; stops every process it started, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from benchmarks import gateway, pipeline, report
+from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
+from benchmarks.services import binary, start_targets
+
+SCENARIOS: dict[str, Callable[[Context], None]] = {
+    "raw": gateway.raw_scrape,
+    "gateway": gateway.gateway_limit,
+    "drain": gateway.drain,
+    "pipeline": pipeline.pipeline,
+    "agent": pipeline.agent,
+    "scale": pipeline.scale,
+    "recovery": pipeline.recovery,
+}
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv of installed tools
+            argv, capture_output=True, text=True, timeout=20, check=False
+        )
+    except OSError as exc:
+        return f"unavailable: {exc}"
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else ""
+    )
+
+
+def _meta(ctx: Context, command: str) -> dict[str, object]:
+    return {
+        "benchmark": "prometheus-streams",
+        "profile": ctx.profile.name,
+        "runs": ctx.profile.runs,
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "versions": {
+            "prometheus-streams": _version([binary("prometheus-streams"), "version"]),
+            "nats-server": _version([binary("nats-server"), "--version"]),
+            "pushgateway": _version([binary("prometheus-pushgateway"), "--version"]),
+            "prometheus": _version([binary("prometheus"), "--version"]),
+        },
+        "pages": {
+            "node": {"bytes": len(NODE_PAGE), "samples": NODE_SAMPLES},
+            "big": {"bytes": len(BIG_PAGE), "samples": BIG_SAMPLES},
+        },
+        "stream": {
+            "pipeline_and_recovery": {"max_msgs_per_subject": 10, "storage": "file"},
+            "drain_and_scale": {"max_msgs_per_subject": 1, "storage": "file"},
+        },
+        "elapsed_s": round(time.monotonic() - ctx.started, 1),
+    }
+
+
+def _header(meta: dict[str, object]) -> list[str]:
+    versions = meta["versions"]
+    assert isinstance(versions, dict)
+    return [
+        f"prometheus-streams benchmark, profile {meta['profile']} ({meta['runs']} runs per "
+        f"figure: median, then min - max), {meta['date']}",
+        f"machine: {meta['machine']}; took {meta['elapsed_s']}s",
+        *(f"  {name}: {text}" for name, text in versions.items()),
+    ]
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen profile and print the report."""
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a run of about a minute")
+    size.add_argument("--smoke", action="store_true", help="tiny counts, for CI (~30 s)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args(argv)
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+    command = "benchmarks/run " + " ".join(argv if argv is not None else sys.argv[1:])
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    work = Path(tempfile.mkdtemp(prefix="prometheus-streams-bench-"))
+    ctx = Context(profile, work, quiet=False)
+    failed = False
+    try:
+        ctx.targets = start_targets(ctx.procs)
+        for name in names:
+            ctx.log(f"scenario {name}")
+            SCENARIOS[name](ctx)
+    except KeyboardInterrupt:
+        print("benchmark: interrupted; stopping every process it started", file=sys.stderr)
+        failed = True
+    except Exception as exc:
+        print(f"benchmark: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"benchmark: logs kept in {work}", file=sys.stderr)
+        args.keep = failed = True
+    finally:
+        ctx.procs.stop_all()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    meta = _meta(ctx, command.strip())
+    if args.json:
+        print(report.as_json(ctx, meta))
+    else:
+        print(report.table(ctx, _header(meta)))
+    if args.keep:
+        print(f"benchmark: work directory {work}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The minimal baseline clients: direct push to the Pushgateway, raw scraping of targets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+def health_lines(samples: int) -> bytes:
+    """The series the poller appends to every scrape, so direct pushes carry the same body."""
+    return (
+        "# TYPE up gauge\nup 1\n# TYPE scrape_duration_seconds gauge\n"
+        "scrape_duration_seconds 0.004000\n# TYPE scrape_samples_scraped gauge\n"
+        f"scrape_samples_scraped {samples}\n"
+    ).encode()
+
+
+def group_path(gateway: str, instance: str) -> str:
+    """The group URL the receiver uses for job node (publisher label on)."""
+    return f"{gateway}/metrics/job/node/instance/{instance}/publisher/bench"
+
+
+@dataclass
+class Rate:
+    """How many requests succeeded in how long; failures are counted apart."""
+
+    done: int
+    seconds: float
+    failed: int = 0
+    bytes: int = 0
+
+    @property
+    def per_second(self) -> float:
+        """Successful requests per second."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+async def push(
+    urls: Sequence[str],
+    body: bytes,
+    concurrency: int,
+    max_seconds: float,
+    max_pushes: int,
+) -> Rate:
+    """PUT `body` to the groups `urls` round-robin as fast as the Pushgateway accepts.
+
+    Stops after `max_pushes` answered pushes or `max_seconds`, whichever comes first.
+    """
+    done = failed = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+    headers = {"Content-Type": CONTENT_TYPE}
+    timeout = aiohttp.ClientTimeout(total=max(30.0, max_seconds))
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal done, failed, next_index
+            while done + failed < max_pushes and time.perf_counter() < deadline:
+                if next_index >= max_pushes:
+                    return
+                url = urls[next_index % len(urls)]
+                next_index += 1
+                async with session.put(url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    if 200 <= resp.status < 300:
+                        done += 1
+                    else:
+                        failed += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Rate(done, time.perf_counter() - t0, failed)
+
+
+async def scrape(
+    urls: Sequence[str], concurrency: int, max_seconds: float, max_fetches: int, inflate: bool
+) -> Rate:
+    """GET the targets round-robin as fast as they answer, asking for gzip like the poller.
+
+    With `inflate`, each gzipped page is also decompressed (what a parser must do);
+    without, the compressed bytes are kept as they came (what forwarding needs).
+    """
+    done = failed = size = 0
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+    headers = {"Accept-Encoding": "gzip", "Accept": "text/plain;version=0.0.4"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+
+        async def worker() -> None:
+            nonlocal done, failed, next_index, size
+            while next_index < max_fetches and time.perf_counter() < deadline:
+                url = urls[next_index % len(urls)]
+                next_index += 1
+                async with session.get(url, headers=headers) as resp:
+                    data = await resp.read()
+                    if resp.status != 200:
+                        failed += 1
+                        continue
+                    if inflate and resp.headers.get("Content-Encoding") == "gzip":
+                        data = zlib.decompress(data, 16 + zlib.MAX_WBITS)
+                    size += len(data)
+                    done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return Rate(done, time.perf_counter() - t0, failed, size)

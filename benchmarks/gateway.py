@@ -1,0 +1,222 @@
+"""Scenarios around the Pushgateway and the baselines: its own limit, direct push, receiver drain.
+
+Also the raw-scrape baseline, the ceiling for the poller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+from benchmarks import clients
+from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, Context
+from benchmarks.procs import HOST, http_get, http_request
+from benchmarks.services import (
+    Service,
+    StreamSettings,
+    start_nats,
+    start_poller,
+    start_pushgateway,
+    start_receiver,
+    target_urls,
+)
+
+CONCURRENCY = 8  # the receiver's default push_gateway.concurrency
+SCRAPE_CONCURRENCY = 64
+NODE_BODY = NODE_PAGE + clients.health_lines(NODE_SAMPLES)
+BIG_BODY = BIG_PAGE + clients.health_lines(BIG_SAMPLES)
+_SUCCESS = re.compile(
+    rb'^prometheus_streams_receiver_pushes_total\{result="success"\} (\S+)$', re.MULTILINE
+)
+
+
+def raw_scrape(ctx: Context) -> None:
+    """The raw-scrape baseline: a minimal client fetching the same targets as fast as it can."""
+    p = ctx.profile
+    assert ctx.targets is not None
+    for run in range(p.runs):
+        for kind, samples, count in (("node", NODE_SAMPLES, 1000), ("big", BIG_SAMPLES, 100)):
+            urls = target_urls(ctx.targets, count, kind)
+            for inflate in (False, True):
+                rate = asyncio.run(
+                    clients.scrape(urls, SCRAPE_CONCURRENCY, p.raw_seconds, 200_000, inflate)
+                )
+                how = "inflated" if inflate else "kept gzipped"
+                ctx.record(
+                    "baselines",
+                    f"raw_scrape_{kind}_{'inflate' if inflate else 'gzip'}_per_s",
+                    f"raw scrape, {kind} pages, {how}",
+                    "scrapes/s",
+                    rate.per_second,
+                )
+                if kind == "node" and not inflate:
+                    ctx.record(
+                        "baselines",
+                        "raw_scrape_node_samples_per_s",
+                        "raw scrape, node pages, samples",
+                        "samples/s",
+                        rate.per_second * samples,
+                    )
+        ctx.log(f"raw scrape run {run + 1}/{p.runs} done")
+
+
+def gateway_limit(ctx: Context) -> None:
+    """Pushes/s the Pushgateway accepts, with and without its consistency check, by groups stored.
+
+    Groups are filled by a Pushgateway without the check (fast), which persists
+    them on SIGTERM; a Pushgateway with the check then starts on that file, so
+    the check-mode rate is measured with every group in place.
+    """
+    p = ctx.profile
+    shapes = [("node", g, NODE_BODY, NODE_SAMPLES) for g in p.gateway_groups]
+    shapes += [("big", g, BIG_BODY, BIG_SAMPLES) for g in p.gateway_big_groups]
+    for run in range(p.runs):
+        for kind, groups, body, samples in shapes:
+            work = ctx.run_dir(f"gateway-{kind}-{groups}-{run}")
+            data = work / "pushgateway.data"
+            for check in (False, True):
+                gateway = start_pushgateway(ctx.procs, work, check, f"pgw-check-{check}", data)
+                try:
+                    urls = [clients.group_path(gateway.url, f"t{i}") for i in range(groups)]
+                    if not check:
+                        fill = asyncio.run(clients.push(urls, body, CONCURRENCY, 600.0, groups))
+                        if fill.done != groups:
+                            raise RuntimeError(f"filling {groups} groups: {fill}")
+                    # The check can take seconds per push with big groups: bound by time.
+                    rate = asyncio.run(
+                        clients.push(urls, body, CONCURRENCY, p.gateway_seconds, 1_000_000)
+                    )
+                finally:
+                    ctx.procs.stop(gateway.proc, grace=120.0)  # SIGTERM persists the groups
+                mode = "check" if check else "nocheck"
+                shape = f"{groups} groups of {samples} series"
+                ctx.record(
+                    "pushgateway",
+                    f"pgw_{mode}_{kind}_{groups}_pushes_per_s",
+                    f"{'with' if check else 'without'} consistency check, {shape}",
+                    "pushes/s",
+                    rate.per_second,
+                )
+                ctx.record(
+                    "pushgateway",
+                    f"pgw_{mode}_{kind}_{groups}_samples_per_s",
+                    f"{'with' if check else 'without'} consistency check, {shape}",
+                    "samples/s",
+                    rate.per_second * (samples + 3),  # with the health series
+                )
+        ctx.log(f"Pushgateway limit run {run + 1}/{p.runs} done")
+
+
+def stream_state(nats: Service) -> dict[str, object]:
+    """The PROMETHEUS stream's state and its consumer, from nats-server's /jsz."""
+    url = f"http://{HOST}:{nats.extra_port}/jsz?streams=true&consumers=true"
+    status, body = http_get(url, timeout=10.0)
+    if status != 200:
+        raise RuntimeError(f"/jsz -> {status}")
+    for account in json.loads(body).get("account_details") or []:
+        for stream in account.get("stream_detail") or []:
+            if stream.get("name") == "PROMETHEUS":
+                state: dict[str, object] = stream.get("state", {})
+                consumers = stream.get("consumer_detail") or []
+                state["consumer"] = consumers[0] if consumers else {}
+                return state
+    return {}
+
+
+def pushed(receiver: Service) -> float:
+    """The receiver's successful pushes so far (a cheap read of one line of /metrics)."""
+    status, body = http_get(f"http://{HOST}:{receiver.port}/metrics", timeout=10.0)
+    match = _SUCCESS.search(body) if status == 200 else None
+    return float(match.group(1)) if match else 0.0
+
+
+def fill_stream(ctx: Context, nats: Service, work_dir: Path, urls: list[str]) -> int:
+    """Run a poller until every target is in the stream once, stop it; the message count."""
+    settings = StreamSettings(max_msgs_per_subject=1)
+    interval = 2.0
+    poller = start_poller(ctx.procs, work_dir, nats, urls, interval, settings)
+    try:
+        deadline = time.monotonic() + 3 * interval + 60
+        while True:
+            state = stream_state(nats)
+            # the targets plus the poller's own job
+            if int(str(state.get("num_subjects", 0))) >= len(urls) + 1:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stream not filled: {state}")
+            time.sleep(0.2)
+    finally:
+        ctx.procs.stop(poller.proc)
+    return int(str(stream_state(nats).get("messages", 0)))
+
+
+def drain(ctx: Context) -> None:
+    """Receiver draining a pre-filled stream vs direct pushes of the same bodies, each alone."""
+    p = ctx.profile
+    assert ctx.targets is not None
+    n = p.drain_scrapes
+    urls = target_urls(ctx.targets, n)
+    for run in range(p.runs):
+        work = ctx.run_dir(f"drain-{run}")
+        with ctx.procs.scope():
+            nats = start_nats(ctx.procs, work)
+            gateway = start_pushgateway(ctx.procs, work, check=False)
+            messages = fill_stream(ctx, nats, work, urls)
+            settings = StreamSettings(max_msgs_per_subject=1)
+            launched = time.monotonic()
+            receiver = start_receiver(ctx.procs, work, nats, gateway, settings)
+            cpu0 = receiver.proc.usage().cpu
+            first_t, first_n = time.monotonic(), pushed(receiver)
+            deadline = first_t + 60 + n / 50
+            while (done := pushed(receiver)) < messages:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"receiver pushed {done} of {messages} in time")
+                time.sleep(0.05)
+            end_t = time.monotonic()
+            cpu = receiver.proc.usage().cpu - cpu0
+            ctx.procs.stop(receiver.proc)
+            drain_rate = (done - first_n) / (end_t - first_t)
+            wipe(gateway)
+            group_urls = [clients.group_path(gateway.url, f"t{i}") for i in range(n)]
+            direct = asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
+        samples = (done - first_n) * (NODE_SAMPLES + 3)
+        ctx.record(
+            "receiver", "direct_push_per_s", "direct push baseline", "pushes/s", direct.per_second
+        )
+        ctx.record("receiver", "drain_per_s", "receiver draining", "pushes/s", drain_rate)
+        ctx.record(
+            "receiver",
+            "drain_samples_per_s",
+            "receiver draining the stream",
+            "samples/s",
+            drain_rate * (NODE_SAMPLES + 3),
+        )
+        ctx.record(
+            "receiver",
+            "drain_ratio",
+            "receiver drain / direct push (goal >= 0.9)",
+            "ratio",
+            drain_rate / direct.per_second,
+        )
+        ctx.record(
+            "receiver",
+            "drain_cpu_ms_per_1k_samples",
+            "receiver CPU while draining",
+            "CPU ms/1k samples",
+            cpu * 1e6 / samples,
+        )
+        ctx.record("receiver", "drain_startup_s", "receiver start-up", "s", first_t - launched)
+        ctx.log(
+            f"drain run {run + 1}/{p.runs}: {messages} messages, receiver {drain_rate:.0f}/s, "
+            f"direct {direct.per_second:.0f}/s"
+        )
+
+
+def wipe(gateway: Service) -> None:
+    """Delete every group of a Pushgateway (admin API)."""
+    status, body = http_request("PUT", f"{gateway.url}/api/v1/admin/wipe", timeout=60.0)
+    if status not in (200, 202):
+        raise RuntimeError(f"wipe -> {status}: {body[:200]!r}")

@@ -1,0 +1,161 @@
+"""The goals of issue 6 checked against the medians, and the table and JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from benchmarks.context import Context
+
+SECTIONS = (
+    ("baselines", "Raw-scrape baseline (the poller's ceiling)"),
+    ("pushgateway", "Pushgateway limit: pushes/s by groups stored"),
+    ("receiver", "Receiver drain vs direct push (each alone)"),
+    ("pipeline", "Pipeline: poller + receiver running"),
+    ("agent", "Prometheus agent mode, same targets and interval"),
+    ("scale", "One poller, many node-sized targets"),
+    ("recovery", "Recovery after a receiver outage"),
+)
+
+
+@dataclass
+class Goal:
+    """One goal of the issue: the measured value, the bound, met or not."""
+
+    name: str
+    value: float | None
+    bound: str
+    met: bool | None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {"goal": self.name, "value": self.value, "bound": self.bound, "met": self.met}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _check(value: float | None, ok: bool) -> bool | None:
+    return None if value is None or math.isnan(value) else ok
+
+
+def goals(ctx: Context) -> list[Goal]:
+    """Each goal evaluated on the medians of this run."""
+    m = ctx.median
+    out = []
+    drain = m("drain_ratio")
+    out.append(
+        Goal("receiver drain / direct push", drain, ">= 0.9", _check(drain, (drain or 0) >= 0.9))
+    )
+    cpu = _ratio(m("pipeline_poller_cpu_ms_per_1k_samples"), m("agent_cpu_ms_per_1k_samples"))
+    out.append(
+        Goal(
+            "poller CPU/sample / agent CPU/sample",
+            cpu,
+            "<= 1.0",
+            _check(cpu, (cpu or math.inf) <= 1.0),
+        )
+    )
+    p = ctx.profile
+    late, peak = m("scale_late_or_missed_pct"), m("scale_poller_peak_rss_mib")
+    rate = m("scale_scrapes_per_s")
+    expected = p.scale_targets / p.scale_interval
+    kept = None
+    if late is not None and peak is not None and rate is not None:
+        kept = late < 1.0 and peak <= 250 and rate >= 0.99 * expected
+    out.append(
+        Goal(
+            f"one poller, {p.scale_targets} targets every {p.scale_interval:g}s "
+            f"({expected:.0f} scrapes/s): late or missed %",
+            late,
+            "< 1 % with peak RSS <= 250 MiB",
+            kept,
+        )
+    )
+    for q, bound in ((50, 50.0), (99, 500.0)):
+        value = m(f"latency_p{q}_ms")
+        out.append(
+            Goal(
+                f"scrape -> Pushgateway latency p{q} (ms)",
+                value,
+                f"<= {bound:g}",
+                _check(value, (value or math.inf) <= bound),
+            )
+        )
+    rec = m("recovery_ratio")
+    out.append(
+        Goal(
+            "recovery / one round of direct pushes",
+            rec,
+            "<= 2",
+            _check(rec, (rec or math.inf) <= 2.0),
+        )
+    )
+    return out
+
+
+def _fmt(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    v = float(value)
+    if math.isnan(v):
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    if abs(v) >= 0.1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def table(ctx: Context, header: list[str]) -> str:
+    """The human-readable report."""
+    lines = [*header, ""]
+    for section, title in SECTIONS:
+        figures = [f for f in ctx.figures.values() if f.section == section]
+        if not figures:
+            continue
+        lines.append(f"== {title}")
+        width = max(len(f.label) for f in figures)
+        unit_width = max(len(f.unit) for f in figures)
+        for figure in figures:
+            s = figure.summary()
+            spread = f"{_fmt(s['min'])} - {_fmt(s['max'])}"
+            lines.append(
+                f"  {figure.label:<{width}}  {_fmt(s['median']):>10} {figure.unit:<{unit_width}}"
+                f"  ({spread}, {s['runs']} runs)"
+            )
+        lines.append("")
+    lines.append("== Goals (issue 6), on the medians")
+    for goal in goals(ctx):
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[goal.met]
+        lines.append(f"  {goal.name}: {_fmt(goal.value)} (goal {goal.bound}): {verdict}")
+    for note in ctx.notes:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def as_json(ctx: Context, meta: dict[str, object]) -> str:
+    """The machine-readable report."""
+    figures = {
+        key: {
+            "label": f.label,
+            "unit": f.unit,
+            "section": f.section,
+            **f.summary(),
+            "values": [v if not math.isnan(v) else None for v in f.values],
+        }
+        for key, f in ctx.figures.items()
+    }
+    document = {
+        **meta,
+        "figures": figures,
+        "goals": [g.as_dict() for g in goals(ctx)],
+        "notes": ctx.notes,
+    }
+    return json.dumps(document, indent=2, allow_nan=False, default=str)
