@@ -13,6 +13,11 @@ if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 fi
+if [ "${1:-}" = "--test" ]; then
+  # `enroll` tests run a real Puppet CA: Debian's puppetserver (Java, ~600 MB), started by
+  # a test fixture from a temp dir on a free port (tests/puppetserver.py), never as a service.
+  command -v puppetserver >/dev/null 2>&1 || need_apt+=(puppetserver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: need root to install Debian packages: ${need_apt[*]}" >&2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from puppetserver import PuppetServer
 from servers import NatsServer, Pushgateway, Target
 
 
@@ -45,3 +46,15 @@ async def target() -> AsyncIterator[Target]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture(scope="session")
+def puppet_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetServer]:
+    """One real Puppet CA (Debian's puppetserver) for the whole session, stopped at the end."""
+    server = PuppetServer(tmp_path_factory.mktemp("puppetserver"))
+    server.start()
+    print(f"\npuppetserver ready in {server.started_in:.1f}s on {server.address}")
+    try:
+        yield server
+    finally:
+        server.stop()

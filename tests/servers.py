@@ -172,6 +172,7 @@ class _ProcessServer:
     """A server subprocess whose output goes to a log file in tmp_dir."""
 
     name = "server"
+    start_timeout = START_TIMEOUT
 
     def __init__(self, tmp_dir: Path, binary: str) -> None:
         self.tmp_dir = Path(tmp_dir)
@@ -214,7 +215,7 @@ class _ProcessServer:
             stderr=subprocess.STDOUT,
             cwd=self.tmp_dir,
         )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             code = self.process.poll()
             if code is not None:
@@ -228,7 +229,7 @@ class _ProcessServer:
             if time.monotonic() >= deadline:
                 self.stop()
                 raise RuntimeError(
-                    f"{self.name} not ready after {START_TIMEOUT}s; "
+                    f"{self.name} not ready after {self.start_timeout}s; "
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
             time.sleep(0.05)
