@@ -26,7 +26,6 @@ from prometheus_streams.security.ssldir import (
     SSLDir,
     write_file,
 )
-from prometheus_streams.units import format_duration
 
 DEFAULT_CA = "puppet:8140"
 DEFAULT_WAIT = 30 * 60.0
@@ -43,6 +42,19 @@ class EnrollError(Exception):
 
 class EnrollInterruptedError(EnrollError):
     """Stopped by the operator (Ctrl-C or SIGTERM) before the certificate arrived."""
+
+
+def format_duration(seconds: float) -> str:
+    """`30m`, `1m30s`, `2s`: whole seconds, for progress lines."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return "".join(parts) or "0s"
 
 
 def check_identity(name: str) -> str:
