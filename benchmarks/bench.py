@@ -84,7 +84,8 @@ def _header(meta: dict[str, object]) -> list[str]:
     return [
         f"prometheus-streams benchmark, profile {meta['profile']} ({meta['runs']} runs per "
         f"figure: median, then min - max), {meta['date']}",
-        f"machine: {meta['machine']}; took {meta['elapsed_s']}s",
+        f"machine: {meta['machine']}; took {meta['elapsed_s']}s; 1-min load average at "
+        f"scenario starts {meta.get('load_average_at_scenario_start')}",
         *(f"  {name}: {text}" for name, text in versions.items()),
     ]
 
@@ -119,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="prometheus-streams-bench-"))
     ctx = Context(profile, work, quiet=False)
     failed = False
+    loads: dict[str, float] = {}
     try:
         ctx.targets = start_targets(ctx.procs)
         for name in names:
-            ctx.log(f"scenario {name}")
+            loads[name] = round(os.getloadavg()[0], 2)
+            ctx.log(f"scenario {name} (load average {loads[name]})")
             SCENARIOS[name](ctx)
     except KeyboardInterrupt:
         print("benchmark: interrupted; stopping every process it started", file=sys.stderr)
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     meta = _meta(ctx, command.strip())
+    # Other work on the machine skews every figure: show how busy it was.
+    meta["load_average_at_scenario_start"] = loads
+    meta["load_average_at_end"] = round(os.getloadavg()[0], 2)
     if args.json:
         print(report.as_json(ctx, meta))
     else:

@@ -31,7 +31,10 @@ class Profile:
     scale_probes: tuple[tuple[int, float], ...]  # single extra runs: (targets, interval)
     recovery_targets: int
     recovery_interval: float
+    window_intervals: float = 2.0  # measurement window, in scrape intervals
     recovery_outage_intervals: int = 11  # more than max_msgs_per_subject (10) scrapes pile up
+    # Fresh processes for every run (full), or one set measured `runs` times in a row.
+    fresh_processes: bool = False
 
 
 PROFILES = {
@@ -56,24 +59,25 @@ PROFILES = {
         runs=3,
         gateway_groups=(10, 100),
         gateway_big_groups=(),
-        gateway_seconds=0.7,
-        raw_seconds=0.7,
-        drain_scrapes=300,
+        gateway_seconds=0.5,
+        raw_seconds=0.3,
+        drain_scrapes=150,
         pipeline_targets=100,
         pipeline_interval=1.0,
         scale_targets=1000,
         scale_interval=1.5,
         scale_probes=(),
-        recovery_targets=100,
-        recovery_interval=0.5,
+        recovery_targets=50,
+        recovery_interval=0.4,
     ),
     "full": Profile(
         name="full",
         runs=3,
+        fresh_processes=True,
         gateway_groups=(10, 100, 1000),
         gateway_big_groups=(10, 100),
-        gateway_seconds=3.0,
-        raw_seconds=3.0,
+        gateway_seconds=2.0,
+        raw_seconds=2.0,
         drain_scrapes=2000,
         pipeline_targets=500,
         pipeline_interval=5.0,
@@ -139,6 +143,11 @@ class Context:
         if figure is None:
             figure = self.figures[key] = Figure(key, label, unit, section)
         figure.values.append(float(value))
+
+    def sessions(self) -> list[int]:
+        """Runs per set of started processes: [1, 1, 1] when fresh each run, else [runs]."""
+        p = self.profile
+        return [1] * p.runs if p.fresh_processes else [p.runs]
 
     def median(self, key: str) -> float | None:
         """The median of a figure so far, None if never measured."""

@@ -136,7 +136,7 @@ def pushed(receiver: Service) -> float:
 def fill_stream(ctx: Context, nats: Service, work_dir: Path, urls: list[str]) -> int:
     """Run a poller until every target is in the stream once, stop it; the message count."""
     settings = StreamSettings(max_msgs_per_subject=1)
-    interval = 2.0
+    interval = max(1.0, len(urls) / 300)  # well within what one poller scrapes per second
     poller = start_poller(ctx.procs, work_dir, nats, urls, interval, settings)
     try:
         deadline = time.monotonic() + 3 * interval + 60
