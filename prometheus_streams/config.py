@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import socket
@@ -117,7 +118,7 @@ class StreamConfig:
     stream_max_age: float = 600.0
     stream_max_bytes: int = 1024**3
     max_msgs_per_subject: int = 10
-    fetch_batch: int = 64
+    fetch_batch: int = 24
     ack_wait: float = 30.0
     tls: TLSConfig | None = None
     auth: NatsAuth | None = None
@@ -321,6 +322,24 @@ def _as_str(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise ValueError(f"must be a non-empty string, got {value!r}")
+
+
+def _as_name(value: object) -> str:
+    """A name that travels in subjects and headers: no blanks around it (NATS strips them)."""
+    text = _as_str(value)
+    if text != text.strip():
+        raise ValueError(f"must not start or end with blanks: {text!r}")
+    return text
+
+
+def _size_in(low: int, high: int) -> Callable[[object], int]:
+    def convert(value: object) -> int:
+        size = parse_size(value)
+        if not low <= size <= high:
+            raise ValueError(f"must be between {low} and {high} bytes, got {size}")
+        return size
+
+    return convert
 
 
 def _int_in(low: int, high: int) -> Callable[[object], int]:
@@ -659,7 +678,7 @@ def _stream(
             _int_in(1, 1_000_000),
             10,
         ),
-        fetch_batch=r.get(data, "fetch_batch", f"{where}.fetch_batch", _int_in(1, 10_000), 64),
+        fetch_batch=r.get(data, "fetch_batch", f"{where}.fetch_batch", _int_in(1, 10_000), 24),
         ack_wait=r.get(data, "ack_wait", f"{where}.ack_wait", _positive_duration, 30.0),
         tls=tls,
         auth=_nats_auth(r, data, where),
@@ -815,9 +834,11 @@ def _file_sd(r: _Reader, raw: object, where: str) -> tuple[FileSD, ...]:
         ):
             r.problem(f"{iwhere}.files", "must be a non-empty list of file paths or globs")
             continue
+        # As Prometheus does: relative paths are relative to the config file.
+        base = Path(r.path).resolve().parent
         result.append(
             FileSD(
-                files=tuple(files),
+                files=tuple(str(base / f) for f in files),
                 refresh_interval=r.get(
                     item,
                     "refresh_interval",
@@ -839,8 +860,8 @@ def _jobs(
     jobs = []
     for job_name, job_raw in data.items():
         where = f"jobs.{job_name}"
-        if not _NAME_RE.fullmatch(job_name):
-            r.problem(where, "job names must not contain control characters")
+        if not _NAME_RE.fullmatch(job_name) or job_name != job_name.strip():
+            r.problem(where, "job names must not contain control characters or surrounding blanks")
         job = r.mapping(job_raw, where)
         if job is None:
             continue
@@ -885,7 +906,7 @@ def _jobs(
             url = r.get(target, "url", f"{twhere}.url", _http_url, "")
             if not url:
                 continue
-            name = r.get(target, "name", f"{twhere}.name", _as_str, default_instance_name(url))
+            name = r.get(target, "name", f"{twhere}.name", _as_name, default_instance_name(url))
             if name in seen:
                 r.problem(f"{twhere}.name", f"duplicate target name {name!r} in job {job_name}")
             seen.add(name)
@@ -979,7 +1000,7 @@ def parse(raw: object, path: str) -> Config:
     if data is None:
         raise ConfigError(r.problems)
     r.check_keys(data, "", _TOP_KEYS)
-    identity = r.get(data, "identity", "identity", _as_str, "") or socket.getfqdn()
+    identity = r.get(data, "identity", "identity", _as_name, "") or socket.getfqdn()
     interval = r.get(
         data, "scrape_interval", "scrape_interval", _positive_duration, DEFAULT_SCRAPE_INTERVAL
     )
@@ -992,7 +1013,7 @@ def parse(raw: object, path: str) -> Config:
         )
     timeout = min(timeout, interval)
     body_limit = r.get(
-        data, "body_size_limit", "body_size_limit", parse_size, DEFAULT_BODY_SIZE_LIMIT
+        data, "body_size_limit", "body_size_limit", _size_in(1024, 2**31), DEFAULT_BODY_SIZE_LIMIT
     )
     tls = _tls(r, data["tls"], "tls", identity) if "tls" in data else None
     config = Config(
@@ -1008,7 +1029,11 @@ def parse(raw: object, path: str) -> Config:
         monitor_address=r.get(data, "monitor_address", "monitor_address", _as_str, "0.0.0.0"),  # noqa: S104
         body_size_limit=body_limit,
         max_line_length=r.get(
-            data, "max_line_length", "max_line_length", parse_size, DEFAULT_MAX_LINE_LENGTH
+            data,
+            "max_line_length",
+            "max_line_length",
+            _size_in(256, 2**26),
+            DEFAULT_MAX_LINE_LENGTH,
         ),
         max_label_count=r.get(
             data,
@@ -1036,11 +1061,28 @@ def parse(raw: object, path: str) -> Config:
         management=_management(r, data.get("management"), identity, tls),
         warnings=tuple(r.warnings),
     )
+    push = config.push_gateway
+    stream = config.receiver_stream
+    if push is not None and stream is not None:
+        rounds = -(-stream.fetch_batch // push.concurrency)
+        if stream.ack_wait < push.timeout * rounds:
+            r.warn(
+                "receiver_stream.ack_wait",
+                f"{stream.ack_wait:g}s is shorter than a slow batch may take "
+                f"({rounds} rounds of push_gateway.timeout {push.timeout:g}s): messages "
+                "could be redelivered while still queued; raise it or lower fetch_batch",
+            )
+    if push is not None and push.stale_after and not push.publisher_label:
+        r.problem(
+            "push_gateway.stale_after",
+            "needs publisher_label: true, or the receiver could not tell its groups from "
+            "groups other clients push, and would delete them",
+        )
     if any(job.name == SELF_JOB for job in config.jobs) and config.monitor_port:
         r.problem(f"jobs.{SELF_JOB}", "reserved for the poller's own metrics (monitor_port)")
     if r.problems:
         raise ConfigError(r.problems)
-    return config
+    return dataclasses.replace(config, warnings=tuple(r.warnings))
 
 
 def load(path: str | Path) -> Config:

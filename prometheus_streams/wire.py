@@ -106,7 +106,8 @@ def encode(
     """Return subject, compressed payload and headers; `payload` if already gzipped."""
     subject = subject_for(topic, scrape.publisher, scrape.job, scrape.instance)
     headers = {
-        H_MSG_ID: f"{scrape.publisher}/{scrape.job}/{scrape.instance}/{scrape.scrape_time_ms}",
+        # Escaped tokens hold no `/`, so two different targets never share an id.
+        H_MSG_ID: "/".join(subject.split(".")[-3:]) + f"/{scrape.scrape_time_ms}",
         H_VERSION: WIRE_VERSION,
         H_PUBLISHER: scrape.publisher,
         H_JOB: scrape.job,

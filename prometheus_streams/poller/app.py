@@ -161,6 +161,7 @@ class Poller:
         # Newest unpublished scrape per subject: memory stays bounded by the target count.
         self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
         self._wake = asyncio.Event()
+        self._in_flight = 0
         self._supervisor = Supervisor("poller")
         self.management = Management(config.management, "poller", config.identity)
 
@@ -238,11 +239,10 @@ class Poller:
         self._discovered[job_name] = targets
         self._apply_targets()
 
-    def _on_discovery_error(self, message: str) -> None:
-        job_name = message.split(":", 1)[0].removeprefix("job ")
+    def _on_discovery_error(self, job_name: str, message: str) -> None:
         self.metrics.discovery_errors.labels(job_name).inc()
-        self._note_error(message)
-        log.error("file discovery: %s; keeping its previous targets", message)
+        self._note_error(f"job {job_name}: {message}")
+        log.error("file discovery for job %s: %s; keeping its previous targets", job_name, message)
 
     def _apply_targets(self) -> None:
         """Start loops for new or changed targets, stop those gone; leave the rest alone."""
@@ -253,7 +253,10 @@ class Poller:
             for target in targets:
                 wanted.setdefault((job.name, target.name), (job, target))
         for key, (job, target, task) in list(self._loops.items()):
-            if wanted.get(key) != (job, target):
+            now = wanted.get(key)
+            # Only what the loop uses counts: a target added to the job leaves the
+            # job's other loops (and their schedules) alone.
+            if now is None or _schedule(*now) != _schedule(job, target):
                 task.cancel()
                 del self._loops[key]
                 if key not in wanted:
@@ -307,16 +310,18 @@ class Poller:
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
 
     async def _flush(self, grace: float) -> None:
-        if not self._pending:
+        left = len(self._pending) + self._in_flight
+        if not left:
             return
-        log.info("publishing %d buffered scrapes before exit", len(self._pending))
+        log.info("publishing %d buffered scrapes before exit", left)
         deadline = time.monotonic() + grace
-        while self._pending and time.monotonic() < deadline:
+        while (self._pending or self._in_flight) and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.05)
-        if self._pending:
-            log.warning("exiting with %d scrapes unpublished", len(self._pending))
-            self.metrics.dropped.labels("shutdown").inc(len(self._pending))
+        left = len(self._pending) + self._in_flight
+        if left:
+            log.warning("exiting with %d scrapes unpublished", left)
+            self.metrics.dropped.labels("shutdown").inc(left)
 
     async def _wake_publishers(self) -> None:
         self._wake.set()
@@ -329,11 +334,15 @@ class Poller:
         # Align to the wall clock so a restarted poller keeps each target's phase.
         offset = stable_offset(key, interval)
         now = time.time()
-        next_at = now - (now % interval) + offset
-        if next_at < now:
-            next_at += interval
+        first = now - (now % interval) + offset
+        if first < now:
+            first += interval
+        # Then keep time with the monotonic clock: a wall-clock step (NTP at
+        # boot) must not stop or bunch up the scrapes.
+        loop = asyncio.get_running_loop()
+        next_at = loop.time() + (first - now)
         while True:
-            await asyncio.sleep(max(0.0, next_at - time.time()))
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
             if not self.paused or job.name == SELF_JOB:
                 result = await self.scraper.scrape(
                     target.url, job.scrape_timeout, job.body_size_limit
@@ -341,7 +350,7 @@ class Poller:
                 self._record(job, target, result)
                 self._submit(job, target, result)
             next_at += interval
-            now = time.time()
+            now = loop.time()
             if next_at < now:
                 missed = int((now - next_at) // interval) + 1
                 self.metrics.missed.labels(job.name).inc(missed)
@@ -429,15 +438,20 @@ class Poller:
             if taken is None:
                 continue
             scrape, payload = taken
+            self._in_flight += 1
             try:
                 await self._publish(scrape, payload)
-                backoff = 0.1
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
                 log.warning("publish of %s/%s failed: %s", scrape.job, scrape.instance, exc)
                 self._requeue(scrape, payload)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.1
+                continue
+            finally:
+                self._in_flight -= 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     async def _publish(self, scrape: wire.Scrape, compressed: bytes) -> None:
         subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
@@ -510,3 +524,8 @@ def build_payload(result: ScrapeResult, level: int = 1) -> Payload:
         return Payload(result.gzip + gzip.compress(health, compresslevel=level, mtime=0))
     plain = with_health(body, result.duration, samples)
     return Payload(gzip.compress(plain, compresslevel=level, mtime=0), replaced)
+
+
+def _schedule(job: Job, target: Target) -> tuple[object, ...]:
+    """What a target's scrape loop depends on."""
+    return (job.scrape_interval, job.scrape_timeout, job.body_size_limit, target)

@@ -42,10 +42,22 @@ def parse_target_groups(path: str, text: str, job: Job) -> list[Target]:
         where = f"{path}: [{index}]"
         if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
             raise DiscoveryError(f"{where}: a target group needs a `targets` list")
-        raw_labels = dict(group.get("labels") or {})
+        group_labels = group.get("labels") or {}
+        if not isinstance(group_labels, dict):
+            raise DiscoveryError(f"{where}.labels: must be a mapping of label names to values")
+        raw_labels = dict(group_labels)
         scheme = str(raw_labels.pop("__scheme__", job.scheme))
         metrics_path = str(raw_labels.pop("__metrics_path__", job.metrics_path))
+        if not metrics_path.startswith("/") or any(c in metrics_path for c in " ?#\n\r"):
+            raise DiscoveryError(f"{where}: __metrics_path__ must be a path: {metrics_path!r}")
         instance_override = raw_labels.pop("instance", None)
+        if instance_override is not None and (
+            not isinstance(instance_override, str)
+            or not instance_override.isprintable()
+            or instance_override != instance_override.strip()
+            or not instance_override
+        ):
+            raise DiscoveryError(f"{where}: bad instance label {instance_override!r}")
         raw_labels = {k: v for k, v in raw_labels.items() if not str(k).startswith("__")}
         try:
             labels = check_labels(raw_labels)
@@ -54,7 +66,11 @@ def parse_target_groups(path: str, text: str, job: Job) -> list[Target]:
         if scheme not in ("http", "https"):
             raise DiscoveryError(f"{where}: __scheme__ must be http or https")
         for address in group["targets"]:
-            if not isinstance(address, str) or not address or "/" in address or " " in address:
+            if (
+                not isinstance(address, str)
+                or not address.isprintable()
+                or any(c in address for c in "/ ?#")
+            ):
                 raise DiscoveryError(f"{where}.targets: not a host:port: {address!r}")
             name = str(instance_override) if instance_override else address
             targets.append(
@@ -70,7 +86,7 @@ class FileDiscovery:
         self,
         job: Job,
         on_change: Callable[[str, tuple[Target, ...]], None],
-        on_error: Callable[[str], None],
+        on_error: Callable[[str, str], None],
     ) -> None:
         self.job = job
         self._on_change = on_change
@@ -108,7 +124,7 @@ class FileDiscovery:
                 text = Path(path).read_text(encoding="utf-8")
                 self._per_file[path] = parse_target_groups(path, text, self.job)
             except (OSError, UnicodeDecodeError, DiscoveryError) as exc:
-                self._on_error(f"job {self.job.name}: {exc}")
+                self._on_error(self.job.name, str(exc))
         self._mtimes = mtimes
         merged: dict[str, Target] = {}
         for path in sorted(self._per_file):

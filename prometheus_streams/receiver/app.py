@@ -22,7 +22,7 @@ from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
 from prometheus_streams.exposition import body_limits, rename_labels, strip_timestamps
 from prometheus_streams.management import Management
-from prometheus_streams.receiver.breaker import HALF_OPEN, Breaker
+from prometheus_streams.receiver.breaker import HALF_OPEN, OPEN, Breaker
 from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
 from prometheus_streams.receiver.pushgateway import (
     PushGateway,
@@ -72,6 +72,11 @@ class ReceiverMetrics:
         self.timestamps_stripped = Counter(
             p + "timestamps_stripped_total",
             "Sample timestamps removed because the Pushgateway refuses them",
+            registry=registry,
+        )
+        self.future_scrapes = Counter(
+            p + "future_scrapes_total",
+            "Scrapes dated more than a minute ahead of the receiver's clock",
             registry=registry,
         )
         self.labels_renamed = Counter(
@@ -152,12 +157,9 @@ class Receiver:
         # Scrape time of the newest push per group, so a group never goes back in time.
         self._last_pushed: dict[tuple[str, str, str], int] = {}
         self._publishers_seen: dict[str, float] = {}
-        self._grouping_labels = frozenset(
-            {b"job", b"instance", b"publisher"}
-            if self.push_config.publisher_label
-            else {b"job", b"instance"}
-        )
+        self._grouping_labels = _grouping_labels(self.push_config)
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.types = TypeRegistry()
@@ -229,14 +231,13 @@ class Receiver:
         """Consume until `stop` is set; in-flight pushes finish and are acked first."""
         await self.gateway.start()
         consumer = self._supervisor.spawn(self._consume(stop), "consume")
-        if self.push_config.stale_after:
-            self._supervisor.spawn(self._stale_loop(stop), "stale-groups")
+        self._supervisor.spawn(self._stale_loop(stop), "stale-groups")
         await self._supervisor.wait(stop)
         try:
             # The consume loop notices `stop` between batches and returns by itself;
             # while it is still connecting there is nothing in flight to wait for.
-            grace = self.config.shutdown_grace if self.stream_ready else 0.0
-            await asyncio.wait_for(asyncio.shield(consumer), timeout=grace)
+            if self.stream_ready:
+                await asyncio.wait_for(asyncio.shield(consumer), self.config.shutdown_grace)
         except TimeoutError:
             log.warning("in-flight pushes did not finish within the grace period")
         except Exception:  # noqa: S110 - already reported by the supervisor
@@ -248,6 +249,19 @@ class Receiver:
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         await self.conn.connect()
+        sub = await self._rebind()
+        self._supervisor.spawn(self.management.run(self.conn, self), "management")
+        log.info(
+            "receiver %s consuming %s from stream %s as %s, pushing to %s",
+            self.config.identity,
+            self.stream.subjects,
+            self.stream.stream,
+            self.stream.durable,
+            self.push_config.url,
+        )
+        return sub
+
+    async def _rebind(self) -> JetStreamContext.PullSubscription:
         while True:
             try:
                 await ensure_stream(self.conn.js, self.stream)
@@ -267,19 +281,11 @@ class Receiver:
                 log.warning("cannot bind consumer %s yet: %s", self.stream.durable, exc)
                 await asyncio.sleep(2)
         self.stream_ready = True
-        self._supervisor.spawn(self.management.run(self.conn, self), "management")
-        log.info(
-            "receiver %s consuming %s from stream %s as %s, pushing to %s",
-            self.config.identity,
-            self.stream.subjects,
-            self.stream.stream,
-            self.stream.durable,
-            self.push_config.url,
-        )
         return sub
 
     async def _consume(self, stop: asyncio.Event) -> None:
-        sub = await self._subscribe()
+        sub = self._sub = await self._subscribe()
+        errors = 0
         while not stop.is_set():
             if self.paused:
                 await _first(stop.wait(), self._resumed.wait())
@@ -295,17 +301,31 @@ class Receiver:
             except (NATSTimeoutError, TimeoutError):
                 continue
             except NATSError as exc:
-                log.debug("fetch failed: %s", exc)
-                await asyncio.sleep(0.5)
+                errors += 1
+                log.warning(
+                    "fetch from consumer %s failed: %s",
+                    self.stream.durable,
+                    exc or type(exc).__name__,
+                )
+                if errors >= 5 and self.conn.connected.is_set():
+                    # Connected yet failing: the stream or the consumer was deleted
+                    # or changed under us. Check and bind again.
+                    self.stream_ready = False
+                    self._note_error(
+                        f"consumer {self.stream.durable} failed {errors} times: binding again"
+                    )
+                    sub = self._sub = await self._rebind()
+                    errors = 0
+                else:
+                    await asyncio.sleep(0.5)
                 continue
+            errors = 0
             if self.paused:
                 # Paused while this fetch was waiting: hand the messages straight back.
                 for msg in msgs:
                     await msg.nak()
                 continue
-            for outcome in await self._handle_batch(msgs):
-                if outcome is not None:
-                    self.breaker.record(outcome)
+            await self._handle_batch(msgs)
 
     async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
         """Process one fetched batch; per group: True answered, False failed, None not tried."""
@@ -387,9 +407,19 @@ class Receiver:
         # Claimed before the push so two groups of one batch cannot both pass.
         previous = self.types.record(path, types)
         async with self._limit:
+            if self.breaker.state == OPEN:
+                # Opened by pushes of this batch that ran before us: do not add to the pile.
+                self.types.record(path, previous)
+                self.metrics.naks.labels("breaker_open").inc()
+                await work.msg.nak(delay=self.breaker.cooldown)
+                return None
+            # Waiting for a slot may have taken a while: restart the ack timer.
+            with contextlib.suppress(NATSError):
+                await work.msg.in_progress()
             t0 = time.perf_counter()
             result = await self.gateway.put(path, body)
             self.metrics.push_duration.observe(time.perf_counter() - t0)
+            self.breaker.record(result.ok or result.permanent)
         if not result.ok:
             self.types.record(path, previous)
         return await self._settle(work, path, result)
@@ -397,7 +427,10 @@ class Receiver:
     async def _newer_in_stream(self, work: _Work) -> bool:
         """In a backlog, is a newer scrape of this group already stored? Then skip this one."""
         try:
-            if work.msg.metadata.num_pending == 0:
+            meta = work.msg.metadata
+            # Look when a backlog follows, or when this is a redelivery (another
+            # receiver may have pushed a newer scrape of the group meanwhile).
+            if meta.num_pending == 0 and meta.num_delivered <= 1:
                 return False
             last = await self.conn.js.get_last_msg(self.stream.stream, work.msg.subject)
             return (last.seq or 0) > work.msg.metadata.sequence.stream
@@ -411,7 +444,19 @@ class Receiver:
             await work.msg.ack()
             self.metrics.pushes.labels("success").inc()
             self.metrics.latency.observe(max(0.0, time.time() - scrape.scrape_time_ms / 1000))
-            self._last_pushed[scrape.group] = scrape.scrape_time_ms
+            # Clamped to our clock: a poller whose clock ran ahead and is then set
+            # right must not see its next scrapes taken for old ones.
+            now_ms = int(time.time() * 1000)
+            if scrape.scrape_time_ms > now_ms + 60_000:
+                self.metrics.future_scrapes.inc()
+                log.warning(
+                    "scrape of %s/%s from %s is dated %.0fs in the future: check its clock",
+                    scrape.job,
+                    scrape.instance,
+                    scrape.publisher,
+                    (scrape.scrape_time_ms - now_ms) / 1000,
+                )
+            self._last_pushed[scrape.group] = min(scrape.scrape_time_ms, now_ms)
             seen = scrape.scrape_time_ms / 1000
             self.metrics.last_seen.labels(scrape.publisher).set(seen)
             self.metrics.lag.labels(scrape.publisher).set(max(0.0, time.time() - seen))
@@ -454,6 +499,8 @@ class Receiver:
             self._supervisor.spawn(self._swap_gateway(new), "swap-pushgateway")
             self.breaker.failures = self.push_config.breaker_failures
             self.breaker.cooldown = self.push_config.breaker_cooldown
+            self._grouping_labels = _grouping_labels(self.push_config)
+            self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self.config = config
 
     async def _swap_gateway(self, new: PushGateway) -> None:
@@ -465,7 +512,11 @@ class Receiver:
     # -- stale groups -------------------------------------------------------
 
     def _manages(self, labels: dict[str, str]) -> bool:
-        """Groups with our grouping key: job and instance, and publisher when we label it."""
+        """Groups with our grouping key: job, instance and publisher.
+
+        Without the publisher label our groups cannot be told from anyone
+        else's, so config requires publisher_label for stale_after.
+        """
         if "job" not in labels or "instance" not in labels:
             return False
         return "publisher" in labels if self.push_config.publisher_label else True
@@ -475,11 +526,28 @@ class Receiver:
             await _first(stop.wait(), asyncio.sleep(self.push_config.stale_check_interval))
             if stop.is_set():
                 return
-            # Only when caught up: after an outage every group looks stale until the
-            # backlog is pushed, and deleting them then would blank the dashboards.
-            if self.paused or self.breaker.state != "closed" or self._pending_count != 0:
-                continue
-            await self.sweep_stale_groups()
+            await self.stale_tick()
+
+    async def stale_tick(self) -> int:
+        """One stale-group check; returns how many groups were deleted."""
+        if not self.push_config.stale_after or self._sub is None:
+            return 0
+        # Only when caught up: after an outage every group looks stale until the
+        # backlog is pushed, and deleting them then would blank the dashboards.
+        if self.paused or self.breaker.state != "closed" or not await self._caught_up():
+            return 0
+        return await self.sweep_stale_groups()
+
+    async def _caught_up(self) -> bool:
+        assert self._sub is not None
+        try:
+            info = await self._sub.consumer_info()
+        except (NATSError, TimeoutError) as exc:
+            log.debug("cannot read consumer info: %s", exc)
+            return False
+        self._pending_count = info.num_pending or 0
+        self.metrics.pending.set(self._pending_count)
+        return not info.num_pending and not info.num_ack_pending
 
     async def sweep_stale_groups(self) -> int:
         """Delete managed groups whose last push is older than stale_after."""
@@ -501,11 +569,15 @@ class Receiver:
                 continue
             age = now - pushed
             path = path_of_labels(labels)
-            if age <= self.push_config.stale_after or path is None:
+            if not self.push_config.stale_after or age <= self.push_config.stale_after:
+                continue
+            if path is None:
                 continue
             result = await self.gateway.delete(path)
             if result.ok:
                 self.types.record(path, None)
+                key = (labels.get("publisher", ""), labels["job"], labels["instance"])
+                self._last_pushed.pop(key, None)
                 deleted += 1
                 self.metrics.stale_deleted.inc()
                 log.info("deleted stale group %s: last push %.0fs ago", path, age)
@@ -525,3 +597,11 @@ async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+def _grouping_labels(config: PushGatewayConfig) -> frozenset[bytes]:
+    """Labels the grouping key sets, which pushed series must not carry."""
+    names = {b"job", b"instance"}
+    if config.publisher_label:
+        names.add(b"publisher")
+    return frozenset(names)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 _SERIES = re.compile(rb"^([^#\s][^\n]*?)[ \t]+\S+[ \t\r]*$", re.MULTILINE)
-_VALID_SERIES = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?")
+_VALID_SERIES = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*(?:[ \t]*\{.*\})?")
 _TYPE = re.compile(rb"^#[ \t]+TYPE[ \t]+(\S+)[ \t]+(\S+)", re.MULTILINE)
 
 

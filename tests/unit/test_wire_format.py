@@ -109,7 +109,7 @@ def test_encode_sets_subject_and_headers() -> None:
     subject, payload, headers = encode(TOPIC, scrape)
     assert subject == "prometheus.dc1-poller.node.127%2E0%2E0%2E1%3A9100"
     assert headers == {
-        "Nats-Msg-Id": "dc1-poller/node/127.0.0.1:9100/1700000000123",
+        "Nats-Msg-Id": "dc1-poller/node/127%2E0%2E0%2E1%3A9100/1700000000123",
         "Prometheus-Streams-Version": "1",
         "Prometheus-Streams-Publisher": "dc1-poller",
         "Prometheus-Streams-Job": "node",
