@@ -26,6 +26,7 @@ from prometheus_streams.secret import (
     redact_url,
 )
 from prometheus_streams.units import parse_duration, parse_size
+from prometheus_streams.wire import MAX_LABELS, label_name_problem
 
 T = TypeVar("T")
 
@@ -795,20 +796,19 @@ _JOB_KEYS = {
 }
 _TARGET_KEYS = {"name", "url", "labels"}
 _FILE_SD_KEYS = {"files", "refresh_interval"}
-_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
 
 
 def check_labels(raw: object) -> tuple[tuple[str, str], ...]:
     """Validate extra target labels: a mapping of label name to string value."""
     if not isinstance(raw, dict):
         raise ValueError(f"must be a mapping of label names to values, got {raw!r}")
+    if len(raw) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(raw)}")
     labels = []
     for name, value in raw.items():
-        if not isinstance(name, str) or not _LABEL_NAME_RE.fullmatch(name):
-            raise ValueError(f"not a valid label name: {name!r}")
-        if name in RESERVED_LABELS or name.startswith("__"):
-            raise ValueError(f"label {name!r} is reserved")
+        problem = label_name_problem(name)
+        if problem:
+            raise ValueError(problem)
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ValueError(f"label {name!r} needs a string value, got {value!r}")
         labels.append((name, str(value)))
@@ -941,7 +941,6 @@ _OBSOLETE_MANAGEMENT_KEYS = {
     "collective": "a Choria backplane setting",
     "auth": "a Choria backplane setting; use NATS permissions on subject_prefix",
 }
-_SUBJECT_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 def _management(
@@ -958,7 +957,7 @@ def _management(
         _as_str,
         ManagementConfig.subject_prefix,
     )
-    if not _SUBJECT_PREFIX_RE.fullmatch(prefix):
+    if not _TOPIC_RE.fullmatch(prefix):
         r.problem("management.subject_prefix", f"must be dot-separated tokens: {prefix!r}")
     brokers: tuple[str, ...] = r.get(data, "brokers", "management.brokers", _nats_urls, ())
     return ManagementConfig(

@@ -18,9 +18,20 @@ H_JOB = "Prometheus-Streams-Job"
 H_INSTANCE = "Prometheus-Streams-Instance"
 H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
 H_LABELS = "Prometheus-Streams-Labels"
-MAX_LABELS = 32
+MAX_LABELS = 32  # extra grouping labels of one target
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
+RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
+
+
+def label_name_problem(name: object) -> str | None:
+    """Why `name` cannot be an extra grouping label, or None when it can."""
+    if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+        return f"not a valid label name: {name!r}"
+    if name in RESERVED_LABELS or name.startswith("__"):
+        return f"label {name!r} is reserved"
+    return None
+
+
 H_CONTENT_TYPE = "Content-Type"
 H_CONTENT_ENCODING = "Content-Encoding"
 H_MSG_ID = "Nats-Msg-Id"
@@ -224,8 +235,9 @@ def _decode_labels(raw: str | None) -> tuple[tuple[str, str], ...]:
     if not isinstance(data, dict) or len(data) > MAX_LABELS:
         raise WireError("bad_header", f"{H_LABELS} must be an object of at most {MAX_LABELS}")
     for name, value in data.items():
-        if not _LABEL_NAME.fullmatch(name) or name in _RESERVED_LABELS or name.startswith("__"):
-            raise WireError("bad_header", f"{H_LABELS}: label name {name!r} not allowed")
+        problem = label_name_problem(name)
+        if problem:
+            raise WireError("bad_header", f"{H_LABELS}: {problem}")
         if not isinstance(value, str):
             raise WireError("bad_header", f"{H_LABELS}: label {name!r} needs a string value")
     return tuple(sorted(data.items()))
