@@ -284,7 +284,7 @@ def scale(ctx: Context) -> None:
     if sum(kept_up) * 2 <= len(kept_up):
         ctx.notes.append(f"scale: the poller did not keep up with {label} in most runs")
         # Find what it does sustain: halve the targets at the same interval.
-        probes = [(p.scale_targets // 2**i, p.scale_interval) for i in (1, 2, 3)]
+        probes = [(p.scale_targets // 2**i, p.scale_interval) for i in (1, 2)]
     for targets, interval in probes:
         tag = f"probe-{targets}-{interval:g}"
         probe_label = f"probe (1 run) {targets} targets every {interval:g}s"

@@ -1,0 +1,59 @@
+"""The benchmark harness works end to end (tiny counts); its figures are never asserted as goals."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Figures every smoke run must produce, one per scenario at least.
+RATES = [
+    "raw_scrape_node_gzip_per_s",
+    "pgw_nocheck_node_10_pushes_per_s",
+    "pgw_check_node_10_pushes_per_s",
+    "direct_push_per_s",
+    "drain_per_s",
+    "pipeline_scrapes_per_s",
+    "pipeline_pushes_per_s",
+    "agent_scrapes_per_s",
+    "scale_scrapes_per_s",
+    "recovery_direct_round_s",
+    "recovery_from_ready_s",
+]
+CPU = [
+    "pipeline_poller_cpu_ms_per_1k_samples",
+    "pipeline_receiver_cpu_ms_per_1k_samples",
+    "agent_cpu_ms_per_1k_samples",
+    "drain_cpu_ms_per_1k_samples",
+]
+MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
+
+
+def test_benchmark_smoke_run_reports_every_figure() -> None:
+    done = subprocess.run(
+        [str(REPO / "benchmarks" / "run"), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["profile"] == "smoke"
+    figures = report["figures"]
+    for key in RATES + CPU + MEMORY:
+        assert key in figures, f"{key} missing; have {sorted(figures)}"
+        figure = figures[key]
+        assert figure["runs"] >= 1
+        assert figure["min"] <= figure["median"] <= figure["max"]
+        assert math.isfinite(figure["median"]) and figure["median"] > 0, (key, figure)
+    latency = figures["latency_p50_ms"]["median"]
+    assert latency is not None and latency >= 0
+    assert 0 <= figures["pipeline_late_or_missed_pct"]["median"] <= 100
+    assert {g["goal"] for g in report["goals"]} and all(
+        g["value"] is not None for g in report["goals"]
+    ), report["goals"]
+    assert report["machine"]["cpus"] >= 1 and report["versions"]["prometheus"]
