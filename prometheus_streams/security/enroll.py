@@ -102,9 +102,12 @@ async def enroll(options: EnrollOptions, say: Say, stop: asyncio.Event) -> Enrol
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        if not task.done():
+            # Stopped (or we were cancelled): every file is written atomically, so
+            # cancelling in the middle leaves nothing half-done.
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
         raise EnrollInterruptedError(_interrupted(options))
     return task.result()
 

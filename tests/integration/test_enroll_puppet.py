@@ -143,12 +143,12 @@ def test_cli_refuses_a_ca_with_another_fingerprint(puppet_ca: PuppetServer, tmp_
     assert list((tmp_path / "ssl" / "private_keys").iterdir()) == []
 
 
-def test_cli_same_name_with_another_key_is_an_error(
+async def test_cli_same_name_with_another_key_is_an_error(
     puppet_ca: PuppetServer, tmp_path: Path
 ) -> None:
     name = _name(signed_at_once=True)
-    first = _cli(name, "--dir", str(tmp_path / "a"), "--ca", puppet_ca.address)
-    assert first.returncode == 0, first.stderr
+    # In-process with a 2048-bit key where the CLI is not what is tested: 4096 bits is slow.
+    await enroll(_options(puppet_ca, name, tmp_path / "a"), lambda _: None, asyncio.Event())
     second = _cli(name, "--dir", str(tmp_path / "b"), "--ca", puppet_ca.address)
     assert second.returncode == 1
     assert "made for another key" in second.stderr
@@ -202,20 +202,21 @@ def test_cli_gives_up_after_the_wait_limit(puppet_ca: PuppetServer, tmp_path: Pa
     assert puppet_ca.has_request(name)
 
 
-def test_cli_refuses_to_replace_a_mismatching_certificate(
+async def test_cli_refuses_to_replace_a_mismatching_certificate(
     puppet_ca: PuppetServer, tmp_path: Path
 ) -> None:
     one, two = _name(True), _name(True)
-    assert _cli(one, "--dir", str(tmp_path / "one"), "--ca", puppet_ca.address).returncode == 0
-    assert _cli(two, "--dir", str(tmp_path / "two"), "--ca", puppet_ca.address).returncode == 0
+    dirs = {one: tmp_path / "one", two: tmp_path / "two"}
+    for name, ssl_dir in dirs.items():
+        await enroll(_options(puppet_ca, name, ssl_dir), lambda _: None, asyncio.Event())
     # Put two's certificate where one's belongs: it does not match one's key.
-    wrong = tmp_path / "one" / "certs" / f"{one}.pem"
-    wrong.write_bytes((tmp_path / "two" / "certs" / f"{two}.pem").read_bytes())
-    result = _cli(one, "--dir", str(tmp_path / "one"), "--ca", puppet_ca.address)
+    wrong = dirs[one] / "certs" / f"{one}.pem"
+    wrong.write_bytes((dirs[two] / "certs" / f"{two}.pem").read_bytes())
+    result = _cli(one, "--dir", str(dirs[one]), "--ca", puppet_ca.address)
     assert result.returncode == 1
     assert "does not match the private key" in result.stderr
     assert "not replacing anything" in result.stderr
-    assert wrong.read_bytes() == (tmp_path / "two" / "certs" / f"{two}.pem").read_bytes()
+    assert wrong.read_bytes() == (dirs[two] / "certs" / f"{two}.pem").read_bytes()
 
 
 async def test_real_ca_refusals_reach_the_operator(puppet_ca: PuppetServer, tmp_path: Path) -> None:
@@ -299,4 +300,5 @@ async def test_poller_with_puppet_scheme_publishes_into_a_nats_using_the_puppet_
             finally:
                 await nc.close()
     assert message.headers is not None
-    assert message.headers["Nats-Msg-Id"].startswith(f"{identity}/node/web-1/")
+    publisher = wire.escape_token(identity)
+    assert message.headers["Nats-Msg-Id"].startswith(f"{wire.escape_token(publisher)}/node/web-1/")
