@@ -227,10 +227,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check_config(cfg: config.Config) -> int:
     """Print the resolved configuration and which roles it can run."""
-    resolved = config.describe(cfg)
-    print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
+    verdicts: dict[str, list[str]] = {}
     for role in config.ROLES:
         problems = cfg.problems_for(role)
+        if not problems:
+            try:
+                tls.require_usable(cfg, role)  # the files, as starting the role would
+            except ConfigError as exc:
+                problems = exc.problems
+        verdicts[role] = problems
+    resolved = config.describe(cfg)
+    resolved["fit_for"] = [role for role, problems in verdicts.items() if not problems]
+    print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
+    for role, problems in verdicts.items():
         verdict = "fit" if not problems else "not fit: " + "; ".join(problems)
         print(f"# {role}: {verdict}")
     return EXIT_OK if resolved["fit_for"] else EXIT_USAGE

@@ -290,3 +290,26 @@ async def test_debug_key_and_flag_turn_on_debug_logs(
         quiet.stop()
         loud.stop()
     assert "DEBUG" not in quiet.log()
+
+
+def test_check_config_reports_missing_certificate_files(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    path = write_config(
+        tmp_path,
+        {
+            "identity": "dc1",
+            "tls": {
+                "scheme": "manual",
+                "ca": str(missing / "ca.pem"),
+                "cert": str(missing / "cert.pem"),
+                "key": str(missing / "key.pem"),
+            },
+            "poller_stream": {"urls": "nats://127.0.0.1:4222"},
+            "jobs": {"node": {"targets": [{"url": "http://127.0.0.1:9100/metrics"}]}},
+        },
+    )
+    result = cli("--config", str(path), "check-config")
+    assert result.returncode == 2
+    assert "# poller: not fit:" in result.stdout
+    assert str(missing / "ca.pem") in result.stdout
+    assert "fit_for: []" in result.stdout
