@@ -18,33 +18,44 @@ _TIMESTAMP_LINE = re.compile(
 )
 
 
+# Measured on a node_exporter page (58 KB, 513 samples): one regex pass anchored
+# on a newline costs 50-250 us where per-line Python loops or `^`-anchored
+# multiline patterns cost 0.3-2 ms. Hence the shapes below.
+_SAMPLE_START = re.compile(rb"\n[ \t]*[^#\s]")
+# name, optional labels (greedy to the last `}`), value, optional timestamp
+_SAMPLE = re.compile(
+    rb"\n([a-zA-Z_:][a-zA-Z0-9_:]*(?:[ \t]*\{[^\n]*\})?)[ \t]+(\S+)(?:[ \t]+(-?[0-9]+))?"
+    rb"[ \t\r]*(?=\n|\Z)"
+)
+Sample = tuple[bytes, bytes, bytes]  # series (name and labels), value, timestamp or b""
+
+
 def count_samples(body: bytes) -> int:
-    """Count sample lines without parsing them (comments and blank lines skipped)."""
-    if not body:
-        return 0
-    if (
-        b"\n\n" in body
-        or b"\n " in body
-        or b"\n\t" in body
-        or b"\r" in body
-        or body[:1] in b" \t\n"
-    ):
-        # Blank or indented lines: rare, counted exactly the slow way.
-        return sum(1 for ln in body.split(b"\n") if (s := ln.strip()) and not s.startswith(b"#"))
-    # Byte counts run in C at GB/s; a per-line Python loop would be the poller's
-    # biggest cost on large pages.
-    lines = body.count(b"\n") + (not body.endswith(b"\n"))
-    return lines - body.count(b"\n#") - body.startswith(b"#")
+    """Count sample lines (not comments, not blank) without parsing them."""
+    return len(_SAMPLE_START.findall(b"\n" + body)) if body else 0
 
 
-# Cheap test for "some line may end in a timestamp": a number, blanks, an integer
-# at the end of a line. Most pages have none, and then the full pass is skipped.
-_MAYBE_TIMESTAMP = re.compile(rb"[0-9.fFnN][ \t]+-?[0-9]+[ \t\r]*$", re.MULTILINE)
+def index_samples(body: bytes) -> list[Sample]:
+    """Every well-formed sample line, split; fewer than count_samples means a bad line."""
+    return _SAMPLE.findall(b"\n" + body)
 
 
-def strip_timestamps(body: bytes) -> tuple[bytes, int]:
-    """Remove sample timestamps (the Pushgateway refuses them); return body and count."""
-    if not _MAYBE_TIMESTAMP.search(body):
+def first_bad_line(body: bytes) -> bytes | None:
+    """The first sample line index_samples cannot split (slow; for error messages)."""
+    for line in body.split(b"\n"):
+        probe = b"\n" + line
+        if _SAMPLE_START.match(probe) and not _SAMPLE.fullmatch(probe):
+            return line.strip()
+    return None
+
+
+def strip_timestamps(body: bytes, samples: list[Sample] | None = None) -> tuple[bytes, int]:
+    """Remove sample timestamps (the Pushgateway refuses them); return body and count.
+
+    With the page's `samples` at hand, a page without timestamps (the common
+    case) costs nothing more.
+    """
+    if samples is not None and not any(stamp for _, _, stamp in samples):
         return body, 0
     return _TIMESTAMP_LINE.subn(rb"\1", body)
 
@@ -54,13 +65,14 @@ _HEALTH_LINE = re.compile(
     rb"(?:[ \t{][^\n]*)?(?:\n|$)",
     re.MULTILINE,
 )
+_HEALTH_ANYWHERE = re.compile(
+    rb"\n(?:#[ \t]+(?:HELP|TYPE)[ \t]+)?(?:up|scrape_(?:duration_seconds|samples_scraped))[ \t{]"
+)
 
 
 def drop_health_series(body: bytes) -> tuple[bytes, int]:
     """Remove a target's own up/scrape_* families, which would clash with ours."""
-    if b"scrape_" not in body and not (
-        b"\nup" in body or body.startswith(b"up") or b" up " in body
-    ):
+    if not _HEALTH_ANYWHERE.search(b"\n" + body[:200]) and not _HEALTH_ANYWHERE.search(body):
         return body, 0
     return _HEALTH_LINE.subn(b"", body)
 
@@ -113,7 +125,8 @@ def rename_labels(body: bytes, names: frozenset[bytes]) -> tuple[bytes, int]:
     series differing only there would collide; Prometheus itself resolves the
     same conflict this way when honor_labels is false.
     """
-    if not any(name in body for name in names):
+    # Substring tests run at memchr speed; a regex for "label position" does not.
+    if not any(name + sep in body for name in names for sep in (b"=", b" =", b"\t=")):
         return body, 0
     lines = body.split(b"\n")
     renamed = 0
@@ -174,13 +187,22 @@ class BodyLimits:
             rb"^[^\n=]*(?:=[^\n=]*){%d}=[^\n]*" % max_label_count, re.MULTILINE
         )
 
-    def violation(self, body: bytes) -> tuple[str, str] | None:
+    def violation(self, body: bytes, samples: list[Sample] | None = None) -> tuple[str, str] | None:
         """(reason, detail) for the first limit the body breaks, or None."""
         if len(body) > self.max_line_length and self._long_line.search(body):
             return "line_too_long", f"a line is longer than {self.max_line_length} bytes"
         if body.count(b"=") > self.max_label_count:
-            for match in self._many_equals.finditer(body):
-                line = match.group()
+            if samples is not None:
+                # Only series with more `=` than labels allowed can break the limit.
+                shortest = 5 * self.max_label_count  # `a="",` per label at least
+                lines = [
+                    s
+                    for s, _, _ in samples
+                    if len(s) > shortest and s.count(b"=") > self.max_label_count
+                ]
+            else:
+                lines = [m.group() for m in self._many_equals.finditer(body)]
+            for line in lines:
                 if line.lstrip().startswith(b"#"):
                     continue
                 spans = _label_names(line)

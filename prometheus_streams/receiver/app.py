@@ -20,7 +20,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
-from prometheus_streams.exposition import body_limits, rename_labels, strip_timestamps
+from prometheus_streams.exposition import (
+    body_limits,
+    index_samples,
+    rename_labels,
+    strip_timestamps,
+)
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.breaker import HALF_OPEN, OPEN, Breaker
 from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
@@ -382,21 +387,24 @@ class Receiver:
         if await self._newer_in_stream(work):
             await self._drop(work, "superseded")
             return None
+        # One pass splits every sample line; the checks below share it.
+        samples = index_samples(scrape.body)
         limits = body_limits(self.config.max_line_length, self.config.max_label_count)
-        violation = limits.violation(scrape.body)
+        violation = limits.violation(scrape.body, samples)
         if violation is not None:
             await self._term(work.msg, *violation)
             return None
-        body, stripped = strip_timestamps(scrape.body)
+        body, stripped = strip_timestamps(scrape.body, samples)
         if stripped:
             self.metrics.timestamps_stripped.inc(stripped)
         body, renamed = rename_labels(body, self._grouping_labels)
         if renamed:
             self.metrics.labels_renamed.inc(renamed)
+            samples = index_samples(body)
         publisher = scrape.publisher if self.push_config.publisher_label else None
         path = group_path(scrape.job, scrape.instance, publisher, scrape.labels)
         try:
-            types = check_body(body)
+            types = check_body(body, samples)
         except ConsistencyError as exc:
             await self._term(work.msg, "inconsistent", f"{path}: {exc}")
             return None

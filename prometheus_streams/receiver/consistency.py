@@ -16,28 +16,31 @@ from __future__ import annotations
 
 import re
 
-_SERIES = re.compile(rb"^([^#\s][^\n]*?)[ \t]+\S+[ \t\r]*$", re.MULTILINE)
-_VALID_SERIES = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*(?:[ \t]*\{.*\})?")
-_TYPE = re.compile(rb"^#[ \t]+TYPE[ \t]+(\S+)[ \t]+(\S+)", re.MULTILINE)
+from prometheus_streams.exposition import Sample, count_samples, first_bad_line, index_samples
+
+# The literal prefix lets the regex engine skip ahead; exporters write `# TYPE`.
+_TYPE = re.compile(rb"\n# TYPE[ \t]+(\S+)[ \t]+(\S+)")
 
 
 class ConsistencyError(ValueError):
     """A body the Pushgateway would refuse or that would break its consistency."""
 
 
-def check_body(body: bytes) -> frozenset[tuple[bytes, bytes]]:
+def check_body(body: bytes, samples: list[Sample] | None = None) -> frozenset[tuple[bytes, bytes]]:
     """Check one body; return its (metric name, type) pairs for the cross-group check."""
-    series = _SERIES.findall(body)
+    if samples is None:
+        samples = index_samples(body)
+    if len(samples) != count_samples(body):
+        bad = first_bad_line(body) or b"?"
+        raise ConsistencyError(f"invalid metric name or labels in {bad[:200]!r}")
+    series = [name for name, _, _ in samples]
     if len(set(series)) != len(series):
         seen: set[bytes] = set()
         for item in series:
             if item in seen:
                 raise ConsistencyError(f"series {item[:200]!r} appears twice")
             seen.add(item)
-    for item in series:
-        if not _VALID_SERIES.fullmatch(item):
-            raise ConsistencyError(f"invalid metric name or labels in {item[:200]!r}")
-    return frozenset(_TYPE.findall(body))
+    return frozenset(_TYPE.findall(b"\n" + body))
 
 
 class TypeRegistry:
