@@ -118,7 +118,7 @@ class StreamConfig:
     storage: str = "file"
     stream_max_age: float = 600.0
     stream_max_bytes: int = 1024**3
-    max_msgs_per_subject: int = 10
+    max_msgs_per_subject: int = 1
     fetch_batch: int = 24
     ack_wait: float = 30.0
     tls: TLSConfig | None = None
@@ -677,7 +677,7 @@ def _stream(
             "max_msgs_per_subject",
             f"{where}.max_msgs_per_subject",
             _int_in(1, 1_000_000),
-            10,
+            1,
         ),
         fetch_batch=r.get(data, "fetch_batch", f"{where}.fetch_batch", _int_in(1, 10_000), 24),
         ack_wait=r.get(data, "ack_wait", f"{where}.ack_wait", _positive_duration, 30.0),

@@ -165,6 +165,7 @@ class Receiver:
         self._grouping_labels = _grouping_labels(self.push_config)
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._per_subject = -1
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.types = TypeRegistry()
@@ -269,7 +270,8 @@ class Receiver:
     async def _rebind(self) -> JetStreamContext.PullSubscription:
         while True:
             try:
-                await ensure_stream(self.conn.js, self.stream)
+                info = await ensure_stream(self.conn.js, self.stream)
+                self._per_subject = info.config.max_msgs_per_subject or -1
                 sub = await self.conn.js.pull_subscribe(
                     self.stream.subjects,
                     durable=self.stream.durable,
@@ -436,9 +438,10 @@ class Receiver:
         """In a backlog, is a newer scrape of this group already stored? Then skip this one."""
         try:
             meta = work.msg.metadata
-            # Look when a backlog follows, or when this is a redelivery (another
+            # With one message per subject the stream itself keeps only the newest.
+            # Otherwise look when a backlog follows, or on a redelivery (another
             # receiver may have pushed a newer scrape of the group meanwhile).
-            if meta.num_pending == 0 and meta.num_delivered <= 1:
+            if self._per_subject == 1 or (meta.num_pending == 0 and meta.num_delivered <= 1):
                 return False
             last = await self.conn.js.get_last_msg(self.stream.stream, work.msg.subject)
             return (last.seq or 0) > work.msg.metadata.sequence.stream

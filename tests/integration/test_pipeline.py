@@ -240,7 +240,13 @@ async def test_receiver_survives_garbage_and_gzip_bombs(
     await publish_raw(nats_server.url, "prometheus.too.many.tokens.here", payload, unique())
     await publish_raw(nats_server.url, subject, payload, unique({wire.H_JOB: "other"}))
     await publish_raw(nats_server.url, subject, payload, None)
-    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, body_size_limit="1MiB")
+    cfg = receiver_config(
+        tmp_path,
+        nats_server.url,
+        pushgateway.url,
+        body_size_limit="1MiB",
+        stream={"max_msgs_per_subject": 10},  # the stream keeps every bad message
+    )
     receiver, rreg = new_receiver(cfg)
     async with running(receiver):
         for reason in (
@@ -283,7 +289,13 @@ async def test_backlog_pushes_only_newest_scrape_per_group(
     for i in range(6):
         body = f"# TYPE marker gauge\nmarker {i}\n".encode()
         await publish_scrape(nats_server.url, body, scrape_time=now - 60 + i)
-    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, stream={"fetch_batch": 1})
+    # Several scrapes per subject: the receiver's own look-up skips the old ones.
+    cfg = receiver_config(
+        tmp_path,
+        nats_server.url,
+        pushgateway.url,
+        stream={"fetch_batch": 1, "max_msgs_per_subject": 10},
+    )
     receiver, rreg = new_receiver(cfg)
     async with running(receiver):
         await async_wait_for(
@@ -362,3 +374,21 @@ async def test_type_conflict_is_refused_before_a_fast_mode_pushgateway(
         assert not _pushed(fast, "node", "b") and not _pushed(fast, "node", "c")
     finally:
         fast.stop()
+
+
+async def test_default_stream_keeps_only_the_newest_scrape_of_a_backlog(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0])
+        receiver.pause()
+        now = time.time()
+        for i in range(5):
+            body = f"# TYPE marker gauge\nmarker {i}\n".encode()
+            await publish_scrape(nats_server.url, body, scrape_time=now - 60 + i)
+        receiver.resume()
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "web-1").get('marker{publisher="dc1"}') == 4
+        )
+    assert metric(rreg, "receiver_pushes_total", result="success") == 1

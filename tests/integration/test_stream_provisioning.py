@@ -46,13 +46,13 @@ async def test_existing_stream_limits_are_updated_and_logged(
     nc = await nats.connect(nats_server.url)
     try:
         js = nc.jetstream()
-        await js.add_stream(name="PROMETHEUS", subjects=["prometheus.>"], max_msgs_per_subject=1)
+        await js.add_stream(name="PROMETHEUS", subjects=["prometheus.>"], max_msgs_per_subject=5)
         await ensure_stream(js, _stream_config(tmp_path, nats_server.url))
         info = await js.stream_info("PROMETHEUS")
     finally:
         await nc.close()
-    assert info.config.max_msgs_per_subject == 10
-    assert "max_msgs_per_subject 1 -> 10" in caplog.text
+    assert info.config.max_msgs_per_subject == 1
+    assert "max_msgs_per_subject 5 -> 1" in caplog.text
 
 
 async def test_stream_without_our_subjects_is_a_clear_error(
