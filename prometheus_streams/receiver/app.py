@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -126,6 +126,14 @@ class ReceiverMetrics:
 
 
 @dataclass
+class _GroupLock:
+    """Serialises pushes of one group; dropped when nobody uses it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@dataclass
 class _Work:
     """One decoded message on its way to the Pushgateway."""
 
@@ -166,6 +174,7 @@ class Receiver:
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._sub: JetStreamContext.PullSubscription | None = None
         self._per_subject = -1
+        self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.types = TypeRegistry()
@@ -293,6 +302,7 @@ class Receiver:
     async def _consume(self, stop: asyncio.Event) -> None:
         sub = self._sub = await self._subscribe()
         errors = 0
+        batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
                 await _first(stop.wait(), self._resumed.wait())
@@ -332,7 +342,12 @@ class Receiver:
                 for msg in msgs:
                     await msg.nak()
                 continue
-            await self._handle_batch(msgs)
+            # The next fetch overlaps this batch's pushes, so the Pushgateway is not
+            # left idle between batches; at most two batches are in flight.
+            batches.append(asyncio.ensure_future(self._handle_batch(msgs)))
+            if len(batches) >= 2:
+                await batches.pop(0)
+        await asyncio.gather(*batches)
 
     async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
         """Process one fetched batch; per group: True answered, False failed, None not tried."""
@@ -370,6 +385,22 @@ class Receiver:
 
     async def _process(self, work: _Work) -> bool | None:
         """Push one group; True pushed, False transient failure, None nothing tried."""
+        # Two batches may hold the same group: one push per group at a time, in
+        # fetch order, so the group never goes back in time.
+        group = work.scrape.group
+        entry = self._group_locks.get(group)
+        if entry is None:
+            entry = self._group_locks[group] = _GroupLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                return await self._process_locked(work)
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._group_locks[group]
+
+    async def _process_locked(self, work: _Work) -> bool | None:
         scrape = work.scrape
         age = time.time() - scrape.scrape_time_ms / 1000
         if self.config.max_age and age > self.config.max_age:
