@@ -344,17 +344,21 @@ class Poller:
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             if not self.paused or job.name == SELF_JOB:
-                result = await self.scraper.scrape(
-                    target.url, job.scrape_timeout, job.body_size_limit
-                )
-                self._record(job, target, result)
-                self._submit(job, target, result)
+                await self._scrape_once(job, target)
             next_at += interval
             now = loop.time()
             if next_at < now:
                 missed = int((now - next_at) // interval) + 1
                 self.metrics.missed.labels(job.name).inc(missed)
                 next_at += missed * interval
+
+    async def _scrape_once(self, job: Job, target: Target) -> None:
+        # In its own frame so the page is freed on return: held across the sleep
+        # in the loop, 10,000 targets kept ~70 KB each alive (the page inflated
+        # and gzipped) and the poller's memory grew to ~800 MB.
+        result = await self.scraper.scrape(target.url, job.scrape_timeout, job.body_size_limit)
+        self._record(job, target, result)
+        self._submit(job, target, result)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
