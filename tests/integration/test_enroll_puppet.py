@@ -301,4 +301,4 @@ async def test_poller_with_puppet_scheme_publishes_into_a_nats_using_the_puppet_
                 await nc.close()
     assert message.headers is not None
     publisher = wire.escape_token(identity)
-    assert message.headers["Nats-Msg-Id"].startswith(f"{wire.escape_token(publisher)}/node/web-1/")
+    assert message.headers["Nats-Msg-Id"].startswith(f"{publisher}/node/web-1/")
