@@ -15,6 +15,7 @@ in a different order, HELP text differences.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from prometheus_streams.exposition import Sample, count_samples, first_bad_line, index_samples
 
@@ -43,28 +44,43 @@ def check_body(body: bytes, samples: list[Sample] | None = None) -> frozenset[tu
     return frozenset(_TYPE.findall(b"\n" + body))
 
 
+TypeSet = frozenset[tuple[bytes, bytes]]
+
+
+@dataclass
+class _Shape:
+    """One distinct set of (name, type) pairs and how many groups have it."""
+
+    types: TypeSet
+    users: int = 0
+
+
 class TypeRegistry:
-    """Which TYPE each metric name has in the groups this receiver pushed."""
+    """Which TYPE each metric name has in the groups this receiver pushed.
+
+    Groups of one exporter share one set of (name, type) pairs, so the index
+    counts distinct sets, not groups: a new group with a known page shape
+    costs a dictionary look-up, and only a new shape is checked name by name.
+    """
 
     def __init__(self) -> None:
-        # group -> its (name, type) pairs; identical sets (same exporter) are shared
-        self._groups: dict[str, frozenset[tuple[bytes, bytes]]] = {}
-        self._interned: dict[frozenset[tuple[bytes, bytes]], frozenset[tuple[bytes, bytes]]] = {}
-        # name -> type -> number of groups using it
+        self._groups: dict[str, TypeSet] = {}
+        # distinct set -> its shared object and number of groups using it
+        self._sets: dict[TypeSet, _Shape] = {}
+        # name -> type -> number of distinct sets holding it
         self._types: dict[bytes, dict[bytes, int]] = {}
 
-    def conflict(self, group: str, types: frozenset[tuple[bytes, bytes]]) -> str | None:
+    def conflict(self, group: str, types: TypeSet) -> str | None:
         """A description of the first conflict the group's types would cause, else None."""
         old = self._groups.get(group)
-        if old == types:
-            return None  # the common case: the same page shape as last time
-        old = old or frozenset()
-        for name, kind in types - old:
-            users = self._types.get(name)
-            if not users:
-                continue
-            for other, count in users.items():
-                mine = 1 if (name, other) in old else 0
+        if old == types or types in self._sets:
+            # Same shape as before, or a shape other groups hold: nothing conflicts
+            # with a recorded shape, since every shape was checked when it came.
+            return None
+        sole_old = old if old is not None and self._users(old) == 1 else frozenset()
+        for name, kind in types:
+            for other, count in self._types.get(name, {}).items():
+                mine = 1 if (name, other) in sole_old else 0
                 if other != kind and count - mine > 0:
                     return (
                         f"metric {name.decode(errors='replace')} is {kind.decode(errors='replace')}"
@@ -72,26 +88,39 @@ class TypeRegistry:
                     )
         return None
 
-    def record(
-        self, group: str, types: frozenset[tuple[bytes, bytes]] | None
-    ) -> frozenset[tuple[bytes, bytes]] | None:
+    def record(self, group: str, types: TypeSet | None) -> TypeSet | None:
         """Set a group's types (None: the group is gone); return what it had."""
         old = self._groups.get(group)
         if old == types:
             return old
-        if old:
-            self._count(old, -1)
+        if old is not None:
+            self._release(old)
         if types is None:
             self._groups.pop(group, None)
             return old
-        if len(self._interned) > 10_000:
-            self._interned.clear()  # interning only saves memory; start over
-        types = self._interned.setdefault(types, types)
-        self._groups[group] = types
-        self._count(types, +1)
+        self._groups[group] = self._acquire(types)
         return old
 
-    def _count(self, types: frozenset[tuple[bytes, bytes]], delta: int) -> None:
+    def _users(self, types: TypeSet) -> int:
+        shape = self._sets.get(types)
+        return shape.users if shape else 0
+
+    def _acquire(self, types: TypeSet) -> TypeSet:
+        shape = self._sets.get(types)
+        if shape is None:
+            shape = self._sets[types] = _Shape(types)
+            self._count(types, +1)
+        shape.users += 1
+        return shape.types
+
+    def _release(self, types: TypeSet) -> None:
+        shape = self._sets[types]
+        shape.users -= 1
+        if not shape.users:
+            del self._sets[types]
+            self._count(types, -1)
+
+    def _count(self, types: TypeSet, delta: int) -> None:
         for name, kind in types:
             users = self._types.setdefault(name, {})
             users[kind] = users.get(kind, 0) + delta

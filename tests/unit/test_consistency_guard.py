@@ -57,3 +57,15 @@ def test_record_returns_the_previous_types_for_a_rollback() -> None:
     assert registry.record("/g", second) == first
     registry.record("/g", first)  # the push of `second` failed: roll back
     assert registry.conflict("/other", second) is not None
+
+
+def test_a_shape_shared_by_several_groups_cannot_change_while_another_holds_it() -> None:
+    registry = TypeRegistry()
+    counter = frozenset({(b"m", b"counter"), (b"n", b"gauge")})
+    gauge = frozenset({(b"m", b"gauge"), (b"n", b"gauge")})
+    registry.record("/g1", counter)
+    registry.record("/g2", counter)
+    assert registry.conflict("/g3", counter) is None  # a known shape: no check needed
+    assert registry.conflict("/g1", gauge) is not None  # /g2 still has m as counter
+    registry.record("/g2", None)
+    assert registry.conflict("/g1", gauge) is None
