@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 
 HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
@@ -38,6 +39,36 @@ def count_samples(body: bytes) -> int:
 def index_samples(body: bytes) -> list[Sample]:
     """Every well-formed sample line, split; fewer than count_samples means a bad line."""
     return _SAMPLE.findall(b"\n" + body)
+
+
+# A plain number ending a line: a sample's value, which changes from scrape to
+# scrape. Everything else in a body is its shape. Timestamps, tabs and other
+# spellings are left in, so such bodies never match a checked shape.
+_FINAL_NUMBER = re.compile(rb" [-+.0-9eEaInNf]{1,40}(?=\n)")
+
+
+def body_shape(body: bytes) -> tuple[bytes, int]:
+    """A digest of a body without its sample values, and how many values were taken out.
+
+    Two bodies with equal shapes hold the same lines (names, labels, comments,
+    TYPE lines) in the same order and differ at most in the number ending each
+    line, so what a check found for one holds for the other. SHA-256 so that no
+    publisher can make a body collide with a shape already checked.
+    """
+    skeleton, values = _FINAL_NUMBER.subn(b"", body)
+    return hashlib.sha256(skeleton).digest(), values
+
+
+_COMMENT_FINAL_NUMBER = re.compile(rb"\n[ \t]*#[^\n]* [-+.0-9eEaInNf]{1,40}(?=\n)")
+
+
+def shape_covers_samples(body: bytes, shape: tuple[bytes, int], samples: int) -> bool:
+    """Whether body_shape took the value out of every one of the body's sample lines.
+
+    Only then does an equal shape mean "the same body but for its values". A
+    comment ending in a number loses it too, so those are counted apart.
+    """
+    return shape[1] == samples + len(_COMMENT_FINAL_NUMBER.findall(b"\n" + body))
 
 
 def first_bad_line(body: bytes) -> bytes | None:
@@ -180,16 +211,29 @@ class BodyLimits:
     def __init__(self, max_line_length: int, max_label_count: int) -> None:
         self.max_line_length = max_line_length
         self.max_label_count = max_label_count
-        self._long_line = re.compile(rb"^[^\n]{%d}" % (max_line_length + 1), re.MULTILINE)
         # Only lines holding more `=` than labels allowed can break the label limit;
         # just those few are parsed (values may hold `=` too).
         self._many_equals = re.compile(
             rb"^[^\n=]*(?:=[^\n=]*){%d}=[^\n]*" % max_label_count, re.MULTILINE
         )
 
+    def line_too_long(self, body: bytes) -> bool:
+        """Whether a line is longer than the limit.
+
+        Jumps from line start to the last newline within limit + 1 bytes, so a
+        body costs about len/limit searches instead of a regex step per byte.
+        """
+        limit, start, end = self.max_line_length, 0, len(body)
+        while end - start > limit:
+            newline = body.rfind(b"\n", start, start + limit + 1)
+            if newline < 0:
+                return True
+            start = newline + 1
+        return False
+
     def violation(self, body: bytes, samples: list[Sample] | None = None) -> tuple[str, str] | None:
         """(reason, detail) for the first limit the body breaks, or None."""
-        if len(body) > self.max_line_length and self._long_line.search(body):
+        if self.line_too_long(body):
             return "line_too_long", f"a line is longer than {self.max_line_length} bytes"
         if body.count(b"=") > self.max_label_count:
             if samples is not None:

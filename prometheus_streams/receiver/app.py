@@ -22,13 +22,21 @@ from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
 from prometheus_streams.exposition import (
     body_limits,
+    body_shape,
     index_samples,
     rename_labels,
+    shape_covers_samples,
     strip_timestamps,
 )
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.breaker import HALF_OPEN, OPEN, Breaker
-from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
+from prometheus_streams.receiver.consistency import (
+    CheckedShapes,
+    ConsistencyError,
+    TypeRegistry,
+    TypeSet,
+    check_body,
+)
 from prometheus_streams.receiver.pushgateway import (
     PushGateway,
     PushResult,
@@ -117,6 +125,11 @@ class ReceiverMetrics:
             "Stale-group sweeps that could not list or delete groups",
             registry=registry,
         )
+        self.shape_hits = Counter(
+            p + "known_shape_bodies_total",
+            "Bodies whose shape (all but the sample values) passed the checks before",
+            registry=registry,
+        )
         self.messages_by_publisher = Counter(
             p + "publisher_messages_total",
             "Valid messages received per publisher",
@@ -139,6 +152,7 @@ class _Work:
 
     msg: Msg
     scrape: wire.Scrape
+    fetched: float = field(default_factory=time.monotonic)
 
 
 def _nak_delay(msg: Msg) -> float:
@@ -178,6 +192,7 @@ class Receiver:
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.types = TypeRegistry()
+        self.checked_shapes = CheckedShapes()
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
         )
@@ -420,27 +435,12 @@ class Receiver:
         if await self._newer_in_stream(work):
             await self._drop(work, "superseded")
             return None
-        # One pass splits every sample line; the checks below share it.
-        samples = index_samples(scrape.body)
-        limits = body_limits(self.config.max_line_length, self.config.max_label_count)
-        violation = limits.violation(scrape.body, samples)
-        if violation is not None:
-            await self._term(work.msg, *violation)
-            return None
-        body, stripped = strip_timestamps(scrape.body, samples)
-        if stripped:
-            self.metrics.timestamps_stripped.inc(stripped)
-        body, renamed = rename_labels(body, self._grouping_labels)
-        if renamed:
-            self.metrics.labels_renamed.inc(renamed)
-            samples = index_samples(body)
         publisher = scrape.publisher if self.push_config.publisher_label else None
         path = group_path(scrape.job, scrape.instance, publisher, scrape.labels)
-        try:
-            types = check_body(body, samples)
-        except ConsistencyError as exc:
-            await self._term(work.msg, "inconsistent", f"{path}: {exc}")
+        checked = await self._checked(work, path)
+        if checked is None:
             return None
+        body, types = checked
         conflict = self.types.conflict(path, types)
         if conflict:
             await self._term(work.msg, "type_conflict", f"{path}: {conflict}")
@@ -454,9 +454,10 @@ class Receiver:
                 self.metrics.naks.labels("breaker_open").inc()
                 await work.msg.nak(delay=self.breaker.cooldown)
                 return None
-            # Waiting for a slot may have taken a while: restart the ack timer.
-            with contextlib.suppress(NATSError):
-                await work.msg.in_progress()
+            if time.monotonic() - work.fetched > self.stream.ack_wait / 3:
+                # Waiting for a slot took a while: restart the ack timer.
+                with contextlib.suppress(NATSError):
+                    await work.msg.in_progress()
             t0 = time.perf_counter()
             result = await self.gateway.put(path, body)
             self.metrics.push_duration.observe(time.perf_counter() - t0)
@@ -464,6 +465,39 @@ class Receiver:
         if not result.ok:
             self.types.record(path, previous)
         return await self._settle(work, path, result)
+
+    async def _checked(self, work: _Work, path: str) -> tuple[bytes, TypeSet] | None:
+        """The body to push and its types; None when the message was terminated."""
+        body = work.scrape.body
+        limits = body_limits(self.config.max_line_length, self.config.max_label_count)
+        shape = body_shape(body)
+        known = self.checked_shapes.get(shape)
+        # Same lines as a body that passed, but for the numbers ending them:
+        # only the line length can differ.
+        if known is not None and not limits.line_too_long(body):
+            self.metrics.shape_hits.inc()
+            return body, known
+        # One pass splits every sample line; the checks below share it.
+        samples = index_samples(body)
+        violation = limits.violation(body, samples)
+        if violation is not None:
+            await self._term(work.msg, *violation)
+            return None
+        body, stripped = strip_timestamps(body, samples)
+        if stripped:
+            self.metrics.timestamps_stripped.inc(stripped)
+        body, renamed = rename_labels(body, self._grouping_labels)
+        if renamed:
+            self.metrics.labels_renamed.inc(renamed)
+            samples = index_samples(body)
+        try:
+            types = check_body(body, samples)
+        except ConsistencyError as exc:
+            await self._term(work.msg, "inconsistent", f"{path}: {exc}")
+            return None
+        if not stripped and not renamed and shape_covers_samples(body, shape, len(samples)):
+            self.checked_shapes.add(shape, types)
+        return body, types
 
     async def _newer_in_stream(self, work: _Work) -> bool:
         """In a backlog, is a newer scrape of this group already stored? Then skip this one."""
@@ -543,6 +577,8 @@ class Receiver:
             self.breaker.cooldown = self.push_config.breaker_cooldown
             self._grouping_labels = _grouping_labels(self.push_config)
             self._limit = asyncio.Semaphore(self.push_config.concurrency)
+        # The limits or the grouping labels may have changed what passes.
+        self.checked_shapes.clear()
         self.config = config
 
     async def _swap_gateway(self, new: PushGateway) -> None:

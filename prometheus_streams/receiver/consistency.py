@@ -45,6 +45,40 @@ def check_body(body: bytes, samples: list[Sample] | None = None) -> frozenset[tu
 
 
 TypeSet = frozenset[tuple[bytes, bytes]]
+Shape = tuple[bytes, int]  # exposition.body_shape
+
+
+class CheckedShapes:
+    """Body shapes that passed every check, with their (name, type) pairs.
+
+    A target's next scrape nearly always has the shape of its last one, and
+    targets of one exporter often share a shape, so a known shape skips the
+    per-line checks. Only bodies the checks left unchanged are recorded. When
+    full it starts again empty: it refills from the bodies that come.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._types: dict[Shape, TypeSet] = {}
+        self._interned: dict[TypeSet, TypeSet] = {}
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def get(self, shape: Shape) -> TypeSet | None:
+        """The types of a checked shape, else None."""
+        return self._types.get(shape)
+
+    def add(self, shape: Shape, types: TypeSet) -> None:
+        """Record a shape that passed; equal type sets are kept once."""
+        if len(self._types) >= self.limit:
+            self.clear()
+        self._types[shape] = self._interned.setdefault(types, types)
+
+    def clear(self) -> None:
+        """Forget every shape (the limits or the grouping labels changed)."""
+        self._types.clear()
+        self._interned.clear()
 
 
 @dataclass

@@ -376,6 +376,54 @@ async def test_type_conflict_is_refused_before_a_fast_mode_pushgateway(
         fast.stop()
 
 
+async def test_known_shapes_skip_the_checks_but_nothing_else_slips_through(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    fast = Pushgateway(tmp_path / "fast-pgw", ["--push.disable-consistency-check"])
+    fast.start()
+    page = (
+        b"# HELP t_total Seen since 1970\n# TYPE t_total counter\n"
+        b't_total{x="1"} 1\nt_total{x="2"} 2\n'
+    )
+    try:
+        receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, fast.url))
+        async with running(receiver):
+            await async_wait_for(lambda: receiver.ready()[0])
+            await publish_scrape(nats_server.url, page, instance="a")
+            await async_wait_for(lambda: _pushed(fast, "node", "a"))
+            assert metric(rreg, "receiver_known_shape_bodies_total") == 0
+            # Same shape, other values, other group: pushed without the per-line checks.
+            await publish_scrape(nats_server.url, page.replace(b"} 2\n", b"} 9\n"), instance="b")
+            await async_wait_for(
+                lambda: _pushed(fast, "node", "b").get('t_total{publisher="dc1",x="2"}') == 9
+            )
+            assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+            # Near misses of the known shape are checked in full.
+            dup = page.replace(b'x="2"', b'x="1"')
+            await publish_scrape(nats_server.url, dup, instance="c")
+            retyped = page.replace(b"counter", b"gauge")
+            await publish_scrape(nats_server.url, retyped, instance="d")
+            stamped = page.replace(b"} 2\n", b"} 5 1700000000000\n")
+            await publish_scrape(nats_server.url, stamped, instance="e")
+            for reason in ("inconsistent", "type_conflict"):
+                await async_wait_for(
+                    functools.partial(
+                        lambda r: metric(rreg, "receiver_dropped_total", reason=r) == 1, reason
+                    ),
+                    message=f"nothing refused as {reason}",
+                )
+            await async_wait_for(
+                lambda: _pushed(fast, "node", "e").get('t_total{publisher="dc1",x="2"}') == 5
+            )
+            assert metric(rreg, "receiver_timestamps_stripped_total") == 1
+            assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+        text = fast.metrics_text()
+        assert not _pushed(fast, "node", "c") and not _pushed(fast, "node", "d")
+        assert 't_total{instance="b",job="node",publisher="dc1",x="2"} 9' in text
+    finally:
+        fast.stop()
+
+
 async def test_default_stream_keeps_only_the_newest_scrape_of_a_backlog(
     tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
 ) -> None:

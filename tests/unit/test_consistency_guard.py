@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from prometheus_streams.receiver.consistency import ConsistencyError, TypeRegistry, check_body
+from prometheus_streams.exposition import body_shape, count_samples, shape_covers_samples
+from prometheus_streams.receiver.consistency import (
+    CheckedShapes,
+    ConsistencyError,
+    TypeRegistry,
+    check_body,
+)
 
 NODE = (
     b"# HELP a_total x\n# TYPE a_total counter\n"
@@ -69,3 +75,62 @@ def test_a_shape_shared_by_several_groups_cannot_change_while_another_holds_it()
     assert registry.conflict("/g1", gauge) is not None  # /g2 still has m as counter
     registry.record("/g2", None)
     assert registry.conflict("/g1", gauge) is None
+
+
+# -- known shapes --------------------------------------------------------------
+
+SHAPED = (
+    b"# HELP a_total Seconds since 1970\n# TYPE a_total counter\n"
+    b'a_total{cpu="0"} 1\na_total{cpu="1"} 2.5e+06\n# TYPE b gauge\nb NaN\n'
+)
+
+
+def _covered(body: bytes) -> bool:
+    return shape_covers_samples(body, body_shape(body), count_samples(body))
+
+
+def test_bodies_differing_in_values_only_share_a_shape() -> None:
+    again = SHAPED.replace(b"} 1\n", b"} 7\n").replace(b"b NaN", b"b -Inf")
+    assert body_shape(again) == body_shape(SHAPED)
+    # the HELP line's final number is counted apart from the samples
+    assert _covered(SHAPED) and _covered(again)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        SHAPED.replace(b'cpu="1"', b'cpu="0"'),  # a duplicate series
+        SHAPED.replace(b"# TYPE b gauge", b"# TYPE b counter"),
+        SHAPED.replace(b"b NaN", b"b NaN 1700000000000"),  # a timestamp
+        SHAPED.replace(b'a_total{cpu="0"}', b'a_total{cpu="0",job="x"}'),
+        SHAPED.replace(b"b NaN", b"b_2 NaN"),
+        SHAPED + b"c 1\n",
+    ],
+)
+def test_any_change_but_a_value_changes_the_shape(changed: bytes) -> None:
+    assert body_shape(changed) != body_shape(SHAPED)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a\t1\n",  # a tab: the value stays in the shape
+        b"a 0x1p3\n",  # a spelling the shape does not take out
+        b"a 1",  # no final newline
+    ],
+)
+def test_shapes_that_keep_a_value_do_not_cover_their_samples(body: bytes) -> None:
+    # (a timestamp is taken out instead of the value: the receiver records no
+    # shape of a body it had to strip timestamps from)
+    assert not _covered(body)
+
+
+def test_checked_shapes_share_equal_type_sets_and_start_again_when_full() -> None:
+    shapes = CheckedShapes(limit=2)
+    first = frozenset({(b"a", b"gauge")})
+    shapes.add((b"x", 1), first)
+    shapes.add((b"y", 1), frozenset({(b"a", b"gauge")}))
+    assert shapes.get((b"y", 1)) is first
+    shapes.add((b"z", 1), first)
+    assert len(shapes) == 1 and shapes.get((b"x", 1)) is None
+    assert shapes.get((b"z", 1)) == first

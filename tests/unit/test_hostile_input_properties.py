@@ -9,7 +9,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from prometheus_streams import wire
-from prometheus_streams.exposition import BodyLimits, rename_labels, strip_timestamps
+from prometheus_streams.exposition import (
+    BodyLimits,
+    body_shape,
+    rename_labels,
+    strip_timestamps,
+)
 
 TOPIC = "prometheus"
 LIMIT = 64 * 1024
@@ -198,6 +203,22 @@ def test_body_limits_never_raise(body: bytes, line_length: int, labels: int) -> 
         assert result[0] in ("line_too_long", "too_many_labels")
     if result is None:
         assert all(len(line) <= line_length for line in body.split(b"\n"))
+
+
+@FAST
+@given(st.binary(max_size=300), st.integers(1, 40))
+def test_long_line_check_agrees_with_splitting_lines(body: bytes, limit: int) -> None:
+    longest = max(len(line) for line in body.split(b"\n"))
+    assert BodyLimits(limit, 3).line_too_long(body) == (longest > limit)
+
+
+@FAST
+@given(exposition_bytes)
+def test_body_shape_never_raises_and_ignores_final_numbers(body: bytes) -> None:
+    digest, values = body_shape(body)
+    assert len(digest) == 32 and values <= body.count(b"\n")
+    bumped = body.replace(b" 1\n", b" 2\n")
+    assert body_shape(bumped) == (digest, values)
 
 
 @pytest.mark.parametrize(
