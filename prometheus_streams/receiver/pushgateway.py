@@ -13,6 +13,7 @@ import aiohttp
 
 from prometheus_streams import __version__
 from prometheus_streams.config import PushGatewayConfig
+from prometheus_streams.receiver.http import HTTPError, HTTPPool
 from prometheus_streams.wire import CONTENT_TYPE
 
 # Statuses that will not change by retrying the same body.
@@ -97,27 +98,35 @@ class PushResult:
 
 
 class PushGateway:
-    """A keep-alive HTTP client for one Pushgateway."""
+    """Keep-alive HTTP clients for one Pushgateway: a lean one for pushes, aiohttp for listing."""
 
     def __init__(self, config: PushGatewayConfig) -> None:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
+        self._pool: HTTPPool | None = None
 
     async def start(self) -> None:
-        """Open the connection pool."""
+        """Open the connection pools."""
+        headers = {"User-Agent": f"prometheus-streams/{__version__}", **auth_headers(self.config)}
+        context = ssl_context(self.config)
+        self._pool = HTTPPool(
+            self.config.url,
+            limit=self.config.concurrency,
+            timeout=self.config.timeout,
+            ssl_context=context if isinstance(context, ssl.SSLContext) else None,
+            headers=headers,
+        )
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self.config.concurrency, ssl=ssl_context(self.config)
-            ),
+            connector=aiohttp.TCPConnector(limit=self.config.concurrency, ssl=context),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers={
-                "User-Agent": f"prometheus-streams/{__version__}",
-                **auth_headers(self.config),
-            },
+            headers=headers,
         )
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pools."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -128,7 +137,7 @@ class PushGateway:
 
     async def delete(self, path: str) -> PushResult:
         """Delete a whole group."""
-        return await self._request("DELETE", path, None, {})
+        return await self._request("DELETE", path, b"", {})
 
     async def groups(self) -> list[dict[str, Any]]:
         """Every group with its labels and push time, from /api/v1/metrics."""
@@ -145,16 +154,14 @@ class PushGateway:
         return [g for g in groups if isinstance(g, dict)]
 
     async def _request(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> PushResult:
-        assert self._session is not None, "start() first"
+        assert self._pool is not None, "start() first"
         try:
-            async with self._session.request(
-                method, self.config.url + path, data=body, headers=headers
-            ) as resp:
-                text = await resp.text(errors="replace")
-                return PushResult(resp.status, text.strip()[:500])
+            response = await self._pool.request(method, path, body, headers)
         except TimeoutError:
             return PushResult(0, f"no answer within {self.config.timeout:g}s")
-        except aiohttp.ClientError as exc:
+        except (OSError, HTTPError) as exc:
             return PushResult(0, f"{type(exc).__name__}: {exc}")
+        text = response.body.decode("utf-8", errors="replace")
+        return PushResult(response.status, text.strip()[:500])

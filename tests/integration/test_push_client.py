@@ -1,0 +1,162 @@
+"""The receiver's own HTTP client: the real Pushgateway, and fakes for what it never does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from servers import Pushgateway
+
+from prometheus_streams.receiver.http import HTTPError, HTTPPool
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def fake_server(handler: Handler) -> AsyncIterator[str]:
+    """A raw TCP server on a free loopback port answering with `handler`; its base URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The request head and body, by Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head, await reader.readexactly(length)
+
+
+async def test_put_get_delete_against_the_real_pushgateway(pushgateway: Pushgateway) -> None:
+    pool = HTTPPool(pushgateway.url, limit=2, timeout=10, headers={"User-Agent": "test"})
+    try:
+        path = "/metrics/job/j/instance/i"
+        put = await pool.request("PUT", path, b"# TYPE a gauge\na 4\n")
+        assert put.status == 200, put
+        listed = await pool.request("GET", "/metrics")
+        assert b'a{instance="i",job="j"} 4' in listed.body
+        bad = await pool.request("PUT", path, b"a 1 2 3 4\n")
+        assert bad.status == 400 and b"text format parsing error" in bad.body
+        assert (await pool.request("DELETE", path)).status == 202
+        assert b'a{instance="i"' not in (await pool.request("GET", "/metrics")).body
+        assert len(pool._idle) == 1, "one keep-alive connection carried every request"
+    finally:
+        await pool.close()
+
+
+async def test_chunked_answers_interim_answers_and_close_are_understood() -> None:
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: 1\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nConnection: close\r\n\r\nsorry",
+    ]
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        for answer in answers[:]:
+            await read_request(reader)
+            writer.write(answers.pop(0))
+            await writer.drain()
+            if b"close" in answer:
+                break
+        writer.close()
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=2, timeout=5)
+        first = await pool.request("PUT", "/x", b"body")
+        assert (first.status, first.body) == (400, b"hello world")
+        second = await pool.request("PUT", "/x", b"body")
+        assert (second.status, second.body) == (503, b"sorry")
+        assert connections == 1 and not pool._idle  # closed as the server asked
+        await pool.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, body = await read_request(reader)
+        seen.append(body)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()  # without saying Connection: close
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=2, timeout=5)
+        assert (await pool.request("PUT", "/x", b"one")).status == 200
+        assert len(pool._idle) == 1
+        # The kept connection is dead by now: the request goes out again on a new one.
+        assert (await pool.request("PUT", "/x", b"two")).status == 200
+        assert seen == [b"one", b"two"]
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "limit"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    ],
+)
+async def test_garbage_answers_are_errors_not_crashes(answer: bytes, error: str) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()  # hold the connection until the client gives up
+        writer.close()
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=1, timeout=5)
+        with pytest.raises(HTTPError, match=error):
+            await pool.request("PUT", "/x", b"body")
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the request, never answers
+        writer.close()
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=1, timeout=0.3)
+        with pytest.raises(TimeoutError):
+            await pool.request("PUT", "/x", b"body")
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_base_path_host_and_fixed_headers_are_sent() -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        heads.append(head)
+        writer.write(b"HTTP/1.0 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url + "/pgw/", limit=1, timeout=5, headers={"Authorization": "Bearer t"})
+        answer = await pool.request("DELETE", "/metrics/job/a", headers={"X-Extra": "1"})
+        assert answer.status == 204 and not pool._idle  # HTTP/1.0: not kept
+        await pool.close()
+    head = heads[0].decode()
+    assert head.startswith("DELETE /pgw/metrics/job/a HTTP/1.1\r\n")
+    for line in ("Host: 127.0.0.1:", "Authorization: Bearer t", "X-Extra: 1", "Content-Length: 0"):
+        assert f"\r\n{line}" in head, head
