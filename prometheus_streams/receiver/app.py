@@ -367,10 +367,11 @@ class Receiver:
     async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
         """Process one fetched batch; per group: True answered, False failed, None not tried."""
         newest: dict[tuple[str, str, str], _Work] = {}
+        self.metrics.received.inc(len(msgs))
+        self.metrics.received_bytes.inc(sum(len(msg.data) for msg in msgs))
+        if msgs:
+            self._note_pending(msgs[-1])
         for msg in msgs:
-            self.metrics.received.inc()
-            self.metrics.received_bytes.inc(len(msg.data))
-            self._note_pending(msg)
             try:
                 scrape = wire.decode(
                     self.stream.topic,
