@@ -163,11 +163,21 @@ def acked(nats: Service) -> int:
     return int(floor.get("consumer_seq", 0)) if isinstance(floor, dict) else 0
 
 
+# Each run measures the three in another order: the Pushgateway keeps getting
+# a little faster for a while, and no contender should always come last.
+DRAIN_ORDERS = (
+    ("drain", "lean", "aiohttp"),
+    ("lean", "aiohttp", "drain"),
+    ("aiohttp", "drain", "lean"),
+)
+
+
 def drain(ctx: Context) -> None:
     """Receiver draining a pre-filled stream vs direct pushes of the same bodies, each alone.
 
-    The Pushgateway first holds every group once (a direct round, then a wipe):
-    a fresh one is slower while its heap grows, and whichever ran first would pay.
+    The Pushgateway first holds every group once (a direct round, then a
+    wipe): a fresh one is slower while its heap grows. Then the drain and the
+    two direct clients run one after another, in a different order each run.
     """
     p = ctx.profile
     assert ctx.targets is not None
@@ -175,84 +185,105 @@ def drain(ctx: Context) -> None:
     urls = target_urls(ctx.targets, n)
     for run in range(p.runs):
         work = ctx.run_dir(f"drain-{run}")
+        rates: dict[str, float] = {}
         with ctx.procs.scope():
             nats = start_nats(ctx.procs, work)
             gateway = start_pushgateway(ctx.procs, work, check=False)
+            messages = fill_stream(ctx, nats, work, urls)
             group_urls = [clients.group_path(gateway.url, f"t{i}") for i in range(n)]
             asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
-            wipe(gateway)
-            messages = fill_stream(ctx, nats, work, urls)
-            settings = StreamSettings(max_msgs_per_subject=1)
-            launched = time.monotonic()
-            receiver = start_receiver(ctx.procs, work, nats, gateway, settings)
-            cpu0 = receiver.proc.usage().cpu
-            first_t, first_n = time.monotonic(), acked(nats)
-            deadline = first_t + 60 + n / 50
-            while (done := acked(nats)) < messages:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"receiver pushed {done} of {messages} in time")
-                time.sleep(0.05)
-            end_t = time.monotonic()
-            cpu = receiver.proc.usage().cpu - cpu0
-            ctx.procs.stop(receiver.proc)
-            drain_rate = (done - first_n) / (end_t - first_t)
-            direct: dict[str, clients.Rate] = {}
-            for client in ("aiohttp", "lean"):
+            for step in DRAIN_ORDERS[run % len(DRAIN_ORDERS)]:
                 wipe(gateway)
-                direct[client] = asyncio.run(
-                    clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n, client)
+                gateway_cpu = gateway.proc.usage().cpu
+                if step == "drain":
+                    rates[step], pushes = _drain_once(ctx, work, nats, gateway, messages, n)
+                else:
+                    rate = asyncio.run(
+                        clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n, step)
+                    )
+                    rates[step], pushes = rate.per_second, rate.done
+                gateway_ms = (gateway.proc.usage().cpu - gateway_cpu) * 1e3 / max(1, pushes)
+                who = "receiver draining" if step == "drain" else f"direct push ({step})"
+                ctx.record(
+                    "receiver",
+                    f"pgw_cpu_ms_per_push_{step}",
+                    f"Pushgateway CPU per push, {who}",
+                    "CPU ms",
+                    gateway_ms,
                 )
-        samples = (done - first_n) * (NODE_SAMPLES + 3)
         ctx.record(
             "receiver",
             "direct_push_per_s",
             "direct push baseline (aiohttp client)",
             "pushes/s",
-            direct["aiohttp"].per_second,
+            rates["aiohttp"],
         )
         ctx.record(
             "receiver",
             "direct_push_lean_per_s",
             "direct push baseline (the receiver's HTTP client)",
             "pushes/s",
-            direct["lean"].per_second,
-        )
-        ceiling = max(rate.per_second for rate in direct.values())
-        ctx.record("receiver", "drain_per_s", "receiver draining", "pushes/s", drain_rate)
-        ctx.record(
-            "receiver",
-            "drain_samples_per_s",
-            "receiver draining the stream",
-            "samples/s",
-            drain_rate * (NODE_SAMPLES + 3),
+            rates["lean"],
         )
         ctx.record(
             "receiver",
             "drain_ratio",
             "receiver drain / faster direct push (goal >= 0.9)",
             "ratio",
-            drain_rate / ceiling,
+            rates["drain"] / max(rates["lean"], rates["aiohttp"]),
         )
-        ctx.record(
-            "receiver",
-            "drain_cpu_ms_per_1k_samples",
-            "receiver CPU while draining",
-            "CPU ms/1k samples",
-            cpu * 1e6 / samples,
-        )
-        ctx.record(
-            "receiver",
-            "drain_cpu_ms_per_push",
-            "receiver CPU per push while draining",
-            "CPU ms",
-            cpu * 1e3 / (done - first_n),
-        )
-        ctx.record("receiver", "drain_startup_s", "receiver start-up", "s", first_t - launched)
         ctx.log(
-            f"drain run {run + 1}/{p.runs}: {messages} messages, receiver {drain_rate:.0f}/s, "
-            f"direct {direct['aiohttp'].per_second:.0f}/s (aiohttp), "
-            f"{direct['lean'].per_second:.0f}/s (lean)"
+            f"drain run {run + 1}/{p.runs}: {messages} messages, receiver {rates['drain']:.0f}/s, "
+            f"direct {rates['aiohttp']:.0f}/s (aiohttp), {rates['lean']:.0f}/s (lean)"
         )
+
+
+def _drain_once(
+    ctx: Context, work: Path, nats: Service, gateway: Service, messages: int, n: int
+) -> tuple[float, int]:
+    """Start a receiver on the filled stream, time it until every message is acked.
+
+    Returns the rate and the number of pushes since the receiver started.
+    """
+    settings = StreamSettings(max_msgs_per_subject=1)
+    launched = time.monotonic()
+    receiver = start_receiver(ctx.procs, work, nats, gateway, settings)
+    cpu0 = receiver.proc.usage().cpu
+    first_t, first_n = time.monotonic(), acked(nats)
+    deadline = first_t + 60 + n / 50
+    while (done := acked(nats)) < messages:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"receiver pushed {done} of {messages} in time")
+        time.sleep(0.05)
+    end_t = time.monotonic()
+    cpu = receiver.proc.usage().cpu - cpu0
+    ctx.procs.stop(receiver.proc)
+    pushes = done - first_n
+    rate = pushes / (end_t - first_t)
+    ctx.record("receiver", "drain_per_s", "receiver draining", "pushes/s", rate)
+    ctx.record(
+        "receiver",
+        "drain_samples_per_s",
+        "receiver draining the stream",
+        "samples/s",
+        rate * (NODE_SAMPLES + 3),
+    )
+    ctx.record(
+        "receiver",
+        "drain_cpu_ms_per_1k_samples",
+        "receiver CPU while draining",
+        "CPU ms/1k samples",
+        cpu * 1e6 / (pushes * (NODE_SAMPLES + 3)),
+    )
+    ctx.record(
+        "receiver",
+        "drain_cpu_ms_per_push",
+        "receiver CPU per push while draining",
+        "CPU ms",
+        cpu * 1e3 / pushes,
+    )
+    ctx.record("receiver", "drain_startup_s", "receiver start-up", "s", first_t - launched)
+    return rate, done  # every push since the start, for the Pushgateway's CPU per push
 
 
 def wipe(gateway: Service) -> None:
