@@ -138,6 +138,15 @@ class ReceiverMetrics:
         )
 
 
+@dataclass(frozen=True)
+class _PublisherMetrics:
+    """One publisher's labelled metric children."""
+
+    messages: Counter
+    last_seen: Gauge
+    lag: Gauge
+
+
 @dataclass
 class _GroupLock:
     """Serialises pushes of one group; dropped when nobody uses it."""
@@ -193,6 +202,8 @@ class Receiver:
         self.management = Management(config.management, "receiver", config.identity)
         self.types = TypeRegistry()
         self.checked_shapes = CheckedShapes()
+        self._by_publisher: dict[str, _PublisherMetrics] = {}
+        self._pushed_ok = self.metrics.pushes.labels("success")
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
         )
@@ -383,7 +394,7 @@ class Receiver:
             except wire.WireError as exc:
                 await self._term(msg, exc.reason, str(exc))
                 continue
-            self.metrics.messages_by_publisher.labels(scrape.publisher).inc()
+            self._publisher_metrics(scrape.publisher).messages.inc()
             work = _Work(msg, scrape)
             previous = newest.get(scrape.group)
             if previous is None or scrape.scrape_time_ms > previous.scrape.scrape_time_ms:
@@ -393,6 +404,18 @@ class Receiver:
             else:
                 await self._drop(work, "superseded")
         return list(await asyncio.gather(*(self._process(work) for work in newest.values())))
+
+    def _publisher_metrics(self, publisher: str) -> _PublisherMetrics:
+        # Looked up per message: the labelled children are kept, not found each time.
+        found = self._by_publisher.get(publisher)
+        if found is None:
+            m = self.metrics
+            found = self._by_publisher[publisher] = _PublisherMetrics(
+                m.messages_by_publisher.labels(publisher),
+                m.last_seen.labels(publisher),
+                m.lag.labels(publisher),
+            )
+        return found
 
     def _note_pending(self, msg: Msg) -> None:
         with contextlib.suppress(NATSError, ValueError):
@@ -502,12 +525,13 @@ class Receiver:
 
     async def _newer_in_stream(self, work: _Work) -> bool:
         """In a backlog, is a newer scrape of this group already stored? Then skip this one."""
+        if self._per_subject == 1:
+            return False  # the stream itself keeps only the newest scrape of a target
         try:
             meta = work.msg.metadata
-            # With one message per subject the stream itself keeps only the newest.
-            # Otherwise look when a backlog follows, or on a redelivery (another
-            # receiver may have pushed a newer scrape of the group meanwhile).
-            if self._per_subject == 1 or (meta.num_pending == 0 and meta.num_delivered <= 1):
+            # Look when a backlog follows, or on a redelivery (another receiver
+            # may have pushed a newer scrape of the group meanwhile).
+            if meta.num_pending == 0 and meta.num_delivered <= 1:
                 return False
             last = await self.conn.js.get_last_msg(self.stream.stream, work.msg.subject)
             return (last.seq or 0) > work.msg.metadata.sequence.stream
@@ -519,7 +543,7 @@ class Receiver:
         scrape = work.scrape
         if result.ok:
             await work.msg.ack()
-            self.metrics.pushes.labels("success").inc()
+            self._pushed_ok.inc()
             self.metrics.latency.observe(max(0.0, time.time() - scrape.scrape_time_ms / 1000))
             # Clamped to our clock: a poller whose clock ran ahead and is then set
             # right must not see its next scrapes taken for old ones.
@@ -535,8 +559,9 @@ class Receiver:
                 )
             self._last_pushed[scrape.group] = min(scrape.scrape_time_ms, now_ms)
             seen = scrape.scrape_time_ms / 1000
-            self.metrics.last_seen.labels(scrape.publisher).set(seen)
-            self.metrics.lag.labels(scrape.publisher).set(max(0.0, time.time() - seen))
+            children = self._publisher_metrics(scrape.publisher)
+            children.last_seen.set(seen)
+            children.lag.set(max(0.0, time.time() - seen))
             self._publishers_seen[scrape.publisher] = seen
             return True
         if result.permanent:
