@@ -424,6 +424,37 @@ async def test_known_shapes_skip_the_checks_but_nothing_else_slips_through(
         fast.stop()
 
 
+async def test_a_reload_forgets_known_shapes(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    # Without the publisher label a `publisher` label in the body is left alone;
+    # once the grouping key sets it, the same shape must be renamed, not reused.
+    page = b'# TYPE t gauge\nt{publisher="p"} 1\n'
+    receiver, rreg = new_receiver(
+        receiver_config(
+            tmp_path,
+            nats_server.url,
+            pushgateway.url,
+            push_gateway={"url": pushgateway.url, "publisher_label": False},
+        )
+    )
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0])
+        await publish_scrape(nats_server.url, page, instance="a")
+        await publish_scrape(nats_server.url, page.replace(b"} 1", b"} 2"), instance="b")
+        await async_wait_for(lambda: metric(rreg, "receiver_known_shape_bodies_total") == 1)
+        receiver.reload(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+        await publish_scrape(nats_server.url, page.replace(b"} 1", b"} 3"), instance="c")
+        await async_wait_for(
+            lambda: (
+                _pushed(pushgateway, "node", "c").get('t{exported_publisher="p",publisher="dc1"}')
+                == 3
+            )
+        )
+    assert metric(rreg, "receiver_labels_renamed_total") == 1
+    assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+
+
 async def test_default_stream_keeps_only_the_newest_scrape_of_a_backlog(
     tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
 ) -> None:
