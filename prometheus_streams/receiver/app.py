@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT = 1.0
 MAX_NAK_DELAY = 30.0
+ACK_DELAY = 0.002  # acks of pushes answered within this window share one write
 
 
 class ReceiverMetrics:
@@ -203,6 +204,9 @@ class Receiver:
         self.types = TypeRegistry()
         self.checked_shapes = CheckedShapes()
         self._by_publisher: dict[str, _PublisherMetrics] = {}
+        self._acks: list[Msg] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._ack_tasks: set[asyncio.Future[None]] = set()
         self._pushed_ok = self.metrics.pushes.labels("success")
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
@@ -284,6 +288,7 @@ class Receiver:
         except Exception:  # noqa: S110 - already reported by the supervisor
             pass
         await self._supervisor.cancel_all()
+        await self._flush_acks()
         await self.gateway.close()
         await self.conn.close()
         self._supervisor.raise_if_failed()
@@ -374,6 +379,7 @@ class Receiver:
             if len(batches) >= 2:
                 await batches.pop(0)
         await asyncio.gather(*batches)
+        await self._flush_acks()
 
     async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
         """Process one fetched batch; per group: True answered, False failed, None not tried."""
@@ -542,7 +548,7 @@ class Receiver:
     async def _settle(self, work: _Work, path: str, result: PushResult) -> bool:
         scrape = work.scrape
         if result.ok:
-            await work.msg.ack()
+            self._ack_soon(work.msg)
             self._pushed_ok.inc()
             self.metrics.latency.observe(max(0.0, time.time() - scrape.scrape_time_ms / 1000))
             # Clamped to our clock: a poller whose clock ran ahead and is then set
@@ -579,6 +585,40 @@ class Receiver:
         log.warning("%s; retrying in %.1fs", self.last_error, delay)
         await work.msg.nak(delay=delay)
         return False
+
+    def _ack_soon(self, msg: Msg) -> None:
+        """Ack after ACK_DELAY, together with the acks of pushes answered meanwhile.
+
+        Acks sent one by one cost a write each on both ends; a few milliseconds
+        later they go out in one. A crash in between only means a redelivery,
+        which is dropped as superseded.
+        """
+        self._acks.append(msg)
+        if self._ack_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(ACK_DELAY, self._send_acks)
+
+    def _send_acks(self) -> None:
+        self._ack_timer = None
+        msgs, self._acks = self._acks, []
+        task = asyncio.ensure_future(self._ack_all(msgs))
+        self._ack_tasks.add(task)
+        task.add_done_callback(self._ack_tasks.discard)
+
+    async def _ack_all(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except NATSError as exc:
+                log.warning("cannot ack %s (it will be redelivered): %s", msg.subject, exc)
+
+    async def _flush_acks(self) -> None:
+        """Send every ack still waiting, and wait for those under way."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._send_acks()
+        if self._ack_tasks:
+            await asyncio.gather(*self._ack_tasks)
 
     async def _drop(self, work: _Work, reason: str) -> None:
         self.metrics.dropped.labels(reason).inc()

@@ -8,6 +8,7 @@ import gzip
 import time
 from pathlib import Path
 
+import pytest
 from harness import (
     group_samples,
     metric,
@@ -22,6 +23,7 @@ from harness import (
 from servers import NatsServer, Pushgateway, Target, async_wait_for, free_port
 
 from prometheus_streams import wire
+from prometheus_streams.receiver import app as receiver_app
 
 
 def _pushed(pushgateway: Pushgateway, job: str, instance: str) -> dict[str, float]:
@@ -453,6 +455,31 @@ async def test_a_reload_forgets_known_shapes(
         )
     assert metric(rreg, "receiver_labels_renamed_total") == 1
     assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+
+
+async def test_acks_held_back_to_share_a_write_are_all_sent_by_shutdown(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    pushgateway: Pushgateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Held far longer than the run lasts: only the flush at shutdown sends them.
+    monkeypatch.setattr(receiver_app, "ACK_DELAY", 600.0)
+    groups = 40
+    for i in range(groups):
+        await publish_scrape(nats_server.url, f"# TYPE v gauge\nv {i}\n".encode(), instance=f"t{i}")
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        # Stop the moment the last push is answered: its ack may still be waiting.
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_pushes_total", result="success") >= groups
+        )
+    second, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(second):
+        await async_wait_for(lambda: second.ready()[0])
+        info = await second.conn.js.consumer_info("PROMETHEUS", "receiver")
+    assert info.num_ack_pending == 0 and info.num_pending == 0, info
+    assert info.ack_floor is not None and info.ack_floor.consumer_seq == groups
 
 
 async def test_default_stream_keeps_only_the_newest_scrape_of_a_backlog(
