@@ -467,23 +467,24 @@ class Receiver:
             return None
         publisher = scrape.publisher if self.push_config.publisher_label else None
         path = group_path(scrape.job, scrape.instance, publisher, scrape.labels)
-        checked = await self._checked(work, path)
-        if checked is None:
-            return None
-        body, types = checked
-        conflict = self.types.conflict(path, types)
-        if conflict:
-            await self._term(work.msg, "type_conflict", f"{path}: {conflict}")
-            return None
-        # Claimed before the push so two groups of one batch cannot both pass.
-        previous = self.types.record(path, types)
         async with self._limit:
             if self.breaker.state == OPEN:
                 # Opened by pushes of this batch that ran before us: do not add to the pile.
-                self.types.record(path, previous)
                 self.metrics.naks.labels("breaker_open").inc()
                 await work.msg.nak(delay=self.breaker.cooldown)
                 return None
+            # Checked once a push slot is free: the checks of a whole batch run
+            # one by one between answers, not back to back while answers wait.
+            checked = await self._checked(work, path)
+            if checked is None:
+                return None
+            body, types = checked
+            conflict = self.types.conflict(path, types)
+            if conflict:
+                await self._term(work.msg, "type_conflict", f"{path}: {conflict}")
+                return None
+            # Claimed before the push so two groups of one batch cannot both pass.
+            previous = self.types.record(path, types)
             if time.monotonic() - work.fetched > self.stream.ack_wait / 3:
                 # Waiting for a slot took a while: restart the ack timer.
                 with contextlib.suppress(NATSError):
