@@ -425,6 +425,9 @@ def _stream_name(topic: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", topic).upper()
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
 def _secret_text(value: object) -> str:
     # Unlike _as_str, never echo the value: it is a password or a token.
     if isinstance(value, str) and value.strip():
@@ -715,6 +718,12 @@ def _push_auth(r: _Reader, data: Mapping[str, Any], url: str) -> dict[str, Any]:
     username = r.get(data, "username", "push_gateway.username", _as_str, None)
     password = _secret(r, data, "password", "push_gateway.")
     token = _secret(r, data, "bearer_token", "push_gateway.")
+    if token is not None and not _VISIBLE_ASCII.fullmatch(token.reveal()):
+        # It goes into the Authorization header as it is.
+        r.problem(
+            "push_gateway.bearer_token",
+            f"the token from {token.source} must be visible ASCII without spaces (value not shown)",
+        )
     has_password = any(f"password{s}" in data for s in ("", "_file", "_env"))
     has_token = any(f"bearer_token{s}" in data for s in ("", "_file", "_env"))
     if "username" in data and has_token:

@@ -131,11 +131,7 @@ class HTTPPool:
     async def _read(self, reader: asyncio.StreamReader, method: str) -> tuple[Response, bool]:
         """One response; whether the connection can carry the next request."""
         while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                raise HTTPError(f"response headers longer than {MAX_HEAD} bytes") from None
-            status, keep, length, chunked = _parse_head(head)
+            status, keep, length, chunked = _parse_head(await _until(reader, b"\r\n\r\n"))
             if status >= 200:
                 break
             # 1xx: an interim answer; the real one follows.
@@ -154,7 +150,7 @@ class HTTPPool:
         parts: list[bytes] = []
         size = 0
         while True:
-            line = await reader.readuntil(b"\r\n")
+            line = await _until(reader, b"\r\n")
             try:
                 chunk = int(line.split(b";", 1)[0].strip(), 16)
             except ValueError:
@@ -162,7 +158,7 @@ class HTTPPool:
             if chunk < 0:
                 raise HTTPError(f"bad chunk size line {line[:40]!r}")
             if chunk == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                while (await _until(reader, b"\r\n")) != b"\r\n":
                     pass  # trailers
                 return b"".join(parts)
             size += chunk
@@ -180,6 +176,14 @@ class HTTPPool:
                 return body
             body += more
         raise HTTPError(f"response body beyond {self.max_body} bytes")
+
+
+async def _until(reader: asyncio.StreamReader, separator: bytes) -> bytes:
+    """Read through `separator`; a line longer than MAX_HEAD is an HTTPError."""
+    try:
+        return await reader.readuntil(separator)
+    except asyncio.LimitOverrunError:
+        raise HTTPError(f"response line or headers longer than {MAX_HEAD} bytes") from None
 
 
 def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:

@@ -110,6 +110,8 @@ async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one(
         (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "limit"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70_000, "longer than"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70_000, "longer than"),
     ],
 )
 async def test_garbage_answers_are_errors_not_crashes(answer: bytes, error: str) -> None:

@@ -210,6 +210,19 @@ def test_pushgateway_auth_problems(tmp_path: Path, push: dict[str, Any], problem
     assert problem in _problems(tmp_path, **push)
 
 
+def test_bearer_token_that_cannot_travel_in_a_header_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An environment variable can hold a line break inside (a file cannot).
+    monkeypatch.setenv("PGW_TOKEN", "abc\r\nX-Injected: 1")
+    push: dict[str, Any] = {"url": "https://pgw:9091", "bearer_token_env": "PGW_TOKEN"}
+    problems = _problems(tmp_path, **push)
+    assert "push_gateway.bearer_token: the token from environment variable PGW_TOKEN" in problems
+    assert "X-Injected" not in problems
+    push = {"url": "https://pgw:9091", "bearer_token": "t\u00f6ken"}
+    assert "must be visible ASCII" in _problems(tmp_path, **push)
+
+
 def test_pushgateway_ca_that_is_not_pem_is_refused(tmp_path: Path) -> None:
     bad = _secret_file(tmp_path, "not a certificate\n", "ca.pem")
     assert "is not a PEM CA bundle" in _problems(tmp_path, url="https://pgw:9091", ca=bad)
