@@ -44,10 +44,13 @@ def index_samples(body: bytes) -> list[Sample]:
 # A plain number ending a line: a sample's value, which changes from scrape to
 # scrape. Everything else in a body is its shape. Timestamps, tabs and other
 # spellings are left in, so such bodies never match a checked shape.
-_FINAL_NUMBER = re.compile(rb" [-+.0-9eEaInNf]{1,40}(?=\n)")
+_FINAL_VALUE = rb" [-+.0-9eEaInNf]{1,40}(?=\n)"
+_FINAL_NUMBER = re.compile(_FINAL_VALUE)
+
+Shape = tuple[bytes, int]  # digest of the body without its values, values taken out
 
 
-def body_shape(body: bytes) -> tuple[bytes, int]:
+def body_shape(body: bytes) -> Shape:
     """A digest of a body without its sample values, and how many values were taken out.
 
     Two bodies with equal shapes hold the same lines (names, labels, comments,
@@ -59,10 +62,10 @@ def body_shape(body: bytes) -> tuple[bytes, int]:
     return hashlib.sha256(skeleton).digest(), values
 
 
-_COMMENT_FINAL_NUMBER = re.compile(rb"\n[ \t]*#[^\n]* [-+.0-9eEaInNf]{1,40}(?=\n)")
+_COMMENT_FINAL_NUMBER = re.compile(rb"\n[ \t]*#[^\n]*" + _FINAL_VALUE)
 
 
-def shape_covers_samples(body: bytes, shape: tuple[bytes, int], samples: int) -> bool:
+def shape_covers_samples(body: bytes, shape: Shape, samples: int) -> bool:
     """Whether body_shape took the value out of every one of the body's sample lines.
 
     Only then does an equal shape mean "the same body but for its values". A

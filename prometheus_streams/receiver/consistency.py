@@ -17,7 +17,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from prometheus_streams.exposition import Sample, count_samples, first_bad_line, index_samples
+from prometheus_streams.exposition import (
+    Sample,
+    Shape,
+    count_samples,
+    first_bad_line,
+    index_samples,
+)
 
 # The literal prefix lets the regex engine skip ahead; exporters write `# TYPE`.
 _TYPE = re.compile(rb"\n# TYPE[ \t]+(\S+)[ \t]+(\S+)")
@@ -45,7 +51,6 @@ def check_body(body: bytes, samples: list[Sample] | None = None) -> frozenset[tu
 
 
 TypeSet = frozenset[tuple[bytes, bytes]]
-Shape = tuple[bytes, int]  # exposition.body_shape
 
 
 class CheckedShapes:

@@ -169,7 +169,7 @@ class HTTPPool:
                 raise HTTPError("chunk not followed by CRLF")
 
     async def _read_to_end(self, reader: asyncio.StreamReader) -> bytes:
-        body = await reader.read(self.max_body + 1)
+        body = b""
         while len(body) <= self.max_body:
             more = await reader.read(self.max_body + 1 - len(body))
             if not more:

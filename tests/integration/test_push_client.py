@@ -82,23 +82,29 @@ async def test_chunked_answers_interim_answers_and_close_are_understood() -> Non
         await pool.close()
 
 
-async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
-    seen: list[bytes] = []
+def answer_once(answer: bytes, requests: list[tuple[bytes, bytes]]) -> Handler:
+    """A handler that records one request (head, body), answers it and closes."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _, body = await read_request(reader)
-        seen.append(body)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        requests.append(await read_request(reader))
+        writer.write(answer)
         await writer.drain()
-        writer.close()  # without saying Connection: close
+        writer.close()
 
-    async with fake_server(handler) as url:
+    return handler
+
+
+async def test_a_kept_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
+    requests: list[tuple[bytes, bytes]] = []
+    # The server closes without saying Connection: close.
+    ok = answer_once(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", requests)
+    async with fake_server(ok) as url:
         pool = HTTPPool(url, limit=2, timeout=5)
         assert (await pool.request("PUT", "/x", b"one")).status == 200
         assert len(pool._idle) == 1
         # The kept connection is dead by now: the request goes out again on a new one.
         assert (await pool.request("PUT", "/x", b"two")).status == 200
-        assert seen == [b"one", b"two"]
+        assert [body for _, body in requests] == [b"one", b"two"]
         await pool.close()
 
 
@@ -144,21 +150,13 @@ async def test_a_server_that_never_answers_times_out() -> None:
 
 
 async def test_base_path_host_and_fixed_headers_are_sent() -> None:
-    heads: list[bytes] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head, _ = await read_request(reader)
-        heads.append(head)
-        writer.write(b"HTTP/1.0 204 No Content\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    async with fake_server(handler) as url:
+    requests: list[tuple[bytes, bytes]] = []
+    async with fake_server(answer_once(b"HTTP/1.0 204 No Content\r\n\r\n", requests)) as url:
         pool = HTTPPool(url + "/pgw/", limit=1, timeout=5, headers={"Authorization": "Bearer t"})
         answer = await pool.request("DELETE", "/metrics/job/a", headers={"X-Extra": "1"})
         assert answer.status == 204 and not pool._idle  # HTTP/1.0: not kept
         await pool.close()
-    head = heads[0].decode()
+    head = requests[0][0].decode()
     assert head.startswith("DELETE /pgw/metrics/job/a HTTP/1.1\r\n")
     for line in ("Host: 127.0.0.1:", "Authorization: Bearer t", "X-Extra: 1", "Content-Length: 0"):
         assert f"\r\n{line}" in head, head
