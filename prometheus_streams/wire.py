@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -181,13 +182,10 @@ def decode(
     prefix = topic + "."
     if not subject.startswith(prefix):
         raise WireError("bad_subject", f"subject {subject!r} is not under {prefix}")
-    tokens = subject[len(prefix) :].split(".")
-    if len(tokens) != 3:
-        raise WireError("bad_subject", f"subject {subject!r} needs publisher.job.instance")
     try:
-        publisher, job, instance = (unescape_token(t) for t in tokens)
+        publisher, job, instance = _subject_tokens(subject[len(prefix) :])
     except ValueError as exc:
-        raise WireError("bad_subject", str(exc)) from None
+        raise WireError("bad_subject", f"subject {subject!r}: {exc}") from None
     headers = headers or {}
     header_bytes = sum(len(k) + len(v) for k, v in headers.items())
     if header_bytes > header_limit:
@@ -223,6 +221,20 @@ def decode(
     else:
         raise WireError("bad_header", f"unsupported {H_CONTENT_ENCODING}: {encoding!r}")
     return Scrape(publisher, job, instance, scrape_time_ms, body, labels)
+
+
+@functools.lru_cache(maxsize=32768)  # one entry per target sending
+def _subject_tokens(rest: str) -> tuple[str, str, str]:
+    """Publisher, job and instance of `<publisher>.<job>.<instance>`; ValueError if bad.
+
+    Kept: every target sends on its own subject again and again, and unescaping
+    goes character by character.
+    """
+    tokens = rest.split(".")
+    if len(tokens) != 3:
+        raise ValueError("needs publisher.job.instance")
+    publisher, job, instance = (unescape_token(t) for t in tokens)
+    return publisher, job, instance
 
 
 def _decode_labels(raw: str | None) -> tuple[tuple[str, str], ...]:

@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT = 1.0
 MAX_NAK_DELAY = 30.0
-ACK_DELAY = 0.002  # acks of pushes answered within this window share one write
+# Acks of pushes answered within this window share one write. Every write to
+# nats-server wakes it and costs both sides more than the bytes: at 2 ms the
+# drain spent 0.063 ms of nats-server CPU per push, at 20 ms 0.038.
+ACK_DELAY = 0.02
 
 
 class ReceiverMetrics:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
+import functools
 import ssl
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -30,11 +30,12 @@ def _segment(name: str, value: str) -> str:
     return f"{name}/{quote(value, safe='')}"
 
 
+@functools.lru_cache(maxsize=32768)  # one per target, wanted at every push
 def group_path(
     job: str,
     instance: str,
     publisher: str | None,
-    labels: Iterable[tuple[str, str]] = (),
+    labels: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """The grouping key path: /metrics/job/<j>/instance/<i>[/<label>/<v>...][/publisher/<p>]."""
     parts = ["/metrics", _segment("job", job), _segment("instance", instance)]
