@@ -13,9 +13,7 @@ from typing import Any
 import aiohttp
 from nats.aio.msg import Msg
 from nats.errors import Error as NATSError
-from nats.errors import TimeoutError as NATSTimeoutError
 from nats.js import api as js_api
-from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
@@ -37,6 +35,7 @@ from prometheus_streams.receiver.consistency import (
     TypeSet,
     check_body,
 )
+from prometheus_streams.receiver.puller import Puller
 from prometheus_streams.receiver.pushgateway import (
     PushGateway,
     PushResult,
@@ -199,7 +198,7 @@ class Receiver:
         self._publishers_seen: dict[str, float] = {}
         self._grouping_labels = _grouping_labels(self.push_config)
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._sub: Puller | None = None
         self._per_subject = -1
         self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}
         self._supervisor = Supervisor("receiver")
@@ -296,7 +295,7 @@ class Receiver:
         await self.conn.close()
         self._supervisor.raise_if_failed()
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self) -> Puller:
         await self.conn.connect()
         sub = await self._rebind()
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
@@ -310,16 +309,18 @@ class Receiver:
         )
         return sub
 
-    async def _rebind(self) -> JetStreamContext.PullSubscription:
+    async def _rebind(self) -> Puller:
+        assert self.conn.nc is not None
+        sub = self._sub or Puller(
+            self.conn.nc, self.conn.js, self.stream.stream, self.stream.durable
+        )
         while True:
             try:
                 info = await ensure_stream(self.conn.js, self.stream)
                 self._per_subject = info.config.max_msgs_per_subject or -1
-                sub = await self.conn.js.pull_subscribe(
+                await sub.bind(
                     self.stream.subjects,
-                    durable=self.stream.durable,
-                    stream=self.stream.stream,
-                    config=js_api.ConsumerConfig(
+                    js_api.ConsumerConfig(
                         ack_policy=js_api.AckPolicy.EXPLICIT,
                         ack_wait=self.stream.ack_wait,
                         max_deliver=-1,
@@ -339,18 +340,18 @@ class Receiver:
         batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
+                await self._give_back(sub)
                 await _first(stop.wait(), self._resumed.wait())
                 continue
             delay = self.breaker.wait_time()
             if delay > 0:
                 # The breaker is open: fetch nothing, so messages wait in the stream.
+                await self._give_back(sub)
                 await _first(stop.wait(), asyncio.sleep(delay))
                 continue
             batch = 1 if self.breaker.state == HALF_OPEN else self.stream.fetch_batch
             try:
-                msgs = await sub.fetch(batch, timeout=FETCH_TIMEOUT)
-            except (NATSTimeoutError, TimeoutError):
-                continue
+                msgs = await sub.fetch(batch, FETCH_TIMEOUT)
             except NATSError as exc:
                 errors += 1
                 log.warning(
@@ -371,6 +372,8 @@ class Receiver:
                     await asyncio.sleep(0.5)
                 continue
             errors = 0
+            if not msgs:
+                continue
             if self.paused:
                 # Paused while this fetch was waiting: hand the messages straight back.
                 for msg in msgs:
@@ -382,7 +385,14 @@ class Receiver:
             if len(batches) >= 2:
                 await batches.pop(0)
         await asyncio.gather(*batches)
+        await self._give_back(sub)
         await self._flush_acks()
+
+    async def _give_back(self, sub: Puller) -> None:
+        """Hand messages delivered late to a finished fetch back to the stream at once."""
+        for msg in sub.take_all():
+            with contextlib.suppress(NATSError):
+                await msg.nak()
 
     async def _handle_batch(self, msgs: list[Msg]) -> list[bool | None]:
         """Process one fetched batch; per group: True answered, False failed, None not tried."""

@@ -1,0 +1,145 @@
+"""Pull batches from a durable JetStream consumer through one long-lived inbox.
+
+nats-py's `PullSubscription.fetch` waits for every message with a task of its
+own (named by a fresh uuid4, one getrandom call each) and a timer; in a drain
+that was about a tenth of the receiver's CPU. Here the messages land in a list
+from the subscription's callback and a fetch waits once per batch.
+
+Protocol (the JetStream pull API): a request on
+`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>` with `{"batch": n}` and a
+reply subject; the server delivers up to n messages to that subject, each
+under its own stream subject, and ends a request it cannot fill with a status
+message (no payload, a `Status` header) addressed to the reply subject itself.
+Every request gets its own reply subject under one wildcard subscription, so a
+late status of an old request is never taken for the current one, and a
+stream message can never pass for a status, whatever headers it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api as js_api
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+API_PREFIX = "$JS.API"
+# No messages, request expired, conflict (as nats-py: retried, not an error).
+END_OF_REQUEST = frozenset({"404", "408", "409"})
+HEARTBEAT = "100"
+
+
+class Puller:
+    """Fetches from one durable pull consumer; one fetch at a time."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, stream: str, durable: str) -> None:
+        self._nc = nc
+        self._js = js
+        self.stream = stream
+        self.durable = durable
+        self._next_subject = f"{API_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._buffer: list[Msg] = []  # delivered, not yet handed out
+        self._request = 0
+        self._reply = ""  # reply subject of the request being waited for
+        self._want = 0  # wake the fetch once the buffer holds this many
+        self._status: Msg | None = None  # the status that ended the current request
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def bind(self, subject: str, config: js_api.ConsumerConfig) -> None:
+        """Create the consumer unless it exists (as `pull_subscribe` does); subscribe once."""
+        try:
+            await self._js.consumer_info(self.stream, self.durable)
+        except NotFoundError:
+            config.name = config.durable_name = self.durable
+            if not config.filter_subjects:
+                config.filter_subject = subject
+            await self._js.add_consumer(self.stream, config=config)
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+
+    async def consumer_info(self) -> js_api.ConsumerInfo:
+        """The consumer's state as the server has it."""
+        info: js_api.ConsumerInfo = await self._js.consumer_info(self.stream, self.durable)
+        return info
+
+    async def fetch(self, batch: int, max_wait: float) -> list[Msg]:
+        """Up to `batch` messages; [] when none came within `max_wait` seconds.
+
+        Like nats-py's fetch: first ask for what is there now (`no_wait`);
+        only when that was nothing, wait up to `max_wait` for the first message.
+        The wait is a parameter, not a timeout around the call, because the
+        server is told it too (`expires`).
+        Raises APIError when the server answers with another status (the
+        consumer is gone, for example).
+        """
+        if self._buffer:
+            return self._take(batch)  # delivered after an earlier fetch returned
+        deadline = time.monotonic() + max_wait
+        if await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
+            return self._take(batch)
+        left = deadline - time.monotonic()
+        if left > 0.01:
+            # The server ends the request a little before we give up on it.
+            expires = int((left - 0.005) * 1e9)
+            await self._ask({"batch": batch, "expires": expires}, 1, deadline)
+        return self._take(batch)
+
+    def take_all(self) -> list[Msg]:
+        """Everything delivered and not handed out (to give back when pausing or stopping)."""
+        msgs, self._buffer = self._buffer, []
+        return msgs
+
+    async def _ask(self, request: dict[str, object], want: int, deadline: float) -> bool:
+        """Send one pull request; wait for `want` messages, its end, or the deadline.
+
+        True when messages arrived; an end status other than "no messages" or
+        "expired" raises APIError.
+        """
+        self._request += 1
+        self._reply = f"{self._inbox}.{self._request}"
+        self._want = want
+        self._status = None
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(), self._reply)
+        try:
+            async with asyncio.timeout_at(loop.time() + max(0.0, deadline - time.monotonic())):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            self._waiter = None
+            self._reply = ""
+        status = self._status
+        if status is not None and not self._buffer:
+            code = (status.headers or {}).get(js_api.Header.STATUS, "")
+            if code not in END_OF_REQUEST:
+                raise APIError.from_msg(status)
+        return bool(self._buffer)
+
+    def _take(self, batch: int) -> list[Msg]:
+        msgs, self._buffer = self._buffer[:batch], self._buffer[batch:]
+        return msgs
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if not msg.subject.startswith(self._inbox + "."):
+            self._buffer.append(msg)  # a stream message: it carries its own subject
+            if len(self._buffer) >= self._want:
+                self._wake()
+            return
+        code = (msg.headers or {}).get(js_api.Header.STATUS)
+        if code == HEARTBEAT or msg.subject != self._reply:
+            return  # a heartbeat, or the end of a request nobody waits for any more
+        self._status = msg
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

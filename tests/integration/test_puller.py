@@ -1,0 +1,129 @@
+"""The receiver's own pull loop against a real nats-server: batches, waits, statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import nats
+import pytest
+from harness import (
+    TOPIC,
+    metric,
+    new_receiver,
+    publish_raw,
+    receiver_config,
+    running,
+)
+from nats.errors import Error as NATSError
+from nats.js import api as js_api
+from servers import NatsServer, Pushgateway, async_wait_for
+
+from prometheus_streams import wire
+from prometheus_streams.receiver.puller import Puller
+
+pytestmark = pytest.mark.asyncio
+
+CONSUMER = js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=30)
+
+
+@asynccontextmanager
+async def puller(url: str) -> AsyncIterator[Puller]:
+    """A Puller bound to durable `test` on the PROMETHEUS stream (made if missing)."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    try:
+        await js.stream_info("PROMETHEUS")
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(name="PROMETHEUS", subjects=[f"{TOPIC}.>"])
+    sub = Puller(nc, js, "PROMETHEUS", "test")
+    await sub.bind(f"{TOPIC}.>", CONSUMER)
+    try:
+        yield sub
+    finally:
+        await nc.close()
+
+
+async def _publish(url: str, count: int, headers: dict[str, str] | None = None) -> None:
+    for i in range(count):
+        await publish_raw(url, f"{TOPIC}.dc1.node.t{i}", f"m{i}".encode(), headers)
+
+
+async def test_fetch_hands_out_what_is_stored_in_batches_then_nothing(
+    nats_server: NatsServer,
+) -> None:
+    await _publish(nats_server.url, 5)
+    async with puller(nats_server.url) as sub:
+        first = await sub.fetch(3, 5.0)
+        second = await sub.fetch(3, 5.0)
+        assert [m.data for m in first] == [b"m0", b"m1", b"m2"]
+        assert [m.data for m in second] == [b"m3", b"m4"]
+        assert [m.subject for m in second] == [f"{TOPIC}.dc1.node.t3", f"{TOPIC}.dc1.node.t4"]
+        for msg in first + second:
+            await msg.ack()
+        assert await sub.fetch(3, 0.3) == []
+        info = await sub.consumer_info()
+        assert info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def test_a_waiting_fetch_returns_with_the_first_message(nats_server: NatsServer) -> None:
+    async with puller(nats_server.url) as sub:
+        waiting = asyncio.ensure_future(sub.fetch(10, 60.0))
+        await asyncio.sleep(0)  # let it ask first
+        await _publish(nats_server.url, 1)
+        # Bounded well below the fetch's own wait: a fetch that waited for the
+        # whole batch, or for its deadline, fails here.
+        msgs = await asyncio.wait_for(waiting, 30.0)
+        assert [m.data for m in msgs] == [b"m0"]
+
+
+async def test_a_stream_message_with_a_status_header_is_still_a_message(
+    nats_server: NatsServer,
+) -> None:
+    # nats-py's fetch takes any message with a Status header for the server's
+    # own status and drops it unacked; a publisher must not be able to do that.
+    await _publish(nats_server.url, 1, {"Status": "404", "Description": "No Messages"})
+    async with puller(nats_server.url) as sub:
+        msgs = await sub.fetch(5, 5.0)
+        assert [m.data for m in msgs] == [b"m0"]
+
+
+async def test_fetch_from_a_deleted_consumer_is_an_error(nats_server: NatsServer) -> None:
+    async with puller(nats_server.url) as sub:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_consumer("PROMETHEUS", "test")
+        finally:
+            await nc.close()
+        with pytest.raises(NATSError):
+            await sub.fetch(5, 5.0)
+
+
+async def test_messages_delivered_after_a_fetch_gave_up_are_handed_out_next(
+    nats_server: NatsServer,
+) -> None:
+    async with puller(nats_server.url) as sub:
+        # A waiting request that gave up locally stays open on the server for
+        # a moment; what it delivers then is kept for the next fetch, not lost.
+        assert await sub.fetch(4, 0.3) == []
+        await _publish(nats_server.url, 2)
+        msgs = await sub.fetch(4, 5.0)
+        assert sorted(m.data for m in msgs) == [b"m0", b"m1"]
+        assert sub.take_all() == []
+
+
+async def test_receiver_pushes_a_scrape_that_carries_a_status_header(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), b"s 1\n")
+    subject, payload, headers = wire.encode(TOPIC, scrape)
+    headers["Status"] = "404"
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0])
+        await publish_raw(nats_server.url, subject, payload, headers)
+        await async_wait_for(lambda: metric(rreg, "receiver_pushes_total", result="success") == 1)
+    assert pushgateway.group_labels()
