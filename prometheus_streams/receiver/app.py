@@ -19,9 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig, StreamConfig
 from prometheus_streams.exposition import (
+    SHAPE_VALUE_MAX,
     body_limits,
     body_shape,
     index_samples,
+    longest_line,
     rename_labels,
     shape_covers_samples,
     strip_timestamps,
@@ -516,9 +518,9 @@ class Receiver:
         limits = body_limits(self.config.max_line_length, self.config.max_label_count)
         shape = body_shape(body)
         known = self.checked_shapes.get(shape)
-        # Same lines as a body that passed, but for the numbers ending them:
-        # only the line length can differ.
-        if known is not None and not limits.line_too_long(body):
+        if known is not None:
+            # Same lines as a body that passed, but for the numbers ending them;
+            # shapes are kept only where such numbers cannot make a line too long.
             self.metrics.shape_hits.inc()
             return body, known
         # One pass splits every sample line; the checks below share it.
@@ -539,7 +541,12 @@ class Receiver:
         except ConsistencyError as exc:
             await self._term(work.msg, "inconsistent", f"{path}: {exc}")
             return None
-        if not stripped and not renamed and shape_covers_samples(body, shape, len(samples)):
+        if (
+            not stripped
+            and not renamed
+            and shape_covers_samples(body, shape, len(samples))
+            and longest_line(body) + SHAPE_VALUE_MAX <= limits.max_line_length
+        ):
             self.checked_shapes.add(shape, types)
         return body, types
 

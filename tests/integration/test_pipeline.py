@@ -23,6 +23,7 @@ from harness import (
 from servers import NatsServer, Pushgateway, Target, async_wait_for, free_port
 
 from prometheus_streams import wire
+from prometheus_streams.exposition import SHAPE_VALUE_MAX
 from prometheus_streams.receiver import app as receiver_app
 
 
@@ -424,6 +425,37 @@ async def test_known_shapes_skip_the_checks_but_nothing_else_slips_through(
         assert 't_total{instance="b",job="node",publisher="dc1",x="2"} 9' in text
     finally:
         fast.stop()
+
+
+async def test_a_shape_near_the_line_limit_is_checked_every_time(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    # A known shape skips the line-length check, so a shape is kept only when
+    # no value body_shape takes out could push a line over the limit.
+    limit = 256
+    near = b"n_" + b"x" * (limit - 38 - 4)  # the line `near 1` is 38 short of it
+    roomy = b"# TYPE r gauge\nr 1\n"
+    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, max_line_length=limit)
+    receiver, rreg = new_receiver(cfg)
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0])
+        await publish_scrape(nats_server.url, near + b" 1\n", instance="a")
+        await async_wait_for(lambda: _pushed(pushgateway, "node", "a"))
+        await publish_scrape(nats_server.url, roomy, instance="r1")
+        await async_wait_for(lambda: _pushed(pushgateway, "node", "r1"))
+        await publish_scrape(nats_server.url, roomy.replace(b" 1", b" 2"), instance="r2")
+        await async_wait_for(
+            lambda: _pushed(pushgateway, "node", "r2").get('r{publisher="dc1"}') == 2
+        )
+        assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+        # Same shape as the first body, but its value now makes the line too long.
+        longer = near + b" " + b"1" * SHAPE_VALUE_MAX + b"\n"
+        await publish_scrape(nats_server.url, longer, instance="b")
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_dropped_total", reason="line_too_long") == 1
+        )
+    assert metric(rreg, "receiver_known_shape_bodies_total") == 1
+    assert not _pushed(pushgateway, "node", "b")
 
 
 async def test_a_reload_forgets_known_shapes(
