@@ -6,7 +6,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -37,11 +37,40 @@ class Rate:
     seconds: float
     failed: int = 0
     bytes: int = 0
+    # (time, successes so far) after each success, for steady_rate
+    progress: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def per_second(self) -> float:
         """Successful requests per second."""
         return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def steady_rate(progress: Sequence[tuple[float, int]], total: int) -> float:
+    """Per second between 10 % and 90 % of `total` done, from (time, done so far) readings.
+
+    Start-up (connections, a first fetch) and the tail (the last answers,
+    acks sent in a batch) are left out the same way for every contender; the
+    crossing times are interpolated between readings.
+    """
+    low, high = 0.1 * total, 0.9 * total
+    t_low = _crossing(progress, low)
+    t_high = _crossing(progress, high)
+    if t_low is None or t_high is None or t_high <= t_low:
+        return 0.0
+    return (high - low) / (t_high - t_low)
+
+
+def _crossing(progress: Sequence[tuple[float, int]], level: float) -> float | None:
+    previous: tuple[float, int] | None = None
+    for t, done in progress:
+        if done >= level:
+            if previous is None or done == previous[1]:
+                return t
+            t0, d0 = previous
+            return t0 + (t - t0) * (level - d0) / (done - d0)
+        previous = (t, done)
+    return None
 
 
 async def push(
@@ -61,6 +90,7 @@ async def push(
     """
     done = failed = 0
     next_index = 0
+    progress: list[tuple[float, int]] = []
     deadline = time.perf_counter() + max_seconds
     headers = {"Content-Type": CONTENT_TYPE}
     base = urls[0].split("/metrics/", 1)[0]
@@ -84,6 +114,7 @@ async def push(
                 next_index += 1
                 if 200 <= await put(url) < 300:
                     done += 1
+                    progress.append((time.perf_counter(), done))
                 else:
                     failed += 1
 
@@ -91,7 +122,7 @@ async def push(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
     await pool.close()
-    return Rate(done, elapsed, failed)
+    return Rate(done, elapsed, failed, progress=progress)
 
 
 async def scrape(
