@@ -149,6 +149,31 @@ async def test_a_server_that_never_answers_times_out() -> None:
         await pool.close()
 
 
+async def test_a_body_that_never_ends_times_out_and_the_pool_goes_on() -> None:
+    answered = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        await read_request(reader)
+        answered += 1
+        if answered == 1:
+            # No length, no chunks: the body ends when the server closes, which it never does.
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+            await writer.drain()
+            await reader.read()
+        else:
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=1, timeout=0.3)
+        with pytest.raises(TimeoutError):
+            await pool.request("PUT", "/x", b"body")  # never the partial body as an answer
+        assert (await pool.request("PUT", "/x", b"body")).status == 202
+        await pool.close()
+
+
 async def test_base_path_host_and_fixed_headers_are_sent() -> None:
     requests: list[tuple[bytes, bytes]] = []
     async with fake_server(answer_once(b"HTTP/1.0 204 No Content\r\n\r\n", requests)) as url:
