@@ -24,6 +24,7 @@ class Profile:
     gateway_seconds: float  # per rate measurement
     raw_seconds: float
     drain_scrapes: int
+    drain_rotations: int  # turns of drain, lean and aiohttp per run
     pipeline_targets: int
     pipeline_interval: float
     scale_targets: int
@@ -46,6 +47,7 @@ PROFILES = {
         gateway_seconds=0.5,
         raw_seconds=0.5,
         drain_scrapes=40,
+        drain_rotations=1,
         pipeline_targets=20,
         pipeline_interval=1.0,
         scale_targets=100,
@@ -62,6 +64,7 @@ PROFILES = {
         gateway_seconds=0.5,
         raw_seconds=0.3,
         drain_scrapes=150,
+        drain_rotations=1,
         pipeline_targets=100,
         pipeline_interval=1.0,
         scale_targets=1000,
@@ -78,7 +81,8 @@ PROFILES = {
         gateway_big_groups=(10,),
         gateway_seconds=1.5,
         raw_seconds=1.5,
-        drain_scrapes=1000,
+        drain_scrapes=2000,
+        drain_rotations=3,
         pipeline_targets=500,
         pipeline_interval=5.0,
         scale_targets=10_000,
