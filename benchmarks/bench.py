@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import gateway, pipeline, report
+from benchmarks import gateway, hotpath, pipeline, report
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
 from benchmarks.services import binary, start_targets
 
@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "raw": gateway.raw_scrape,
     "gateway": gateway.gateway_limit,
     "drain": gateway.drain,
+    "hotpath": hotpath.hotpath,
     "pipeline": pipeline.pipeline,
     "agent": pipeline.agent,
     "scale": pipeline.scale,

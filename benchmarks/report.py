@@ -12,6 +12,7 @@ SECTIONS = (
     ("baselines", "Raw-scrape baseline (the poller's ceiling)"),
     ("pushgateway", "Pushgateway limit: pushes/s by groups stored"),
     ("receiver", "Receiver drain vs direct push (each alone)"),
+    ("hotpath", "Receiver per node page, in-process, no network (fastest repeat)"),
     ("pipeline", "Pipeline: poller + receiver running"),
     ("agent", "Prometheus agent mode, same targets and interval"),
     ("scale", "One poller, many node-sized targets"),

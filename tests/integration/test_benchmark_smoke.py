@@ -28,6 +28,8 @@ CPU = [
     "pipeline_receiver_cpu_ms_per_1k_samples",
     "agent_cpu_ms_per_1k_samples",
     "drain_cpu_ms_per_1k_samples",
+    "hotpath_receiver_us",
+    "hotpath_shape_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
 
