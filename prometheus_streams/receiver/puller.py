@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from nats.aio.client import Client as NATS
@@ -27,6 +28,8 @@ from nats.aio.subscription import Subscription
 from nats.js import api as js_api
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "$JS.API"
 # No messages, request expired, conflict (as nats-py: retried, not an error).
@@ -53,14 +56,33 @@ class Puller:
         self._waiter: asyncio.Future[None] | None = None
 
     async def bind(self, subject: str, config: js_api.ConsumerConfig) -> None:
-        """Create the consumer unless it exists (as `pull_subscribe` does); subscribe once."""
+        """Create the consumer, or bring its ack_wait in line with `config`; subscribe once.
+
+        Another setting that differs (made by hand, say) is left as it is: an
+        update the server refuses is logged, and the consumer used as found.
+        """
+        config.name = config.durable_name = self.durable
+        if not config.filter_subjects:
+            config.filter_subject = subject
         try:
-            await self._js.consumer_info(self.stream, self.durable)
+            info = await self._js.consumer_info(self.stream, self.durable)
         except NotFoundError:
-            config.name = config.durable_name = self.durable
-            if not config.filter_subjects:
-                config.filter_subject = subject
             await self._js.add_consumer(self.stream, config=config)
+            log.info("created consumer %s on stream %s", self.durable, self.stream)
+        else:
+            have = info.config.ack_wait
+            if config.ack_wait is not None and abs((have or 0) - config.ack_wait) > 0.001:
+                log.warning(
+                    "consumer %s on stream %s has ack_wait %gs, the config says %gs: updating it",
+                    self.durable,
+                    self.stream,
+                    have or 0,
+                    config.ack_wait,
+                )
+                try:
+                    await self._js.add_consumer(self.stream, config=config)
+                except APIError as exc:
+                    log.error("cannot update consumer %s, used as it is: %s", self.durable, exc)
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,8 +66,12 @@ async def test_fetch_hands_out_what_is_stored_in_batches_then_nothing(
         for msg in first + second:
             await msg.ack()
         assert await sub.fetch(3, 0.3) == []
-        info = await sub.consumer_info()
-        assert info.num_pending == 0 and info.num_ack_pending == 0
+
+        async def settled() -> bool:  # nats-server takes acks on its own time
+            info = await sub.consumer_info()
+            return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await async_wait_for(settled, message="acks still pending")
 
 
 async def test_a_waiting_fetch_returns_with_the_first_message(nats_server: NatsServer) -> None:
@@ -113,6 +118,18 @@ async def test_messages_delivered_after_a_fetch_gave_up_are_handed_out_next(
         msgs = await sub.fetch(4, 5.0)
         assert sorted(m.data for m in msgs) == [b"m0", b"m1"]
         assert sub.take_all() == []
+
+
+async def test_binding_brings_an_existing_consumers_ack_wait_in_line(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with puller(nats_server.url) as sub:
+        assert (await sub.consumer_info()).config.ack_wait == 30
+        longer = js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=45)
+        with caplog.at_level(logging.WARNING):
+            await sub.bind(f"{TOPIC}.>", longer)
+        assert (await sub.consumer_info()).config.ack_wait == 45
+        assert "has ack_wait 30s, the config says 45s: updating it" in caplog.text
 
 
 async def test_receiver_pushes_a_scrape_that_carries_a_status_header(
