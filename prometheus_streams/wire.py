@@ -182,8 +182,11 @@ def decode(
     prefix = topic + "."
     if not subject.startswith(prefix):
         raise WireError("bad_subject", f"subject {subject!r} is not under {prefix}")
+    rest = subject[len(prefix) :]
+    # Kept for short subjects only: what a publisher sends bounds the memory.
+    tokens = _subject_tokens if len(rest) <= CACHED_SUBJECT_CHARS else _subject_tokens.__wrapped__
     try:
-        publisher, job, instance = _subject_tokens(subject[len(prefix) :])
+        publisher, job, instance = tokens(rest)
     except ValueError as exc:
         raise WireError("bad_subject", f"subject {subject!r}: {exc}") from None
     headers = headers or {}
@@ -223,7 +226,10 @@ def decode(
     return Scrape(publisher, job, instance, scrape_time_ms, body, labels)
 
 
-@functools.lru_cache(maxsize=32768)  # one entry per target sending
+CACHED_SUBJECT_CHARS = 256
+
+
+@functools.lru_cache(maxsize=32768)  # targets, across every publisher
 def _subject_tokens(rest: str) -> tuple[str, str, str]:
     """Publisher, job and instance of `<publisher>.<job>.<instance>`; ValueError if bad.
 

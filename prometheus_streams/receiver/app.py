@@ -342,14 +342,18 @@ class Receiver:
         batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
-                await self._give_back(sub)
+                # Given back before and after: what came meanwhile may be older
+                # than ack_wait by now, and another receiver may have it too.
+                await self._give_back(sub.take_all())
                 await _first(stop.wait(), self._resumed.wait())
+                await self._give_back(sub.take_all())
                 continue
             delay = self.breaker.wait_time()
             if delay > 0:
                 # The breaker is open: fetch nothing, so messages wait in the stream.
-                await self._give_back(sub)
+                await self._give_back(sub.take_all())
                 await _first(stop.wait(), asyncio.sleep(delay))
+                await self._give_back(sub.take_all())
                 continue
             batch = 1 if self.breaker.state == HALF_OPEN else self.stream.fetch_batch
             try:
@@ -387,12 +391,13 @@ class Receiver:
             if len(batches) >= 2:
                 await batches.pop(0)
         await asyncio.gather(*batches)
-        await self._give_back(sub)
+        self._sub = None
+        await self._give_back(await sub.close())
         await self._flush_acks()
 
-    async def _give_back(self, sub: Puller) -> None:
+    async def _give_back(self, msgs: list[Msg]) -> None:
         """Hand messages delivered late to a finished fetch back to the stream at once."""
-        for msg in sub.take_all():
+        for msg in msgs:
             with contextlib.suppress(NATSError):
                 await msg.nak()
 
@@ -545,7 +550,8 @@ class Receiver:
             not stripped
             and not renamed
             and shape_covers_samples(body, shape, len(samples))
-            and longest_line(body) + SHAPE_VALUE_MAX <= limits.max_line_length
+            # A value can also come onto a line that had none: its space too.
+            and longest_line(body) + SHAPE_VALUE_MAX + 1 <= limits.max_line_length
         ):
             self.checked_shapes.add(shape, types)
         return body, types

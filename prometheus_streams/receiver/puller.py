@@ -18,6 +18,7 @@ stream message can never pass for a status, whatever headers it carries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ import time
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NATSError
 from nats.js import api as js_api
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
@@ -32,9 +34,23 @@ from nats.js.errors import APIError, NotFoundError
 log = logging.getLogger(__name__)
 
 API_PREFIX = "$JS.API"
-# No messages, request expired, conflict (as nats-py: retried, not an error).
-END_OF_REQUEST = frozenset({"404", "408", "409"})
+END_OF_REQUEST = frozenset({"404", "408"})  # no messages; the request expired
+# 409s that pass by themselves; others (consumer deleted, a request beyond the
+# consumer's limits) are errors, so the receiver counts them and binds again.
+PASSING_CONFLICTS = ("Leadership Change", "Exceeded MaxWaiting")
 HEARTBEAT = "100"
+
+
+def status_is_error(status: Msg) -> bool:
+    """Whether a status that ended a pull request without messages is an error."""
+    headers = status.headers or {}
+    code = headers.get(js_api.Header.STATUS, "")
+    if code in END_OF_REQUEST:
+        return False
+    if code == "409":
+        description = headers.get(js_api.Header.DESCRIPTION, "")
+        return not any(text in description for text in PASSING_CONFLICTS)
+    return True
 
 
 class Puller:
@@ -95,7 +111,9 @@ class Puller:
         """Up to `batch` messages; [] when none came within `max_wait` seconds.
 
         Like nats-py's fetch: first ask for what is there now (`no_wait`);
-        only when that was nothing, wait up to `max_wait` for the first message.
+        only when that was nothing, wait up to `max_wait` for one message. That
+        request asks for one only, so it ends on the server when it is
+        answered and delivers nothing after the fetch returned.
         The wait is a parameter, not a timeout around the call, because the
         server is told it too (`expires`).
         Raises APIError when the server answers with another status (the
@@ -107,11 +125,23 @@ class Puller:
         if await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
             return self._take(batch)
         left = deadline - time.monotonic()
-        if left > 0.01:
+        if left > 0.01 and not self._passing_conflict():
             # The server ends the request a little before we give up on it.
             expires = int((left - 0.005) * 1e9)
-            await self._ask({"batch": batch, "expires": expires}, 1, deadline)
+            await self._ask({"batch": 1, "expires": expires}, 1, deadline)
+        if not self._buffer and self._passing_conflict():
+            # Asking again at once would only add to the conflict: wait it out.
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         return self._take(batch)
+
+    async def close(self) -> list[Msg]:
+        """End the inbox subscription; return what it delivered and nobody took, to give back."""
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(NATSError, TimeoutError):
+                # Unsubscribes, then lets the messages already received reach the buffer.
+                await asyncio.wait_for(sub.drain(), 5.0)  # type: ignore[no-untyped-call]
+        return self.take_all()
 
     def take_all(self) -> list[Msg]:
         """Everything delivered and not handed out (to give back when pausing or stopping)."""
@@ -140,11 +170,15 @@ class Puller:
             self._waiter = None
             self._reply = ""
         status = self._status
-        if status is not None and not self._buffer:
-            code = (status.headers or {}).get(js_api.Header.STATUS, "")
-            if code not in END_OF_REQUEST:
-                raise APIError.from_msg(status)
+        if status is not None and not self._buffer and status_is_error(status):
+            raise APIError.from_msg(status)
         return bool(self._buffer)
+
+    def _passing_conflict(self) -> bool:
+        """Whether the last request ended with a 409 that passes (others raised)."""
+        status = self._status
+        code = (status.headers or {}).get(js_api.Header.STATUS) if status is not None else None
+        return code == "409"
 
     def _take(self, batch: int) -> list[Msg]:
         msgs, self._buffer = self._buffer[:batch], self._buffer[batch:]

@@ -30,7 +30,6 @@ def _segment(name: str, value: str) -> str:
     return f"{name}/{quote(value, safe='')}"
 
 
-@functools.lru_cache(maxsize=32768)  # one per target, wanted at every push
 def group_path(
     job: str,
     instance: str,
@@ -38,6 +37,27 @@ def group_path(
     labels: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """The grouping key path: /metrics/job/<j>/instance/<i>[/<label>/<v>...][/publisher/<p>]."""
+    size = len(job) + len(instance) + len(publisher or "")
+    if labels or size > CACHED_KEY_CHARS:
+        # Kept for short keys only: what publishers send bounds the memory.
+        return _group_path(job, instance, publisher, labels)
+    return _cached_group_path(job, instance, publisher)
+
+
+CACHED_KEY_CHARS = 256
+
+
+@functools.lru_cache(maxsize=32768)  # targets, across every publisher
+def _cached_group_path(job: str, instance: str, publisher: str | None) -> str:
+    return _group_path(job, instance, publisher, ())
+
+
+def _group_path(
+    job: str,
+    instance: str,
+    publisher: str | None,
+    labels: tuple[tuple[str, str], ...],
+) -> str:
     parts = ["/metrics", _segment("job", job), _segment("instance", instance)]
     parts.extend(_segment(name, value) for name, value in labels)
     if publisher is not None:

@@ -19,14 +19,13 @@ from harness import (
     receiver_config,
     running,
 )
+from nats.aio.msg import Msg
 from nats.errors import Error as NATSError
 from nats.js import api as js_api
 from servers import NatsServer, Pushgateway, async_wait_for
 
 from prometheus_streams import wire
-from prometheus_streams.receiver.puller import Puller
-
-pytestmark = pytest.mark.asyncio
+from prometheus_streams.receiver.puller import Puller, status_is_error
 
 CONSUMER = js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=30)
 
@@ -107,12 +106,12 @@ async def test_fetch_from_a_deleted_consumer_is_an_error(nats_server: NatsServer
             await sub.fetch(5, 5.0)
 
 
-async def test_messages_delivered_after_a_fetch_gave_up_are_handed_out_next(
+async def test_a_fetch_that_found_nothing_leaves_nothing_behind(
     nats_server: NatsServer,
 ) -> None:
     async with puller(nats_server.url) as sub:
-        # A waiting request that gave up locally stays open on the server for
-        # a moment; what it delivers then is kept for the next fetch, not lost.
+        # Its waiting request asked for one message and ended with the wait:
+        # what is published afterwards all comes with the next fetch.
         assert await sub.fetch(4, 0.3) == []
         await _publish(nats_server.url, 2)
         msgs = await sub.fetch(4, 5.0)
@@ -144,3 +143,22 @@ async def test_receiver_pushes_a_scrape_that_carries_a_status_header(
         await publish_raw(nats_server.url, subject, payload, headers)
         await async_wait_for(lambda: metric(rreg, "receiver_pushes_total", result="success") == 1)
     assert pushgateway.group_labels()
+
+
+@pytest.mark.parametrize(
+    ("code", "description", "error"),
+    [
+        ("404", "No Messages", False),
+        ("408", "Request Timeout", False),
+        ("409", "Leadership Change", False),
+        ("409", "Exceeded MaxWaiting", False),
+        ("409", "Consumer Deleted", True),
+        ("409", "Exceeded MaxRequestBatch of 10", True),
+        ("503", "", True),
+    ],
+)
+def test_which_statuses_are_errors(code: str, description: str, error: bool) -> None:
+    # Errors count towards binding again; the others end a request quietly.
+    headers = {"Status": code, "Description": description}
+    msg = Msg(_client=None, subject="_INBOX.x.1", headers=headers)  # type: ignore[arg-type]
+    assert status_is_error(msg) is error
