@@ -63,6 +63,7 @@ class Puller:
         self.durable = durable
         self._next_subject = f"{API_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
+        self._inbox_prefix = self._inbox + "."
         self._sub: Subscription | None = None
         self._buffer: list[Msg] = []  # delivered, not yet handed out
         self._request = 0
@@ -151,8 +152,8 @@ class Puller:
     async def _ask(self, request: dict[str, object], want: int, deadline: float) -> bool:
         """Send one pull request; wait for `want` messages, its end, or the deadline.
 
-        True when messages arrived; an end status other than "no messages" or
-        "expired" raises APIError.
+        True when messages arrived. A status that ended it without messages
+        raises APIError when status_is_error says so.
         """
         self._request += 1
         self._reply = f"{self._inbox}.{self._request}"
@@ -185,7 +186,7 @@ class Puller:
         return msgs
 
     async def _on_msg(self, msg: Msg) -> None:
-        if not msg.subject.startswith(self._inbox + "."):
+        if not msg.subject.startswith(self._inbox_prefix):
             self._buffer.append(msg)  # a stream message: it carries its own subject
             if len(self._buffer) >= self._want:
                 self._wake()
