@@ -139,9 +139,10 @@ class Puller:
         """End the inbox subscription; return what it delivered and nobody took, to give back."""
         if self._sub is not None:
             sub, self._sub = self._sub, None
-            with contextlib.suppress(NATSError, TimeoutError):
-                # Unsubscribes, then lets the messages already received reach the buffer.
-                await asyncio.wait_for(sub.drain(), 5.0)  # type: ignore[no-untyped-call]
+            if self._nc.is_connected:  # else the server has forgotten the inbox already
+                with contextlib.suppress(NATSError, TimeoutError):
+                    # Unsubscribes, then lets the messages already received reach the buffer.
+                    await asyncio.wait_for(sub.drain(), 2.0)  # type: ignore[no-untyped-call]
         return self.take_all()
 
     def take_all(self) -> list[Msg]:
