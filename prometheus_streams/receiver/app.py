@@ -342,18 +342,12 @@ class Receiver:
         batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
-                # Given back before and after: what came meanwhile may be older
-                # than ack_wait by now, and another receiver may have it too.
-                await self._give_back(sub.take_all())
-                await _first(stop.wait(), self._resumed.wait())
-                await self._give_back(sub.take_all())
+                await self._idle(sub, stop, self._resumed.wait())
                 continue
             delay = self.breaker.wait_time()
             if delay > 0:
                 # The breaker is open: fetch nothing, so messages wait in the stream.
-                await self._give_back(sub.take_all())
-                await _first(stop.wait(), asyncio.sleep(delay))
-                await self._give_back(sub.take_all())
+                await self._idle(sub, stop, asyncio.sleep(delay))
                 continue
             batch = 1 if self.breaker.state == HALF_OPEN else self.stream.fetch_batch
             try:
@@ -382,8 +376,7 @@ class Receiver:
                 continue
             if self.paused:
                 # Paused while this fetch was waiting: hand the messages straight back.
-                for msg in msgs:
-                    await msg.nak()
+                await self._give_back(msgs)
                 continue
             # The next fetch overlaps this batch's pushes, so the Pushgateway is not
             # left idle between batches; at most two batches are in flight.
@@ -394,6 +387,18 @@ class Receiver:
         self._sub = None
         await self._give_back(await sub.close())
         await self._flush_acks()
+
+    async def _idle(
+        self, sub: Puller, stop: asyncio.Event, until: Coroutine[Any, Any, Any]
+    ) -> None:
+        """Fetch nothing until `until` or `stop`; what the stream delivered goes back.
+
+        Before and after: what came meanwhile may be older than ack_wait by
+        now, and another receiver may have it too.
+        """
+        await self._give_back(sub.take_all())
+        await _first(stop.wait(), until)
+        await self._give_back(sub.take_all())
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         """Hand messages delivered late to a finished fetch back to the stream at once."""
