@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 
 HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
 
@@ -50,6 +51,25 @@ _FINAL_VALUE = rb" [-+.0-9eEaInNf]{1,%d}" % SHAPE_VALUE_MAX
 # the same matches, 8-10 % faster on a node page than a look-ahead.
 _FINAL_NUMBER = re.compile(_FINAL_VALUE + rb"+\n")
 
+
+def _strip_final_values(body: bytes) -> tuple[bytes, int]:
+    """The body without each line's final value, and how many were taken out."""
+    return _FINAL_NUMBER.subn(b"\n", body)
+
+
+def _native() -> Callable[[bytes], tuple[bytes, int]] | None:
+    try:
+        from prometheus_streams import _speedups
+    except ImportError:
+        return None
+    return _speedups.strip_final_values
+
+
+# The same pass in C (_speedups.c) takes a tenth of the regex's time. It is
+# optional at build time; the receiver warns when it runs without.
+NATIVE_SHAPE = _native()
+strip_final_values = NATIVE_SHAPE or _strip_final_values
+
 Shape = tuple[bytes, int]  # digest of the body without its values, values taken out
 
 
@@ -61,7 +81,7 @@ def body_shape(body: bytes) -> Shape:
     line, so what a check found for one holds for the other. SHA-256 so that no
     publisher can make a body collide with a shape already checked.
     """
-    skeleton, values = _FINAL_NUMBER.subn(b"\n", body)
+    skeleton, values = strip_final_values(body)
     return hashlib.sha256(skeleton).digest(), values
 
 

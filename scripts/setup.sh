@@ -8,6 +8,11 @@ need_apt=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# pip builds the receiver's C pass (prometheus_streams/_speedups.c): a compiler and Python's headers
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  >/dev/null 2>&1 || need_apt+=(python3-dev)
 if [ "${1:-}" = "--test" ]; then
   # status page tests drive a real headless browser; alert rules are checked by promtool
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -38,6 +43,11 @@ if [ "${1:-}" = "--test" ]; then extra="[test]"; else extra="[demo]"; fi
 echo "setup: installing prometheus-streams${extra} into .venv"
 .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# The build of the C pass is optional for pip; here it must have worked.
+if ! .venv/bin/python -c 'import prometheus_streams._speedups' 2>/dev/null; then
+  echo "setup: prometheus_streams._speedups was not built; .venv/bin/pip install -e . shows why" >&2
+  exit 1
+fi
 
 # --- packaging tests (tests/packaging, scripts/test-packaging.sh) ------------
 # rpmbuild, systemd-analyze, Puppet and its linters, rspec-puppet, and
@@ -45,7 +55,7 @@ echo "setup: installing prometheus-streams${extra} into .venv"
 if [ "${1:-}" = "--test" ]; then
   pkg_apt=()
   for p in rpm systemd puppet-agent puppet-lint puppet-module-puppetlabs-stdlib \
-           ruby-rspec-puppet ruby-puppetlabs-spec-helper rake metadata-json-lint python3.11-venv; do
+           ruby-rspec-puppet ruby-puppetlabs-spec-helper rake metadata-json-lint python3.11-venv python3.11-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkg_apt+=("$p")
   done
   if [ ${#pkg_apt[@]} -gt 0 ]; then

@@ -113,6 +113,8 @@ test_rpm() {
   # pyvenv.cfg beside it wherever it lies. Only scripts' shebangs name /opt.
   out="$("$sr/opt/prometheus-streams/bin/python" -m prometheus_streams version)"
   [ "$out" = "prometheus-streams $version" ] || fail "venv python: version printed '$out'"
+  "$sr/opt/prometheus-streams/bin/python" -c 'import prometheus_streams._speedups' \
+    || fail "venv python: the receiver's C pass (prometheus_streams._speedups) does not import"
   # And exactly as installed: /usr/bin/prometheus-streams through its symlink and shebang.
   out="$(as_installed "$sr" /usr/bin/prometheus-streams version)"
   [ "$out" = "prometheus-streams $version" ] || fail "/usr/bin/prometheus-streams version printed '$out'"

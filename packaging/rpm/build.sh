@@ -46,7 +46,7 @@ wheelhouse="$(cd "$wheelhouse" && pwd)"
 echo "build.sh: building wheels of prometheus-streams $version into $wheelhouse"
 "$python" -m venv "$work/pip"
 pip=("$work/pip/bin/python" -m pip --quiet --disable-pip-version-check)
-"${pip[@]}" install --upgrade pip
+"${pip[@]}" install --upgrade pip wheel
 # Every wheel as the builder would pick it (this also turns sdist-only pure
 # Python dependencies into wheels)...
 "${pip[@]}" wheel --wheel-dir "$work/host-wheels" "$root"
@@ -57,11 +57,24 @@ arch="$(uname -m)"
 platforms=()
 for minor in $(seq "${glibc#2.}" -1 5); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
 platforms+=(--platform "manylinux2014_$arch" --platform "manylinux1_$arch")
+# Our wheel holds the receiver's C pass, built here for $python. pip makes it
+# optional, so a builder without gcc or Python's headers would quietly ship
+# the slow path: refuse that. The .so needs nothing but libc (memchr and
+# memcpy, GLIBC_2.14), so it is tagged for the oldest glibc we support; the
+# packaging test checks the RPM's glibc requirements.
+ours=("$work/host-wheels"/prometheus_streams-"$version"-cp"$pyver"-cp"$pyver"-linux_"$arch".whl)
+if [ ! -f "${ours[0]}" ]; then
+  echo "build.sh: prometheus-streams built without its C pass (install gcc and the headers" \
+       "of $python, Debian: python3.11-dev)" >&2
+  exit 1
+fi
+"$work/pip/bin/python" -m wheel tags --remove --platform-tag "manylinux_${glibc/./_}_$arch" \
+  "${ours[0]}" >/dev/null
 # A stale wheel of the same version would win over the current source.
 rm -f "$wheelhouse"/prometheus_streams-*.whl
 "${pip[@]}" download --only-binary=:all: --implementation cp --python-version "$pyver" \
   --abi "cp$pyver" "${platforms[@]}" --find-links "$work/host-wheels" --dest "$wheelhouse" \
-  "$work/host-wheels/prometheus_streams-$version-py3-none-any.whl"
+  "$work/host-wheels/prometheus_streams-$version-cp$pyver-cp$pyver-manylinux_${glibc/./_}_$arch.whl"
 
 # The spec's sources: its own files plus the packaging doc.
 src="$work/sources"
