@@ -23,7 +23,13 @@ from prometheus_client import CollectorRegistry
 from benchmarks import clients
 from benchmarks.context import NODE_PAGE, NODE_SAMPLES, Context
 from prometheus_streams import config, wire
-from prometheus_streams.exposition import body_limits, body_shape, index_samples
+from prometheus_streams.exposition import (
+    _strip_final_values,
+    body_limits,
+    body_shape,
+    index_samples,
+    strip_final_values,
+)
 from prometheus_streams.receiver.app import Receiver
 from prometheus_streams.receiver.consistency import check_body
 from prometheus_streams.receiver.pushgateway import PushResult
@@ -112,6 +118,11 @@ def hotpath(ctx: Context) -> None:
                 lambda: wire.decode(TOPIC, msg.subject, payload, msg.headers, 10 << 20),
             ),
             "shape": ("body_shape (values out, SHA-256)", lambda: body_shape(body)),
+            "values_out": ("its pass taking values out", lambda: strip_final_values(body)),
+            "values_out_regex": (
+                "the same pass as a regex (the fallback without C)",
+                lambda: _strip_final_values(body),
+            ),
             "checks": ("checks of a new shape (index, limits, consistency)", lambda: _checks(body)),
         }
         for key, (label, fn) in steps.items():
