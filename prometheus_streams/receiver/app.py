@@ -170,6 +170,18 @@ class _Work:
     fetched: float = field(default_factory=time.monotonic)
 
 
+def warn_without_c_pass(native: object = NATIVE_SHAPE) -> bool:
+    """Log a warning when the package was built without _speedups; whether it did."""
+    if native is not None:
+        return False
+    log.warning(
+        "built without its C pass (prometheus_streams._speedups): every message"
+        " costs the receiver about 0.1 ms more CPU; reinstall with a C compiler"
+        " and Python's headers (Debian: gcc python3-dev) to build it"
+    )
+    return True
+
+
 def _nak_delay(msg: Msg) -> float:
     try:
         delivered = msg.metadata.num_delivered
@@ -279,12 +291,7 @@ class Receiver:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; in-flight pushes finish and are acked first."""
-        if NATIVE_SHAPE is None:
-            log.warning(
-                "built without its C pass (prometheus_streams._speedups): every message"
-                " costs the receiver about 0.1 ms more CPU; reinstall with a C compiler"
-                " and Python's headers (Debian: gcc python3-dev) to build it"
-            )
+        warn_without_c_pass()
         await self.gateway.start()
         consumer = self._supervisor.spawn(self._consume(stop), "consume")
         self._supervisor.spawn(self._stale_loop(stop), "stale-groups")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from prometheus_streams import exposition
 
 # Imported directly: a test run without the built extension fails here, loudly.
 from prometheus_streams._speedups import strip_final_values
+from prometheus_streams.receiver.app import warn_without_c_pass
 
 MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -90,3 +93,20 @@ def test_matches_the_regex_on_random_bodies(body: bytes) -> None:
 def test_takes_bytes_only(value: object) -> None:
     with pytest.raises(TypeError, match="expected bytes"):
         strip_final_values(value)  # type: ignore[arg-type]
+
+
+def test_the_receiver_warns_only_without_the_c_pass(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert not warn_without_c_pass()
+        assert not caplog.records
+        assert warn_without_c_pass(None)
+    assert "built without its C pass" in caplog.text and "gcc python3-dev" in caplog.text
+
+
+def test_body_shape_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    page = _page()
+    fast = exposition.body_shape(page)
+    monkeypatch.setattr(exposition, "strip_final_values", exposition._strip_final_values)
+    assert exposition.body_shape(page) == fast
+    changed = page.replace(b" 3.14\n", b" 2.71\n")
+    assert changed != page and exposition.body_shape(changed) == fast
