@@ -49,6 +49,9 @@ pip=("$work/pip/bin/python" -m pip --quiet --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip wheel
 # Every wheel as the builder would pick it (this also turns sdist-only pure
 # Python dependencies into wheels)...
+# (setuptools reuses build/ in the tree: a stale _speedups .so there would be
+# packaged even if compiling failed now)
+rm -rf "$root/build"
 "${pip[@]}" wheel --wheel-dir "$work/host-wheels" "$root"
 # ...then the binary ones again for the target, not for this builder: the
 # interpreter's version and the oldest glibc we support (manylinux tags).
@@ -63,7 +66,10 @@ platforms+=(--platform "manylinux2014_$arch" --platform "manylinux1_$arch")
 # memcpy, GLIBC_2.14), so it is tagged for the oldest glibc we support; the
 # packaging test checks the RPM's glibc requirements.
 ours=("$work/host-wheels"/prometheus_streams-"$version"-cp"$pyver"-cp"$pyver"-linux_"$arch".whl)
-if [ ! -f "${ours[0]}" ]; then
+# The wheel is platform-tagged even when the optional build failed: look
+# inside (through a file: grep -q closing a pipe early would fail it).
+[ -f "${ours[0]}" ] && "$python" -m zipfile -l "${ours[0]}" >"$work/our-wheel-files" || true
+if ! grep -q "prometheus_streams/_speedups\.cpython-$pyver-.*\.so" "$work/our-wheel-files" 2>/dev/null; then
   echo "build.sh: prometheus-streams built without its C pass (install gcc and the headers" \
        "of $python, Debian: python3.11-dev)" >&2
   exit 1
