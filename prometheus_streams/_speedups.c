@@ -2,10 +2,11 @@
  *
  * strip_final_values(body) returns what exposition._FINAL_NUMBER.subn(b"\n",
  * body) returns: the body with every line's final value taken out, and how
- * many were. A final value is a run of 1 to SHAPE_VALUE_MAX characters of
- * VALUE_CHARS that follows a space and ends at a newline. The regex takes
- * 80-140 us on a 58 KB node page, most of it in building one match object and
- * one piece of the result per line; this takes a tenth of that.
+ * many were. A final value is a run of 1 to SHAPE_VALUE_MAX value characters
+ * (value_char below, as in exposition._FINAL_VALUE) that follows a space and
+ * ends at a newline. The regex takes 80-140 us on a 58 KB node page, most of
+ * it in building one match object and one piece of the result per line; this
+ * takes a tenth of that.
  *
  * The body is untrusted: every index stays within [0, len), and the result
  * is never longer than the body.
@@ -60,8 +61,7 @@ strip_final_values(PyObject *module, PyObject *arg)
     if (_PyBytes_Resize(&out, written) < 0) {
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(Nn)", out, values);
-    return result;
+    return Py_BuildValue("(Nn)", out, values);
 }
 
 static PyMethodDef methods[] = {

@@ -65,22 +65,22 @@ platforms+=(--platform "manylinux2014_$arch" --platform "manylinux1_$arch")
 # the slow path: refuse that. The .so needs nothing but libc (memchr and
 # memcpy, GLIBC_2.14), so it is tagged for the oldest glibc we support; the
 # packaging test checks the RPM's glibc requirements.
-ours=("$work/host-wheels"/prometheus_streams-"$version"-cp"$pyver"-cp"$pyver"-linux_"$arch".whl)
+ours="$work/host-wheels/prometheus_streams-$version-cp$pyver-cp$pyver-linux_$arch.whl"
+tag="manylinux_${glibc/./_}_$arch"
 # The wheel is platform-tagged even when the optional build failed: look
 # inside (through a file: grep -q closing a pipe early would fail it).
-[ -f "${ours[0]}" ] && "$python" -m zipfile -l "${ours[0]}" >"$work/our-wheel-files" || true
+[ -f "$ours" ] && "$python" -m zipfile -l "$ours" >"$work/our-wheel-files" || true
 if ! grep -q "prometheus_streams/_speedups\.cpython-$pyver-.*\.so" "$work/our-wheel-files" 2>/dev/null; then
   echo "build.sh: prometheus-streams built without its C pass (install gcc and the headers" \
        "of $python, Debian: python3.11-dev)" >&2
   exit 1
 fi
-"$work/pip/bin/python" -m wheel tags --remove --platform-tag "manylinux_${glibc/./_}_$arch" \
-  "${ours[0]}" >/dev/null
+"$work/pip/bin/python" -m wheel tags --remove --platform-tag "$tag" "$ours" >/dev/null
 # A stale wheel of the same version would win over the current source.
 rm -f "$wheelhouse"/prometheus_streams-*.whl
 "${pip[@]}" download --only-binary=:all: --implementation cp --python-version "$pyver" \
   --abi "cp$pyver" "${platforms[@]}" --find-links "$work/host-wheels" --dest "$wheelhouse" \
-  "$work/host-wheels/prometheus_streams-$version-cp$pyver-cp$pyver-manylinux_${glibc/./_}_$arch.whl"
+  "${ours%-linux_$arch.whl}-$tag.whl"
 
 # The spec's sources: its own files plus the packaging doc.
 src="$work/sources"
