@@ -250,6 +250,13 @@ def drain(ctx: Context) -> None:
         )
         ctx.record(
             "receiver",
+            "drain_ratio_aiohttp",
+            "the same against the aiohttp client alone, 10-90 %",
+            "ratio",
+            steady["drain"] / steady["aiohttp"],
+        )
+        ctx.record(
+            "receiver",
             "drain_ratio_whole",
             "the same, from start to the last answer or ack",
             "ratio",

@@ -32,6 +32,7 @@ CPU = [
     "hotpath_shape_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
+RATIOS = ["drain_ratio", "drain_ratio_aiohttp", "drain_ratio_whole"]
 
 
 def test_benchmark_smoke_run_reports_every_figure() -> None:
@@ -46,7 +47,7 @@ def test_benchmark_smoke_run_reports_every_figure() -> None:
     report = json.loads(done.stdout)
     assert report["profile"] == "smoke"
     figures = report["figures"]
-    for key in RATES + CPU + MEMORY:
+    for key in RATES + CPU + MEMORY + RATIOS:
         assert key in figures, f"{key} missing; have {sorted(figures)}"
         figure = figures[key]
         assert figure["runs"] >= 1
