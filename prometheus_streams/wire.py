@@ -7,7 +7,7 @@ import gzip
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 WIRE_VERSION = "1"
 ENCODING = "gzip"
@@ -179,6 +179,14 @@ def decode(
     header_limit: int = MAX_HEADER_CHARS,
 ) -> Scrape:
     """Check a message against the wire format and return its scrape."""
+    scrape, encoding = decode_headers(topic, subject, headers, header_limit)
+    return replace(scrape, body=decode_body(payload, encoding, limit))
+
+
+def decode_headers(
+    topic: str, subject: str, headers: dict[str, str] | None, header_limit: int = MAX_HEADER_CHARS
+) -> tuple[Scrape, str]:
+    """Check a message's subject and headers: its scrape without the body, and the encoding."""
     prefix = topic + "."
     if not subject.startswith(prefix):
         raise WireError("bad_subject", f"subject {subject!r} is not under {prefix}")
@@ -215,15 +223,18 @@ def decode(
         ) from None
     labels = _decode_labels(headers.get(H_LABELS))
     encoding = headers.get(H_CONTENT_ENCODING, "identity")
-    if encoding == ENCODING:
-        body = decompress(payload, limit)
-    elif encoding == "identity":
-        if len(payload) > limit:
-            raise WireError("too_large", f"body larger than {limit} bytes")
-        body = payload
-    else:
+    if encoding not in (ENCODING, "identity"):
         raise WireError("bad_header", f"unsupported {H_CONTENT_ENCODING}: {encoding!r}")
-    return Scrape(publisher, job, instance, scrape_time_ms, body, labels)
+    return Scrape(publisher, job, instance, scrape_time_ms, b"", labels), encoding
+
+
+def decode_body(payload: bytes, encoding: str, limit: int) -> bytes:
+    """The exposition text of a payload in an encoding decode_headers accepted."""
+    if encoding == ENCODING:
+        return decompress(payload, limit)
+    if len(payload) > limit:
+        raise WireError("too_large", f"body larger than {limit} bytes")
+    return payload
 
 
 CACHED_SUBJECT_CHARS = 256

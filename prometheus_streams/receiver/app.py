@@ -56,6 +56,12 @@ MAX_NAK_DELAY = 30.0
 # nats-server wakes it and costs both sides more than the bytes: at 2 ms the
 # drain spent 0.063 ms of nats-server CPU per push, at 20 ms 0.038.
 ACK_DELAY = 0.02
+# A fetched batch inflates its bodies up front, back to back, while they add
+# up to this; the rest are inflated when their push is next. Up front is
+# cheaper (measured: 15-20 % less CPU per push in a drain of node pages); the
+# bound keeps two batches of large pages (kube-state-metrics, 10 MB and more)
+# from holding 128 inflated bodies at once.
+INFLATE_AHEAD = 32 * 1024 * 1024
 
 
 class ReceiverMetrics:
@@ -166,7 +172,9 @@ class _Work:
     """One decoded message on its way to the Pushgateway."""
 
     msg: Msg
-    scrape: wire.Scrape
+    scrape: wire.Scrape  # the body is in `body`, or not inflated yet
+    encoding: str
+    body: bytes | None
     fetched: float = field(default_factory=time.monotonic)
 
 
@@ -427,20 +435,19 @@ class Receiver:
         self.metrics.received_bytes.inc(sum(len(msg.data) for msg in msgs))
         if msgs:
             self._note_pending(msgs[-1])
+        inflated = 0
         for msg in msgs:
             try:
-                scrape = wire.decode(
-                    self.stream.topic,
-                    msg.subject,
-                    msg.data,
-                    msg.headers,
-                    self.config.body_size_limit,
-                )
+                scrape, encoding = wire.decode_headers(self.stream.topic, msg.subject, msg.headers)
+                body = None
+                if inflated < INFLATE_AHEAD:
+                    body = wire.decode_body(msg.data, encoding, self.config.body_size_limit)
+                    inflated += len(body)
             except wire.WireError as exc:
                 await self._term(msg, exc.reason, str(exc))
                 continue
             self._publisher_metrics(scrape.publisher).messages.inc()
-            work = _Work(msg, scrape)
+            work = _Work(msg, scrape, encoding, body)
             previous = newest.get(scrape.group)
             if previous is None or scrape.scrape_time_ms > previous.scrape.scrape_time_ms:
                 newest[scrape.group] = work
@@ -538,7 +545,15 @@ class Receiver:
 
     async def _checked(self, work: _Work, path: str) -> tuple[bytes, TypeSet] | None:
         """The body to push and its types; None when the message was terminated."""
-        body = work.scrape.body
+        body, work.body = work.body, None  # held no longer than its push
+        if body is None:
+            # Beyond the batch's INFLATE_AHEAD. A body that turns out broken
+            # only now has already made older scrapes of its group superseded.
+            try:
+                body = wire.decode_body(work.msg.data, work.encoding, self.config.body_size_limit)
+            except wire.WireError as exc:
+                await self._term(work.msg, exc.reason, str(exc))
+                return None
         limits = body_limits(self.config.max_line_length, self.config.max_label_count)
         shape = body_shape(body)
         known = self.checked_shapes.get(shape)

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gzip
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,86 @@ async def test_receiver_survives_garbage_and_gzip_bombs(
             lambda: _pushed(pushgateway, "node", "web-1").get('good{publisher="dc1"}') == 1,
             message="good data stopped flowing after garbage",
         )
+
+
+async def test_bodies_beyond_the_inflate_budget_are_inflated_at_their_push(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    pushgateway: Pushgateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No budget: every body waits for its push slot, and a broken one is found there.
+    monkeypatch.setattr(receiver_app, "INFLATE_AHEAD", 0)
+    for i in range(3):
+        await publish_scrape(
+            nats_server.url, f"# TYPE late gauge\nlate {i}\n".encode(), instance=f"ok-{i}"
+        )
+    for instance, payload in (
+        ("broken", b"\x1f\x8b\x08\x00 not a deflate stream"),
+        ("bomb", gzip.compress(b"0" * (4 * 1024 * 1024), compresslevel=9)),
+    ):
+        scrape = wire.Scrape("dc1", "node", instance, int(time.time() * 1000), b"")
+        subject, _, headers = wire.encode("prometheus", scrape)
+        await publish_raw(nats_server.url, subject, payload, headers)
+    cfg = receiver_config(tmp_path, nats_server.url, pushgateway.url, body_size_limit="1MiB")
+    receiver, rreg = new_receiver(cfg)
+    async with running(receiver):
+        for i in range(3):
+
+            def pushed(i: int = i) -> bool:
+                return _pushed(pushgateway, "node", f"ok-{i}").get('late{publisher="dc1"}') == i
+
+            await async_wait_for(pushed, message=f"ok-{i} never pushed")
+        for reason in ("bad_compression", "too_large"):
+
+            def dropped(r: str = reason) -> bool:
+                return metric(rreg, "receiver_dropped_total", reason=r) == 1
+
+            await async_wait_for(dropped, message=f"no drop counted as {reason}")
+    assert metric(rreg, "receiver_pushes_total", result="success") == 3
+    assert not _pushed(pushgateway, "node", "broken") and not _pushed(pushgateway, "node", "bomb")
+
+
+async def test_a_batch_of_large_pages_holds_its_inflate_budget_not_every_body(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    pushgateway: Pushgateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    count, budget = 40, 4 * 1024 * 1024
+    monkeypatch.setattr(receiver_app, "INFLATE_AHEAD", budget)
+    # 2 MB pages (comment lines compress to almost nothing on the stream).
+    page = b"# padding to make a large page of the kind kube-state-metrics serves\n" * 30_000
+    page += b"# TYPE big_page gauge\nbig_page 1\n"
+    for i in range(count):
+        await publish_scrape(nats_server.url, page, instance=f"big-{i}")
+    cfg = receiver_config(
+        tmp_path,
+        nats_server.url,
+        pushgateway.url,
+        stream={"fetch_batch": count},
+        push_gateway={
+            "url": pushgateway.url,
+            "publisher_label": True,
+            "timeout": "30s",
+            "concurrency": 2,
+        },
+    )
+    receiver, rreg = new_receiver(cfg)
+    tracemalloc.start()
+    try:
+        async with running(receiver):
+            await async_wait_for(
+                lambda: metric(rreg, "receiver_pushes_total", result="success") == count,
+                timeout=120,
+                message="the large pages were not all pushed",
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Every body of the batch at once would be 80 MB: here the budget, one
+    # body past it, and the two pushes in flight with their copies.
+    assert peak < 32 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB of Python allocations"
 
 
 async def test_receiver_drops_scrapes_older_than_max_age(

@@ -282,6 +282,21 @@ def test_decode_rejects_identity_body_over_limit() -> None:
     assert _reason(subject, b"x" * 101, headers, limit=100) == "too_large"
 
 
+def test_headers_decode_alone_and_the_body_after() -> None:
+    # The receiver reads group and time first and may inflate the body later.
+    subject, payload, headers = encode(TOPIC, BASE)
+    scrape, encoding = wire.decode_headers(TOPIC, subject, headers)
+    assert scrape == replace(BASE, body=b"") and encoding == "gzip"
+    assert wire.decode_body(payload, encoding, LIMIT) == BASE.body
+    with pytest.raises(WireError) as broken:
+        wire.decode_body(b"\x1f\x8b garbage", encoding, LIMIT)
+    assert broken.value.reason == "bad_compression"
+    headers["Content-Encoding"] = "br"
+    with pytest.raises(WireError) as unknown:
+        wire.decode_headers(TOPIC, subject, headers)
+    assert unknown.value.reason == "bad_header"
+
+
 def test_wire_error_carries_reason_and_message() -> None:
     error = WireError("too_large", "body inflates beyond 10 bytes")
     assert error.reason == "too_large"
