@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "raw": gateway.raw_scrape,
     "gateway": gateway.gateway_limit,
     "drain": gateway.drain,
+    "drain_pinned": gateway.drain_pinned,
     "hotpath": hotpath.hotpath,
     "pipeline": pipeline.pipeline,
     "agent": pipeline.agent,

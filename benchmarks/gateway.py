@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats as nats_client
 
 from benchmarks import clients
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, Context
-from benchmarks.procs import HOST, http_get, http_request
+from benchmarks.procs import HOST, http_get, http_request, on_cpus
 from benchmarks.services import (
     Service,
     StreamSettings,
@@ -176,7 +178,69 @@ DRAIN_ORDERS = (
 )
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the Pushgateway gets, and which everything else (nats-server, the contenders)."""
+
+    gateway: frozenset[int]
+    rest: frozenset[int]
+
+    @property
+    def label(self) -> str:
+        """How the report names it."""
+        return f"the Pushgateway on CPU {_cpus(self.gateway)}, the rest on {_cpus(self.rest)}"
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def placement() -> Placement | None:
+    """The Pushgateway on the last CPU this process may use, the rest on the others.
+
+    None with fewer than two CPUs: nothing to separate.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None
+    return Placement(frozenset(allowed[-1:]), frozenset(allowed[:-1]))
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """Where the drain's figures go: keys, section, and how the processes are placed."""
+
+    prefix: str
+    section: str
+    where: Placement | None
+
+
+SHARED = _Variant("", "receiver", None)
+
+
 def drain(ctx: Context) -> None:
+    """Receiver drain vs direct push, every process free to run on every CPU."""
+    _drain(ctx, SHARED)
+
+
+def drain_pinned(ctx: Context) -> None:
+    """The same with the Pushgateway on a CPU of its own, as on a machine of its own.
+
+    On shared CPUs the contender's own CPU is taken from the Pushgateway, so
+    the shared ratio also measures how much CPU the receiver needs besides
+    pushing (pulling, inflating, checking, acking). With the Pushgateway apart,
+    the ratio shows whether the receiver keeps the Pushgateway as busy as the
+    direct clients do: whether the receiver is the bottleneck.
+    """
+    where = placement()
+    if where is None:
+        ctx.notes.append("drain_pinned: needs at least two CPUs, not measured")
+        return
+    ctx.notes.append(f"drain_pinned: {where.label}")
+    _drain(ctx, _Variant("pinned_", "receiver_pinned", where))
+
+
+def _drain(ctx: Context, variant: _Variant) -> None:
     """Receiver draining a pre-filled stream vs direct pushes of the same bodies, each alone.
 
     The Pushgateway first holds every group once (a direct round, then a
@@ -191,27 +255,38 @@ def drain(ctx: Context) -> None:
     assert ctx.targets is not None
     n = p.drain_scrapes
     urls = target_urls(ctx.targets, n)
+    where = variant.where
+    gateway_cpus = where.gateway if where else None
+    rest = where.rest if where else None
+    key, section = variant.prefix, variant.section
     for run in range(p.runs):
-        work = ctx.run_dir(f"drain-{run}")
+        work = ctx.run_dir(f"{key}drain-{run}")
         rates: dict[str, list[float]] = {"drain": [], "lean": [], "aiohttp": []}  # 10-90 %
         whole: dict[str, list[float]] = {"drain": [], "lean": [], "aiohttp": []}  # all of it
         with ctx.procs.scope():
-            nats = start_nats(ctx.procs, work)
-            gateway = start_pushgateway(ctx.procs, work, check=False)
+            nats = start_nats(ctx.procs, work, cpus=rest)
+            gateway = start_pushgateway(ctx.procs, work, check=False, cpus=gateway_cpus)
+            if where is not None:
+                _check_placed(gateway, where.gateway)
+                _check_placed(nats, where.rest)
             messages = fill_stream(ctx, nats, work, urls)
             group_urls = [clients.group_path(gateway.url, f"t{i}") for i in range(n)]
-            asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
+            with on_cpus(rest):
+                asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
             for turn in range(p.drain_rotations):
                 for step in DRAIN_ORDERS[(run + turn) % len(DRAIN_ORDERS)]:
                     wipe(gateway)
                     gateway_cpu = gateway.proc.usage().cpu
                     if step == "drain":
                         asyncio.run(_fresh_consumer(nats))
-                        rate, all_of_it, pushes = _drain_once(ctx, work, nats, gateway, messages, n)
-                    else:
-                        pushed = asyncio.run(
-                            clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n, step)
+                        rate, all_of_it, pushes = _drain_once(
+                            ctx, work, nats, gateway, messages, n, variant
                         )
+                    else:
+                        with on_cpus(rest):
+                            pushed = asyncio.run(
+                                clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n, step)
+                            )
                         all_of_it, pushes = pushed.per_second, pushed.done
                         rate = clients.steady_rate(pushed.progress, n) or all_of_it
                     rates[step].append(rate)
@@ -219,8 +294,8 @@ def drain(ctx: Context) -> None:
                     gateway_ms = (gateway.proc.usage().cpu - gateway_cpu) * 1e3 / max(1, pushes)
                     who = "receiver draining" if step == "drain" else f"direct push ({step})"
                     ctx.record(
-                        "receiver",
-                        f"pgw_cpu_ms_per_push_{step}",
+                        section,
+                        f"{key}pgw_cpu_ms_per_push_{step}",
                         f"Pushgateway CPU per push, {who}",
                         "CPU ms",
                         gateway_ms,
@@ -228,46 +303,55 @@ def drain(ctx: Context) -> None:
         steady = {step: statistics.median(values) for step, values in rates.items()}
         overall = {step: statistics.median(values) for step, values in whole.items()}
         ctx.record(
-            "receiver",
-            "direct_push_per_s",
+            section,
+            f"{key}direct_push_per_s",
             "direct push baseline (aiohttp client), 10-90 %",
             "pushes/s",
             steady["aiohttp"],
         )
         ctx.record(
-            "receiver",
-            "direct_push_lean_per_s",
+            section,
+            f"{key}direct_push_lean_per_s",
             "direct push baseline (the receiver's HTTP client), 10-90 %",
             "pushes/s",
             steady["lean"],
         )
         ctx.record(
-            "receiver",
-            "drain_ratio",
-            "receiver drain / faster direct push, 10-90 % (goal >= 0.9)",
+            section,
+            f"{key}drain_ratio",
+            "receiver drain / faster direct push, 10-90 %",
             "ratio",
             steady["drain"] / max(steady["lean"], steady["aiohttp"]),
         )
         ctx.record(
-            "receiver",
-            "drain_ratio_aiohttp",
+            section,
+            f"{key}drain_ratio_aiohttp",
             "the same against the aiohttp client alone, 10-90 %",
             "ratio",
             steady["drain"] / steady["aiohttp"],
         )
         ctx.record(
-            "receiver",
-            "drain_ratio_whole",
+            section,
+            f"{key}drain_ratio_whole",
             "the same, from start to the last answer or ack",
             "ratio",
             overall["drain"] / max(overall["lean"], overall["aiohttp"]),
         )
         ctx.log(
-            f"drain run {run + 1}/{p.runs}: {messages} messages, medians of "
+            f"{key}drain run {run + 1}/{p.runs}: {messages} messages, medians of "
             f"{p.drain_rotations}: receiver {steady['drain']:.0f}/s, direct "
             f"{steady['aiohttp']:.0f}/s (aiohttp), {steady['lean']:.0f}/s (lean), 10-90 %; "
             f"whole: {overall['drain']:.0f}/s, {overall['aiohttp']:.0f}/s, "
             f"{overall['lean']:.0f}/s"
+        )
+
+
+def _check_placed(service: Service, cpus: frozenset[int]) -> None:
+    """Fail the run if a process is not confined to the CPUs it was given."""
+    allowed = os.sched_getaffinity(service.proc.pid)
+    if allowed != cpus:
+        raise RuntimeError(
+            f"{service.proc.name} runs on CPUs {sorted(allowed)}, expected {sorted(cpus)}"
         )
 
 
@@ -282,8 +366,21 @@ async def _fresh_consumer(nats: Service) -> None:
         await nc.close()
 
 
+# How often the drain's progress is read from nats-server. Every look costs
+# nats-server and the benchmark CPU that the drain shares (at 50 ms: about
+# 0.035 ms of nats-server CPU per push); the 10 % and 90 % crossings are
+# interpolated between looks, and the drain runs for seconds.
+PROGRESS_EVERY = 0.1
+
+
 def _drain_once(
-    ctx: Context, work: Path, nats: Service, gateway: Service, messages: int, n: int
+    ctx: Context,
+    work: Path,
+    nats: Service,
+    gateway: Service,
+    messages: int,
+    n: int,
+    variant: _Variant,
 ) -> tuple[float, float, int]:
     """Start a receiver on the filled stream, time it until every message is acked.
 
@@ -292,7 +389,10 @@ def _drain_once(
     """
     settings = StreamSettings(max_msgs_per_subject=1)
     launched = time.monotonic()
-    receiver = start_receiver(ctx.procs, work, nats, gateway, settings)
+    rest = variant.where.rest if variant.where else None
+    receiver = start_receiver(ctx.procs, work, nats, gateway, settings, cpus=rest)
+    if rest is not None:
+        _check_placed(receiver, rest)
     cpu0 = receiver.proc.usage().cpu
     first_t, first_n = time.monotonic(), acked(nats)
     ready_t = first_t
@@ -302,7 +402,7 @@ def _drain_once(
         progress.append((time.monotonic(), done))
         if time.monotonic() > deadline:
             raise RuntimeError(f"receiver pushed {done} of {messages} in time")
-        time.sleep(0.05)  # each look costs nats-server and us CPU the drain shares
+        time.sleep(PROGRESS_EVERY)
     end_t = time.monotonic()
     progress.append((end_t, done))
     cpu = receiver.proc.usage().cpu - cpu0
@@ -317,32 +417,37 @@ def _drain_once(
     # A run drained before a tenth was seen has no steady part to time.
     rate = clients.steady_rate(progress, messages) if first_n < messages / 10 else 0.0
     rate = rate or whole
-    ctx.record("receiver", "drain_per_s", "receiver draining, 10-90 %", "pushes/s", rate)
+    key, section = variant.prefix, variant.section
+    ctx.record(section, f"{key}drain_per_s", "receiver draining, 10-90 %", "pushes/s", rate)
     ctx.record(
-        "receiver", "drain_whole_per_s", "receiver draining, to the last ack", "pushes/s", whole
+        section,
+        f"{key}drain_whole_per_s",
+        "receiver draining, to the last ack",
+        "pushes/s",
+        whole,
     )
     ctx.record(
-        "receiver",
-        "drain_samples_per_s",
+        section,
+        f"{key}drain_samples_per_s",
         "receiver draining the stream",
         "samples/s",
         rate * (NODE_SAMPLES + 3),
     )
     ctx.record(
-        "receiver",
-        "drain_cpu_ms_per_1k_samples",
+        section,
+        f"{key}drain_cpu_ms_per_1k_samples",
         "receiver CPU while draining",
         "CPU ms/1k samples",
         cpu * 1e6 / (pushes * (NODE_SAMPLES + 3)),
     )
     ctx.record(
-        "receiver",
-        "drain_cpu_ms_per_push",
+        section,
+        f"{key}drain_cpu_ms_per_push",
         "receiver CPU per push while draining",
         "CPU ms",
         cpu * 1e3 / pushes,
     )
-    ctx.record("receiver", "drain_startup_s", "receiver start-up", "s", ready_t - launched)
+    ctx.record(section, f"{key}drain_startup_s", "receiver start-up", "s", ready_t - launched)
     return rate, whole, done  # every push since the start, for the Pushgateway's CPU per push
 
 

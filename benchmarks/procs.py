@@ -59,6 +59,35 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _child_setup(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """What runs in the child before exec: die with us, and stay on `cpus` if given.
+
+    Set before exec, the CPUs hold for every thread the program starts, and Go
+    programs size GOMAXPROCS by them.
+    """
+
+    def setup() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+        _die_with_parent()
+
+    return setup
+
+
+@contextlib.contextmanager
+def on_cpus(cpus: frozenset[int] | None) -> Iterator[None]:
+    """Run the benchmark's own thread (a direct-push client) on `cpus` for a while."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 @dataclass
 class Usage:
     """CPU seconds (user + system) and memory of a process at one moment."""
@@ -132,8 +161,12 @@ class Processes:
         ready: Callable[[], bool] | None = None,
         timeout: float = 60.0,
         env: dict[str, str] | None = None,
+        cpus: frozenset[int] | None = None,
     ) -> Proc:
-        """Start `argv` in its own process group; wait until `ready()` (bounded by timeout)."""
+        """Start `argv` in its own process group; wait until `ready()` (bounded by timeout).
+
+        `cpus`, when given, are the only CPUs the process (every thread of it) may run on.
+        """
         proc = Proc(name, argv, self.work_dir / f"{name}.log", ready, env)
         proc._log = proc.log_path.open("ab")
         proc.process = subprocess.Popen(  # noqa: S603 - fixed argv built by the benchmark
@@ -144,7 +177,7 @@ class Processes:
             cwd=self.work_dir,
             env={**os.environ, **(env or {})},
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(cpus),
         )
         self.children.append(proc)
         if ready is not None:

@@ -11,7 +11,8 @@ from benchmarks.context import Context
 SECTIONS = (
     ("baselines", "Raw-scrape baseline (the poller's ceiling)"),
     ("pushgateway", "Pushgateway limit: pushes/s by groups stored"),
-    ("receiver", "Receiver drain vs direct push (each alone)"),
+    ("receiver", "Receiver drain vs direct push (each alone, every process on every CPU)"),
+    ("receiver_pinned", "Receiver drain vs direct push, the Pushgateway on a CPU of its own"),
     ("hotpath", "Receiver per node page, in-process, no network (fastest repeat)"),
     ("pipeline", "Pipeline: poller + receiver running"),
     ("agent", "Prometheus agent mode, same targets and interval"),
@@ -28,10 +29,17 @@ class Goal:
     value: float | None
     bound: str
     met: bool | None
+    detail: str = ""
 
     def as_dict(self) -> dict[str, object]:
         """JSON form."""
-        return {"goal": self.name, "value": self.value, "bound": self.bound, "met": self.met}
+        return {
+            "goal": self.name,
+            "value": self.value,
+            "bound": self.bound,
+            "met": self.met,
+            "detail": self.detail,
+        }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -48,10 +56,7 @@ def goals(ctx: Context) -> list[Goal]:
     """Each goal evaluated on the medians of this run."""
     m = ctx.median
     out = []
-    drain = m("drain_ratio")
-    out.append(
-        Goal("receiver drain / direct push", drain, ">= 0.9", _check(drain, (drain or 0) >= 0.9))
-    )
+    out.append(_drain_goal(ctx))
     cpu = _ratio(m("pipeline_poller_cpu_ms_per_1k_samples"), m("agent_cpu_ms_per_1k_samples"))
     out.append(
         Goal(
@@ -99,6 +104,45 @@ def goals(ctx: Context) -> list[Goal]:
     return out
 
 
+def _drain_goal(ctx: Context) -> Goal:
+    """The receiver's drain against the faster direct client, judged with the Pushgateway apart.
+
+    On CPUs shared with the Pushgateway every contender's own CPU is taken
+    from the Pushgateway, so there the ratio also prices the work the receiver
+    must do besides pushing; with the Pushgateway on a CPU of its own (as on a
+    machine of its own) it shows whether the receiver keeps the Pushgateway as
+    busy as a client that only pushes. Both are shown; the second is judged
+    when it was measured.
+    """
+    shared, pinned = ctx.median("drain_ratio"), ctx.median("pinned_drain_ratio")
+    shared_text = _spread(ctx, "drain_ratio")
+    if pinned is None:
+        return Goal(
+            "receiver drain / faster direct push (every process on every CPU)",
+            shared,
+            ">= 0.9",
+            _check(shared, (shared or 0) >= 0.9),
+            f"runs {shared_text}" if shared is not None else "",
+        )
+    return Goal(
+        "receiver drain / faster direct push, the Pushgateway on a CPU of its own",
+        pinned,
+        ">= 0.9",
+        _check(pinned, pinned >= 0.9),
+        f"runs {_spread(ctx, 'pinned_drain_ratio')}; on CPUs shared with the Pushgateway "
+        f"{_fmt(shared)} ({shared_text}), against the aiohttp client alone "
+        f"{_fmt(ctx.median('drain_ratio_aiohttp'))}",
+    )
+
+
+def _spread(ctx: Context, key: str) -> str:
+    figure = ctx.figures.get(key)
+    if figure is None:
+        return "-"
+    s = figure.summary()
+    return f"{_fmt(s['min'])} - {_fmt(s['max'])}"
+
+
 def _fmt(value: object) -> str:
     if not isinstance(value, int | float):
         return "-"
@@ -135,7 +179,8 @@ def table(ctx: Context, header: list[str]) -> str:
     lines.append("== Goals (issue 6), on the medians")
     for goal in goals(ctx):
         verdict = {True: "met", False: "NOT met", None: "not measured"}[goal.met]
-        lines.append(f"  {goal.name}: {_fmt(goal.value)} (goal {goal.bound}): {verdict}")
+        detail = f" [{goal.detail}]" if goal.detail else ""
+        lines.append(f"  {goal.name}: {_fmt(goal.value)} (goal {goal.bound}): {verdict}{detail}")
     for note in ctx.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -49,7 +49,9 @@ class Service:
         return f"http://{HOST}:{self.port}"
 
 
-def start_nats(procs: Processes, work: Path, name: str = "nats") -> Service:
+def start_nats(
+    procs: Processes, work: Path, name: str = "nats", cpus: frozenset[int] | None = None
+) -> Service:
     """nats-server with JetStream (file store under `work`) and its monitoring port."""
     port, monitor = free_port(), free_port()
     store = work / f"{name}-js"
@@ -62,6 +64,7 @@ def start_nats(procs: Processes, work: Path, name: str = "nats") -> Service:
         name,
         [binary("nats-server"), "-c", str(conf)],
         ready=lambda: _ok(f"http://{HOST}:{monitor}/healthz?js-enabled-only=true"),
+        cpus=cpus,
     )
     return Service(proc, port, monitor)
 
@@ -72,7 +75,12 @@ def nats_url(service: Service) -> str:
 
 
 def start_pushgateway(
-    procs: Processes, work: Path, check: bool, name: str = "pushgateway", data: Path | None = None
+    procs: Processes,
+    work: Path,
+    check: bool,
+    name: str = "pushgateway",
+    data: Path | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> Service:
     """The Pushgateway, with or without its consistency check; admin API on for wipes.
 
@@ -91,7 +99,7 @@ def start_pushgateway(
     if not check:
         argv.append("--push.disable-consistency-check")
     proc = procs.start(
-        name, argv, ready=lambda: _ok(f"http://{HOST}:{port}/-/ready"), timeout=180.0
+        name, argv, ready=lambda: _ok(f"http://{HOST}:{port}/-/ready"), timeout=180.0, cpus=cpus
     )
     return Service(proc, port)
 
@@ -167,6 +175,7 @@ def start_receiver(
     gateway: Service,
     settings: StreamSettings,
     name: str = "receiver",
+    cpus: frozenset[int] | None = None,
 ) -> Service:
     """`prometheus-streams receiver` pushing to `gateway`."""
     port = free_port()
@@ -177,11 +186,17 @@ def start_receiver(
         "receiver_stream": _stream(nats, settings),
         "push_gateway": {"url": gateway.url, "publisher_label": True},
     }
-    return _start_role(procs, work, "receiver", name, config, port)
+    return _start_role(procs, work, "receiver", name, config, port, cpus)
 
 
 def _start_role(
-    procs: Processes, work: Path, role: str, name: str, config: dict[str, object], port: int
+    procs: Processes,
+    work: Path,
+    role: str,
+    name: str,
+    config: dict[str, object],
+    port: int,
+    cpus: frozenset[int] | None = None,
 ) -> Service:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -189,6 +204,7 @@ def _start_role(
         name,
         [binary("prometheus-streams"), "--config", str(path), role],
         ready=lambda: _ok(f"http://{HOST}:{port}/-/ready"),
+        cpus=cpus,
     )
     return Service(proc, port)
 
