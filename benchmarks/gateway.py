@@ -252,13 +252,14 @@ def drain_pinned(ctx: Context) -> None:
 def _drain(ctx: Context, variant: _Variant) -> None:
     """Receiver draining a pre-filled stream vs direct pushes of the same bodies, each alone.
 
-    The Pushgateway first holds every group a few times (direct rounds, each
-    after a wipe): a fresh one is slower while its heap grows. Then the drain and the
-    two direct clients take turns, each `drain_rotations` times, in an order
-    that starts elsewhere each run; every drain starts a fresh consumer on
-    the same stored scrapes. A run's ratio is the median drain over the
-    faster median direct client: this machine's Pushgateway varies by a
-    third between identical rounds, and a single round decided too much.
+    The Pushgateway first holds every group a few times (`WARM_ROUNDS` direct
+    rounds and one untimed drain, each after a wipe): a fresh one is slower
+    while its heap grows. Then the drain and the two direct clients take
+    turns, each `drain_rotations` times, in an order that starts elsewhere
+    each run; every drain starts a fresh consumer on the same stored
+    scrapes. A run's ratio is the median drain over the faster median direct
+    client: this machine's Pushgateway varies by a third between identical
+    rounds, and a single round decided too much.
     """
     p = ctx.profile
     assert ctx.targets is not None
