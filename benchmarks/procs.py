@@ -165,7 +165,8 @@ class Processes:
     ) -> Proc:
         """Start `argv` in its own process group; wait until `ready()` (bounded by timeout).
 
-        `cpus`, when given, are the only CPUs the process (every thread of it) may run on.
+        `cpus`, when given, are the only CPUs the process (every thread of it) may
+        run on; it is stopped with an error if it is not confined to them.
         """
         proc = Proc(name, argv, self.work_dir / f"{name}.log", ready, env)
         proc._log = proc.log_path.open("ab")
@@ -180,6 +181,11 @@ class Processes:
             preexec_fn=_child_setup(cpus),
         )
         self.children.append(proc)
+        if cpus is not None:
+            allowed = os.sched_getaffinity(proc.process.pid)
+            if allowed != cpus:
+                self.stop(proc)
+                raise RuntimeError(f"{name} runs on CPUs {sorted(allowed)}, not {sorted(cpus)}")
         if ready is not None:
             deadline = time.monotonic() + timeout
             while not ready():
