@@ -10,12 +10,15 @@ from collections.abc import Callable
 HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
 
 # A sample line is `name[{labels}] value [timestamp]`. A label value may hold
-# spaces, but the value right before a timestamp always follows `}` or a name
-# character, and neither value nor timestamp can contain a quote, so matching
-# from the end of the line cannot mistake the inside of a label for them.
+# spaces, but the labels run to the line's last `}` and neither value nor
+# timestamp can contain one, so the inside of a label is never taken for them.
+# A line with more fields than that is no sample and is left alone, which keeps
+# stripping idempotent.
 _VALUE = rb"[-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+\.|Inf|inf|NaN|nan)"
 _TIMESTAMP_LINE = re.compile(
-    rb"^([^#\s](?:[^\n]*?[}\w:])?[ \t]+" + _VALUE + rb")[ \t]+-?[0-9]+[ \t\r]*$",
+    rb"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:[ \t]*\{[^\n]*\})?[ \t]+"
+    + _VALUE
+    + rb")[ \t]+-?[0-9]+[ \t\r]*$",
     re.MULTILINE,
 )
 

@@ -8,9 +8,16 @@ from typing import Any
 
 import nats
 import pytest
-from harness import poller_config
+from harness import (
+    metric,
+    new_receiver,
+    poller_config,
+    publish_scrape,
+    receiver_config,
+    running,
+)
 from nats.js import api
-from servers import NatsServer
+from servers import NatsServer, Pushgateway, async_wait_for
 
 from prometheus_streams.config import StreamConfig
 from prometheus_streams.errors import StreamMismatchError
@@ -72,3 +79,27 @@ async def test_stream_without_our_subjects_is_a_clear_error(
             await ensure_stream(js, _stream_config(tmp_path, nats_server.url))
     finally:
         await nc.close()
+
+
+async def test_receiver_binds_again_after_its_stream_was_deleted(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    receiver, rreg = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0])
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream("PROMETHEUS")
+        finally:
+            await nc.close()
+        await async_wait_for(
+            lambda: "binding again" in receiver.status()["last_error"],
+            timeout=60,
+            message="the receiver never said it binds again",
+        )
+        await async_wait_for(lambda: receiver.ready()[0], timeout=60)
+        await publish_scrape(nats_server.url, b"# TYPE back gauge\nback 1\n")
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_pushes_total", result="success") >= 1, timeout=60
+        )
+    assert pushgateway.group_labels(), "nothing reached the Pushgateway after rebinding"

@@ -84,7 +84,7 @@ def test_original_sample_warns_about_obsolete_sections() -> None:
     config = load(SAMPLE)
     assert any("poller_stream.cluster_id" in w for w in config.warnings)
     assert any("receiver_stream.cluster_id" in w for w in config.warnings)
-    assert any(w.startswith(f"{SAMPLE}: management.brokers") is False for w in config.warnings)
+    assert not any(w.startswith(f"{SAMPLE}: management.brokers") for w in config.warnings)
     assert any(w.startswith(f"{SAMPLE}: management.loglevel: ignored") for w in config.warnings)
 
 
@@ -621,3 +621,13 @@ def test_trailing_newline_in_names_is_a_control_character(tmp_path: Path, text: 
 
 def test_nan_scrape_interval_is_rejected(tmp_path: Path) -> None:
     assert _problems(tmp_path, "scrape_interval: .nan\n")
+
+
+def test_stale_after_without_publisher_label_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "receiver_stream: {urls: nats://127.0.0.1:4222}\n"
+        "push_gateway: {url: http://127.0.0.1:9091, stale_after: 10m}\n"
+    )
+    with pytest.raises(ConfigError, match="stale_after: needs publisher_label: true"):
+        load(path)

@@ -39,7 +39,10 @@ def test_bad_bodies_are_refused(body: bytes, problem: str) -> None:
 
 
 def test_same_labels_with_different_values_are_distinct_series() -> None:
-    check_body(b'a{x="1"} 1\na{x="2"} 1\na{x="1 2"} 1\n')
+    body = b'# TYPE a gauge\na{x="1"} 1\na{x="2"} 1\na{x="1 2"} 1\n'
+    assert check_body(body) == {(b"a", b"gauge")}
+    with pytest.raises(ConsistencyError, match="appears twice"):
+        check_body(body + b'a{x="2"} 5\n')
 
 
 def test_type_conflict_across_groups_is_found_and_cleared_when_the_group_goes() -> None:

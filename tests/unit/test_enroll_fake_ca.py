@@ -18,6 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from servers import async_wait_for
 from testca import TestCA, cert_pem
 
 from prometheus_streams.cli import main
@@ -218,9 +219,8 @@ async def test_certificate_from_another_ca_is_refused(fake_ca: FakeCA, tmp_path:
     fake_ca.not_signed_for = 10**6
     options = _options(fake_ca, tmp_path / "ssl")
     task = asyncio.create_task(enroll(options, lambda _: None, asyncio.Event()))
-    while not fake_ca.csrs:
-        assert not task.done()
-        await asyncio.sleep(0.02)
+    await async_wait_for(lambda: task.done() or bool(fake_ca.csrs), message="no CSR reached the CA")
+    assert not task.done(), task
     fake_ca.cert_body = cert_pem(other.sign(fake_ca.csrs[-1].public_key(), NAME))
     fake_ca.not_signed_for = 0
     with pytest.raises(EnrollError, match="is not issued by the CA in"):
@@ -276,9 +276,10 @@ async def test_stop_while_waiting_ends_cleanly_and_keeps_the_key(
     stop = asyncio.Event()
     said: list[str] = []
     task = asyncio.create_task(enroll(_options(fake_ca, tmp_path / "ssl"), said.append, stop))
-    while fake_ca.cert_gets < 3:
-        assert not task.done()
-        await asyncio.sleep(0.02)
+    await async_wait_for(
+        lambda: task.done() or fake_ca.cert_gets >= 3, message="enroll never asked thrice"
+    )
+    assert not task.done(), task
     stop.set()
     with pytest.raises(EnrollInterruptedError, match="run the same command again"):
         await asyncio.wait_for(task, 5)

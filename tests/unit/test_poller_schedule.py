@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from prometheus_streams.config import SELF_JOB, Config, Job, Target
@@ -28,8 +32,26 @@ def _config(**overrides: str) -> Config:
     )
 
 
-def test_stable_offset_is_deterministic() -> None:
-    assert stable_offset("dc1/node/h:9100", 60.0) == stable_offset("dc1/node/h:9100", 60.0)
+def _offsets_in_a_new_process(hash_seed: str) -> list[float]:
+    code = (
+        "from prometheus_streams.poller.app import stable_offset\n"
+        f"print(repr([stable_offset(k, 60.0) for k in {KEYS!r}]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return [float(value) for value in out.strip().strip("[]").split(",")]
+
+
+KEYS = ("dc1/node/h:9100", "dc2/node/h:9100", "dc1/app/10.0.0.1:8080")
+
+
+def test_stable_offset_survives_restarts() -> None:
+    """A restarted poller (another hash seed) puts every target at the same phase."""
+    here = [stable_offset(key, 60.0) for key in KEYS]
+    assert _offsets_in_a_new_process("1") == here
+    assert _offsets_in_a_new_process("2") == here
 
 
 @pytest.mark.parametrize("interval", [0.001, 1.0, 15.0, 60.0, 3600.0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import time
 from dataclasses import replace
 
 import pytest
@@ -121,9 +122,13 @@ def test_encode_sets_subject_and_headers() -> None:
     assert gzip.decompress(payload) == scrape.body
 
 
-def test_encode_is_deterministic() -> None:
-    scrape = BASE
-    assert encode(TOPIC, scrape) == encode(TOPIC, scrape)
+def test_encode_is_deterministic_whatever_the_clock_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A retried publish must be the same bytes: no time in the gzip header.
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    first = encode(TOPIC, BASE)
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)
+    assert encode(TOPIC, BASE) == first
+    assert first[1][4:8] == b"\0\0\0\0"  # the gzip header's MTIME field
 
 
 @pytest.mark.parametrize(
