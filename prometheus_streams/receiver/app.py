@@ -711,8 +711,11 @@ class Receiver:
     async def _swap_gateway(self, new: PushGateway) -> None:
         await new.start()
         old, self.gateway = self.gateway, new
-        await asyncio.sleep(old.config.timeout)  # pushes in flight on the old pool end
-        await old.close()
+        try:
+            await asyncio.sleep(old.config.timeout)  # pushes in flight on the old pool end
+        finally:
+            # also when the receiver stops meanwhile: its sockets must not outlive it
+            await old.close()
 
     # -- stale groups -------------------------------------------------------
 

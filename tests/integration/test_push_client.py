@@ -16,13 +16,33 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @asynccontextmanager
 async def fake_server(handler: Handler) -> AsyncIterator[str]:
-    """A raw TCP server on a free loopback port answering with `handler`; its base URL."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    """A raw TCP server on a free loopback port answering with `handler`; its base URL.
+
+    Every connection is closed, and its handler finished, before the block ends.
+    """
+    handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers[task] = writer
+        try:
+            await handler(reader, writer)
+        except ConnectionError:
+            pass  # the client under test gave up on us: that is what some tests want
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
+        for writer in handlers.values():
+            writer.close()
+        if handlers:
+            await asyncio.wait(handlers, timeout=10)
         await server.wait_closed()
 
 
