@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from harness import TOPIC, publish_raw, write_config
 from servers import NatsServer, Target, async_wait_for, free_port
 from test_cli import Daemon, cli
