@@ -74,6 +74,8 @@ DROP_REASONS = (
     "rejected",
     "bad_compression",
     "bad_header",
+    "header_too_large",
+    "header_mismatch",
     "bad_subject",
     "bad_version",
     "too_large",
