@@ -167,3 +167,48 @@ async def test_consumer_pending_and_lag_follow_the_stream_while_paused(
             return metrics.get(pending) == 0 and metrics.get(lag, 99) < 2
 
         await async_wait_for(caught_up, message="the backlog was not taken after resuming")
+
+
+async def test_consumer_pending_follows_the_stream_while_the_breaker_is_open(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    pushgateway.stop()
+    cfg = receiver_config(
+        tmp_path,
+        nats_server.url,
+        pushgateway.url,
+        push_gateway={
+            "url": pushgateway.url,
+            "publisher_label": True,
+            "breaker_failures": 1,
+            "breaker_cooldown": "10m",
+        },
+    )
+    receiver, registry = new_receiver(cfg)
+    port = free_port()
+    pending = "prometheus_streams_receiver_consumer_pending"
+    async with (
+        running(receiver),
+        monitored(receiver, registry, port),
+        aiohttp.ClientSession() as session,
+    ):
+
+        async def value(name: str) -> float:
+            return (await _ascrape(session, port)).get(name, -1)
+
+        async def breaker_open() -> bool:
+            return await value('prometheus_streams_receiver_breaker_state{state="open"}') == 1
+
+        await async_wait_for(lambda: receiver.ready()[0], message="receiver never ready")
+        await publish_scrape(nats_server.url, b"a 1\n", instance="web-0")
+        await async_wait_for(breaker_open, message="breaker never opened")
+        await async_wait_for(
+            functools.partial(_no_fetch_waiting, nats_server.url), message="a fetch still waits"
+        )
+        for i in range(1, 6):
+            await publish_scrape(nats_server.url, b"a 1\n", instance=f"web-{i}")
+
+        async def backlog_shows() -> bool:
+            return await value(pending) == 5
+
+        await async_wait_for(backlog_shows, message="consumer_pending froze")
