@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry, Counter, disable_created_metric
 
 from prometheus_streams import __version__, config, logs
 from prometheus_streams.errors import ConfigError
-from prometheus_streams.monitor import MonitorServer, build_info
+from prometheus_streams.monitor import MonitorServer, build_info, standard_collectors
 from prometheus_streams.role import Role
+from prometheus_streams.secret import redact_url
 from prometheus_streams.security import tls
 from prometheus_streams.service import (
     EXPECTED_FAILURES,
@@ -49,17 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"YAML configuration file (default: {DEFAULT_CONFIG})",
-    )
-    parser.add_argument("--debug", action="store_true", help="log at debug level")
-    parser.add_argument("--pid", metavar="FILE", help="write the process id to FILE while running")
+    _add_common(parser, argparse.SUPPRESS)
+    parser.set_defaults(config=DEFAULT_CONFIG, debug=False, pid=None, log_format=None)
+    parser.add_argument("--version", action="version", version=f"prometheus-streams {__version__}")
+    # The same options after the command, as operators type them
+    # (`check-config --config FILE`); SUPPRESS keeps one placed before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "poller",
+        parents=[common],
         help="scrape the configured jobs and publish every scrape to JetStream",
         description="Scrape every target of `jobs` on its schedule, add up, "
         "scrape_duration_seconds and scrape_samples_scraped, and publish each scrape to "
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "receiver",
+        parents=[common],
         help="consume scrapes from JetStream and push them to the Pushgateway",
         description="Fetch scrapes from the durable consumer of `receiver_stream`, drop "
         "those older than `max_age`, and PUT each to `push_gateway`, acknowledging a "
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "check-config",
+        parents=[common],
         help="validate the configuration and print what it resolves to",
         description="Load and validate the configuration, print it resolved (target names, "
         "durations in seconds, defaults filled in) and the roles it can run. Exits 2 "
@@ -84,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_enroll(commands)
     commands.add_parser("version", help="print the version")
     return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--config, --debug, --pid and --log-format, accepted before and after the command."""
+    parser.add_argument(
+        "--config",
+        default=default,
+        metavar="FILE",
+        help=f"YAML configuration file (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument("--debug", action="store_true", default=default, help="log at debug level")
+    parser.add_argument(
+        "--pid", default=default, metavar="FILE", help="write the process id to FILE while running"
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default,
+        choices=logs.FORMATS,
+        help="stderr as text (default) or JSON lines with structured fields (key log_format)",
+    )
 
 
 def _argument(check: Callable[[str], T]) -> Callable[[str], T]:
@@ -192,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "enroll":
         return run_enroll(args)
-    logs.setup(logs.level_for(args.debug))
+    logs.setup(logs.level_for(args.debug), fmt=args.log_format or "text")
     try:
         cfg = config.load(args.config)
         if args.command in config.ROLES:
@@ -203,12 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    log_format = args.log_format or cfg.log_format
+    logs.setup(logs.level_for(args.debug), fmt=log_format)
     for warning in cfg.warnings:
         log.warning("%s", warning)
     if args.command == "check-config":
         return check_config(cfg)
     try:
-        logs.setup(logs.level_for(args.debug or cfg.debug), cfg.logfile)
+        logs.setup(logs.level_for(args.debug or cfg.debug), cfg.logfile, log_format)
     except OSError as exc:
         print(f"error: {cfg.path}: logfile: cannot open {cfg.logfile}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -216,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if pid_file is not None:
             pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
-        return asyncio.run(run_role(args.command, cfg))
+        return asyncio.run(run_role(args.command, cfg, pid_file))
     except OSError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
@@ -242,14 +267,35 @@ def check_config(cfg: config.Config) -> int:
     for role, problems in verdicts.items():
         verdict = "fit" if not problems else "not fit: " + "; ".join(problems)
         print(f"# {role}: {verdict}")
+    for note in config_notes(cfg):
+        print(f"# {note}")
     return EXIT_OK if resolved["fit_for"] else EXIT_USAGE
 
 
-async def run_role(command: str, cfg: config.Config) -> int:
+def config_notes(cfg: config.Config) -> list[str]:
+    """What an operator migrating from the original should know about this config."""
+    notes = []
+    shared = config.shared_identity(cfg.identity)
+    if shared:
+        notes.append(f"WARNING: identity: {shared}")
+    brokers = cfg.management.brokers
+    if brokers:
+        notes.append(
+            "management.brokers: in the original these were Choria brokers; here they are "
+            "NATS servers for a separate management connection (status, pause, resume as a "
+            f"NATS micro service), reached with the stream's auth: "
+            f"{', '.join(redact_url(url) for url in brokers)}. "
+            "Remove the key to serve management on the stream's own connection."
+        )
+    return notes
+
+
+async def run_role(command: str, cfg: config.Config, pid_file: Path | None = None) -> int:
     """Run the poller or the receiver until SIGTERM/SIGINT."""
     # `_created` series would double what the Pushgateway stores for our own job.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
+    standard_collectors(registry)
     build_info(registry, command, cfg.identity)
     role: Role
     if command == "poller":
@@ -285,7 +331,11 @@ async def run_role(command: str, cfg: config.Config) -> int:
         reloads.labels("success").inc()
         log.info("configuration reloaded from %s", cfg.path)
 
-    install_signal_handlers(stop, reload)
+    def force_exit() -> None:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+
+    install_signal_handlers(stop, reload, role.ready, force_exit)
     monitor = None
     if cfg.monitor_port:
         monitor = MonitorServer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import re
 import socket
 import ssl
@@ -209,6 +210,7 @@ class Config:
     verbose: bool = False
     debug: bool = False
     logfile: str | None = None
+    log_format: str = "text"
     scrape_interval: float = DEFAULT_SCRAPE_INTERVAL
     scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT
     max_age: float = 0.0
@@ -983,6 +985,7 @@ _TOP_KEYS = {
     "verbose",
     "debug",
     "logfile",
+    "log_format",
     "scrape_interval",
     "scrape_timeout",
     "max_age",
@@ -1001,6 +1004,42 @@ _TOP_KEYS = {
 }
 
 
+# Names many hosts share: loopback names and the stock host names of images.
+_SHARED_NAMES = {
+    "localhost",
+    "localhost.localdomain",
+    "localhost6",
+    "localhost6.localdomain6",
+    "ip6-localhost",
+    "ip6-loopback",
+    "localdomain",
+    "(none)",
+    "debian",
+    "ubuntu",
+    "fedora",
+    "centos",
+    "rocky",
+    "almalinux",
+    "raspberrypi",
+}
+
+
+def shared_identity(identity: str) -> str | None:
+    """Why `identity` looks shared by several hosts, or None when it looks like its own."""
+    name = identity.strip().lower().rstrip(".")
+    try:
+        loopback = ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if name and name not in _SHARED_NAMES and not loopback and not name.startswith("localhost"):
+        return None
+    return (
+        f"{identity!r} looks shared by other hosts: pollers with one identity overwrite "
+        "each other's groups in the Pushgateway (and answer one management subject); "
+        "set identity to a name of this host's own (the default is the OS host name)"
+    )
+
+
 def parse(raw: object, path: str) -> Config:
     """Validate raw YAML data; raise ConfigError listing every problem."""
     r = _Reader(path)
@@ -1008,7 +1047,8 @@ def parse(raw: object, path: str) -> Config:
     if data is None:
         raise ConfigError(r.problems)
     r.check_keys(data, "", _TOP_KEYS)
-    identity = r.get(data, "identity", "identity", _as_name, "") or socket.getfqdn()
+    # The OS host name, as the original: getfqdn() is `localhost` on many hosts.
+    identity = r.get(data, "identity", "identity", _as_name, "") or socket.gethostname()
     interval = r.get(
         data, "scrape_interval", "scrape_interval", _positive_duration, DEFAULT_SCRAPE_INTERVAL
     )
@@ -1030,6 +1070,7 @@ def parse(raw: object, path: str) -> Config:
         verbose=r.get(data, "verbose", "verbose", _as_bool, False),
         debug=r.get(data, "debug", "debug", _as_bool, False),
         logfile=r.get(data, "logfile", "logfile", _as_str, None),
+        log_format=r.get(data, "log_format", "log_format", _one_of("text", "json"), "text"),
         scrape_interval=interval,
         scrape_timeout=timeout,
         max_age=r.get(data, "max_age", "max_age", parse_duration, 0.0),
@@ -1069,6 +1110,9 @@ def parse(raw: object, path: str) -> Config:
         management=_management(r, data.get("management"), identity, tls),
         warnings=tuple(r.warnings),
     )
+    shared = shared_identity(identity)
+    if shared:
+        r.warn("identity", shared)
     push = config.push_gateway
     stream = config.receiver_stream
     if push is not None and stream is not None:

@@ -8,7 +8,14 @@ import logging
 from importlib import resources
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from prometheus_streams import __version__
@@ -27,6 +34,13 @@ def build_info(registry: CollectorRegistry, role: str, identity: str) -> None:
         registry=registry,
     )
     gauge.labels(__version__, role, identity).set(1)
+
+
+def standard_collectors(registry: CollectorRegistry) -> None:
+    """The process_* and python_* families every Prometheus client exports, on our registry."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def _is_loopback(remote: str | None) -> bool:

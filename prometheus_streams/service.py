@@ -78,14 +78,30 @@ class Supervisor:
             raise TaskFailedError(str(self.failure) or type(self.failure).__name__)
 
 
-def install_signal_handlers(stop: asyncio.Event, on_reload: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT stop gracefully; a second one forces exit; SIGHUP reloads."""
+def install_signal_handlers(
+    stop: asyncio.Event,
+    on_reload: Callable[[], None],
+    ready: Callable[[], tuple[bool, str]] | None = None,
+    on_force_exit: Callable[[], None] | None = None,
+) -> None:
+    """SIGTERM/SIGINT stop gracefully; a second one forces exit; SIGHUP reloads.
+
+    `on_force_exit` runs before a forced exit (the pid file must not outlive
+    us); after a reload READY=1 waits until `ready` says so again.
+    """
     loop = asyncio.get_running_loop()
+    renotify: list[asyncio.Task[None]] = []
 
     def on_stop(signum: int) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
             log.warning("%s again: exiting without waiting", name)
+            if on_force_exit is not None:
+                try:
+                    on_force_exit()
+                except Exception:  # exiting regardless: say why the cleanup failed
+                    log.exception("cleanup before the forced exit failed")
+            logging.shutdown()
             os._exit(1)
         log.info("%s received: finishing in-flight work, then exiting", name)
         sd_notify("STOPPING=1")
@@ -97,7 +113,14 @@ def install_signal_handlers(stop: asyncio.Event, on_reload: Callable[[], None]) 
         try:
             on_reload()
         finally:
-            sd_notify("READY=1")
+            for task in renotify:
+                task.cancel()
+            renotify.clear()
+            if ready is None:
+                sd_notify("READY=1")
+            else:
+                # Ready again only when the role says so (connected, stream checked).
+                renotify.append(asyncio.create_task(notify_when_ready(ready, stop)))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)

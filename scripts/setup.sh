@@ -41,8 +41,11 @@ fi
 extra=""
 if [ "${1:-}" = "--test" ]; then extra="[test]"; else extra="[demo]"; fi
 echo "setup: installing prometheus-streams${extra} into .venv"
-.venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# Exact versions from constraints.txt (scripts/lock.sh refreshes it), for the build
+# too (setuptools, wheel): a test venv made today matches one made last month.
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt --upgrade pip >/dev/null
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt \
+  --build-constraint constraints.txt -e ".${extra}"
 # The build of the C pass is optional for pip; here it must have worked.
 if ! .venv/bin/python -c 'import prometheus_streams._speedups' 2>/dev/null; then
   echo "setup: prometheus_streams._speedups was not built; .venv/bin/pip install -e . shows why" >&2

@@ -124,6 +124,28 @@ test_rpm() {
   grep -qx "# poller: fit" "$tmp/check" || fail "shipped config not fit for the poller"
   grep -qx "# receiver: fit" "$tmp/check" || fail "shipped config not fit for the receiver"
 
+  step "rpm: the venv holds exactly the versions of constraints.txt"
+  "$sr/opt/prometheus-streams/bin/python" - constraints.txt >"$tmp/pins" 2>&1 <<'PY' \
+    || { cat "$tmp/pins"; fail "installed versions differ from constraints.txt"; }
+import re, sys
+from importlib import metadata
+def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
+pins = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, version = line.partition("==")
+        pins[norm(name)] = version
+wrong = []
+for dist in metadata.distributions():
+    name = norm(dist.metadata["Name"])
+    if name != "prometheus-streams" and pins.get(name) != dist.version:
+        wrong.append(f"{name} {dist.version} (constraints.txt: {pins.get(name, 'absent')})")
+print("\n".join(wrong) or "all pinned")
+sys.exit(1 if wrong else 0)
+PY
+  cat "$tmp/pins"
+
   step "rpm: systemd-analyze verify (any output fails)"
   for u in "${units[@]}"; do
     out="$(as_installed "$sr" systemd-analyze verify "$sr/usr/lib/systemd/system/$u" 2>&1)" \

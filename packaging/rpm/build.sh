@@ -12,6 +12,8 @@
 #
 # Needs rpmbuild (Debian: apt-get install rpm) and PyPI for the wheels. The
 # wheels are built first; the spec installs them into the venv with --no-index.
+# Every version comes from constraints.txt (scripts/lock.sh refreshes it), so
+# building the same commit again gives the same wheels.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/packaging/rpm"
@@ -46,13 +48,16 @@ wheelhouse="$(cd "$wheelhouse" && pwd)"
 echo "build.sh: building wheels of prometheus-streams $version into $wheelhouse"
 "$python" -m venv "$work/pip"
 pip=("$work/pip/bin/python" -m pip --quiet --disable-pip-version-check)
-"${pip[@]}" install --upgrade pip wheel
+constraints="$root/constraints.txt"
+[ -f "$constraints" ] || { echo "build.sh: $constraints missing (scripts/lock.sh makes it)" >&2; exit 1; }
+"${pip[@]}" install -c "$constraints" --upgrade pip wheel
 # Every wheel as the builder would pick it (this also turns sdist-only pure
 # Python dependencies into wheels)...
 # (setuptools reuses build/ in the tree: a stale _speedups .so there would be
 # packaged even if compiling failed now)
 rm -rf "$root/build"
-"${pip[@]}" wheel --wheel-dir "$work/host-wheels" "$root"
+"${pip[@]}" wheel -c "$constraints" --build-constraint "$constraints" \
+  --wheel-dir "$work/host-wheels" "$root"
 # ...then the binary ones again for the target, not for this builder: the
 # interpreter's version and the oldest glibc we support (manylinux tags).
 pyver="$("$python" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
@@ -78,7 +83,7 @@ fi
 "$work/pip/bin/python" -m wheel tags --remove --platform-tag "$tag" "$ours" >/dev/null
 # A stale wheel of the same version would win over the current source.
 rm -f "$wheelhouse"/prometheus_streams-*.whl
-"${pip[@]}" download --only-binary=:all: --implementation cp --python-version "$pyver" \
+"${pip[@]}" download -c "$constraints" --only-binary=:all: --implementation cp --python-version "$pyver" \
   --abi "cp$pyver" "${platforms[@]}" --find-links "$work/host-wheels" --dest "$wheelhouse" \
   "${ours%-linux_$arch.whl}-$tag.whl"
 
@@ -86,7 +91,7 @@ rm -f "$wheelhouse"/prometheus_streams-*.whl
 src="$work/sources"
 mkdir -p "$src"
 cp "$here"/prometheus-streams-poller.service "$here"/prometheus-streams-receiver.service \
-   "$here"/prometheus-streams.yaml "$here"/prometheus-streams.logrotate "$src/"
+   "$here"/prometheus-streams.yaml "$here"/prometheus-streams.logrotate "$constraints" "$src/"
 cp "$root/docs/packaging.md" "$src/"
 
 echo "build.sh: rpmbuild"

@@ -71,6 +71,11 @@ class TargetState:
     last_error: str = ""
 
 
+# ScrapeResult.error values (poller/scraper.py), and success.
+SCRAPE_RESULTS = ("success", "refused", "timeout", "http_status", "too_large", "bad_body", "error")
+DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown")
+
+
 class PollerMetrics:
     """The poller's own metrics, on the registry it is given."""
 
@@ -130,6 +135,20 @@ class PollerMetrics:
             ["poller_job"],
             registry=registry,
         )
+        # Known label values exist at 0 from the start, so rate() and absent() see them.
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        self.publish_errors.labels("TimeoutError")
+
+    def known_job(self, job: Job) -> None:
+        """Create a job's labelled series at 0 before its first scrape."""
+        for result in SCRAPE_RESULTS:
+            self.scrapes.labels(job.name, result)
+        self.scraped_bytes.labels(job.name)
+        self.missed.labels(job.name)
+        self.replaced_lines.labels(job.name)
+        if job.file_sd:
+            self.discovery_errors.labels(job.name)
 
 
 class Poller:
@@ -250,6 +269,7 @@ class Poller:
         for job in self.jobs:
             targets = job.targets + self._discovered.get(job.name, ())
             self.metrics.targets.labels(job.name).set(len(targets))
+            self.metrics.known_job(job)
             for target in targets:
                 wanted.setdefault((job.name, target.name), (job, target))
         for key, (job, target, task) in list(self._loops.items()):
@@ -380,6 +400,7 @@ class Poller:
                     target.name,
                     target.url,
                     result.detail,
+                    extra={"job": job.name, "target": target.name, "error": result.detail},
                 )
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
@@ -447,7 +468,13 @@ class Poller:
                 await self._publish(scrape, payload)
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
-                log.warning("publish of %s/%s failed: %s", scrape.job, scrape.instance, exc)
+                log.warning(
+                    "publish of %s/%s failed: %s",
+                    scrape.job,
+                    scrape.instance,
+                    exc,
+                    extra={"job": scrape.job, "target": scrape.instance, "error": str(exc)},
+                )
                 self._requeue(scrape, payload)
             else:
                 backoff = 0.1

@@ -63,6 +63,26 @@ ACK_DELAY = 0.02
 # from holding 128 inflated bodies at once.
 INFLATE_AHEAD = 32 * 1024 * 1024
 
+PUSH_RESULTS = ("success", "rejected", "failed")
+NAK_REASONS = ("breaker_open", "pushgateway_unavailable")
+# Our own reasons, the wire format's (wire.WireError) and the body limits'.
+DROP_REASONS = (
+    "too_old",
+    "superseded",
+    "type_conflict",
+    "inconsistent",
+    "rejected",
+    "bad_compression",
+    "bad_header",
+    "header_too_large",
+    "header_mismatch",
+    "bad_subject",
+    "bad_version",
+    "too_large",
+    "line_too_long",
+    "too_many_labels",
+)
+
 
 class ReceiverMetrics:
     """The receiver's own metrics, on the registry it is given."""
@@ -148,6 +168,13 @@ class ReceiverMetrics:
             ["publisher"],
             registry=registry,
         )
+        # Known label values exist at 0 from the start, so rate() and absent() see them.
+        for result in PUSH_RESULTS:
+            self.pushes.labels(result)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)
+        for reason in NAK_REASONS:
+            self.naks.labels(reason)
 
 
 @dataclass(frozen=True)
@@ -419,8 +446,22 @@ class Receiver:
         now, and another receiver may have it too.
         """
         await self._give_back(sub.take_all())
-        await _first(stop.wait(), until)
+        await _first(stop.wait(), until, self._follow_consumer(sub))
         await self._give_back(sub.take_all())
+
+    async def _follow_consumer(self, sub: Puller) -> None:
+        """While nothing is fetched, keep consumer_pending and the lags true to the stream."""
+        # No message metadata arrives meanwhile to update them from; frozen at
+        # their last values they would hide the backlog the pause is building.
+        while True:
+            with contextlib.suppress(NATSError, TimeoutError):
+                info = await sub.consumer_info()
+                self._pending_count = info.num_pending or 0
+                self.metrics.pending.set(self._pending_count)
+            now = time.time()
+            for publisher, seen in self._publishers_seen.items():
+                self._publisher_metrics(publisher).lag.set(max(0.0, now - seen))
+            await asyncio.sleep(FETCH_TIMEOUT)
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         """Hand messages delivered late to a finished fetch back to the stream at once."""
@@ -503,6 +544,7 @@ class Receiver:
                 scrape.publisher,
                 age,
                 self.config.max_age,
+                extra={"job": scrape.job, "target": scrape.instance, "publisher": scrape.publisher},
             )
             return None
         if scrape.scrape_time_ms <= self._last_pushed.get(scrape.group, -1):
@@ -688,7 +730,13 @@ class Receiver:
     async def _term(self, msg: Msg, reason: str, detail: str) -> None:
         self.metrics.dropped.labels(reason).inc()
         self._note_error(f"{msg.subject}: {detail}")
-        log.error("discarding message on %s (%s): %s", msg.subject, reason, detail)
+        log.error(
+            "discarding message on %s (%s): %s",
+            msg.subject,
+            reason,
+            detail,
+            extra={"subject": msg.subject, "reason": reason, "error": detail},
+        )
         await msg.term()
 
     def reload(self, config: Config) -> None:

@@ -42,6 +42,8 @@ class Breaker:
             ["state"],
             registry=registry,
         )
+        for state in STATES:
+            self._transitions.labels(state)  # at 0 until entered, so rate() sees it
         self._show()
 
     def _show(self) -> None:

@@ -89,6 +89,41 @@ def test_version_prints_the_version() -> None:
     assert result.stdout.startswith("prometheus-streams ")
 
 
+def test_version_flag_prints_the_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cli("version").stdout
+    assert result.stdout.startswith("prometheus-streams ")
+
+
+def test_check_config_takes_its_config_after_the_command() -> None:
+    sample = str(FIXTURES / "original-sample.yaml")
+    result = cli("check-config", "--config", sample)
+    assert result.returncode == 0, result.stderr
+    assert "# poller: fit" in result.stdout and "# receiver: fit" in result.stdout
+    # Before the command works as it did; after it wins when both are given.
+    assert cli("--config", sample, "check-config").stdout == result.stdout
+    assert cli("--config", "/nonexistent.yaml", "check-config", "--config", sample).returncode == 0
+    assert cli("check-config", "--config", "/nonexistent.yaml").returncode == 2
+
+
+def test_check_config_explains_what_management_brokers_now_mean() -> None:
+    result = cli("check-config", "--config", str(FIXTURES / "original-sample.yaml"))
+    assert result.returncode == 0, result.stderr
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("# management.brokers:")]
+    assert "Choria brokers" in line and "separate management connection" in line
+    assert "nats://choria1.example.net:4222" in line
+
+
+def test_check_config_warns_loudly_about_a_shared_looking_identity(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"identity": "localhost", "jobs": {}})
+    result = cli("check-config", "--config", str(path))
+    assert f"{path}: identity: 'localhost' looks shared" in result.stderr
+    assert "# WARNING: identity: 'localhost' looks shared" in result.stdout
+    fine = cli("check-config", "--config", str(write_config(tmp_path, {"identity": "dc1-a"})))
+    assert "identity" not in fine.stderr and "WARNING" not in fine.stdout
+
+
 def test_help_explains_every_command() -> None:
     result = cli("--help")
     assert result.returncode == 0

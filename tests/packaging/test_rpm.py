@@ -39,6 +39,12 @@ def test_rpm_inspection_and_scratch_install_pass(rpm_run: Run) -> None:
     assert not any(line.startswith("FAIL:") for line in lines), rpm_run.explain()
 
 
+def test_rpm_venv_holds_the_pinned_versions(rpm_run: Run) -> None:
+    lines = rpm_run.lines()
+    assert "== rpm: the venv holds exactly the versions of constraints.txt" in lines
+    assert "all pinned" in lines, rpm_run.explain()
+
+
 def test_both_units_verify_without_output(rpm_run: Run) -> None:
     lines = rpm_run.lines()
     assert "prometheus-streams-poller.service: verified" in lines, rpm_run.explain()

@@ -84,6 +84,7 @@ def test_original_sample_warns_about_obsolete_sections() -> None:
     config = load(SAMPLE)
     assert any("poller_stream.cluster_id" in w for w in config.warnings)
     assert any("receiver_stream.cluster_id" in w for w in config.warnings)
+    # brokers are a supported key now (check-config explains them), not an ignored one
     assert not any(w.startswith(f"{SAMPLE}: management.brokers") for w in config.warnings)
     assert any(w.startswith(f"{SAMPLE}: management.loglevel: ignored") for w in config.warnings)
 
@@ -244,9 +245,40 @@ def test_max_age_accepts_zero_and_durations(tmp_path: Path, text: str, seconds: 
     assert _load(tmp_path, f"identity: x\nmax_age: {text}\n").max_age == seconds
 
 
-def test_missing_identity_defaults_to_a_host_name(tmp_path: Path) -> None:
+def test_missing_identity_defaults_to_the_os_host_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on many hosts: the FQDN lookup answers localhost, the host name is the real one.
+    monkeypatch.setattr(socket, "getfqdn", lambda *_: "localhost")
+    monkeypatch.setattr(socket, "gethostname", lambda: "web-7")
+    config = _load(tmp_path, "scrape_interval: 30s\n")
+    assert config.identity == "web-7"
+    assert not any(": identity:" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["localhost", "LOCALHOST.localdomain", "localhost6", "127.0.0.1", "127.0.1.1", "::1", ""],
+)
+def test_a_shared_looking_identity_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: name)
+    config = _load(tmp_path, "scrape_interval: 30s\n")
+    (warning,) = [w for w in config.warnings if ": identity:" in w]
+    assert "looks shared" in warning
+    assert "overwrite each other's groups" in warning
+
+
+def test_an_explicit_localhost_identity_is_warned_about(tmp_path: Path) -> None:
+    config = _load(tmp_path, "identity: localhost\n")
+    assert any(w.startswith(f"{tmp_path / 'config.yaml'}: identity:") for w in config.warnings)
+    assert not any(": identity:" in w for w in _load(tmp_path, "identity: dc1-poller\n").warnings)
+
+
+def test_missing_identity_is_the_host_name_of_this_machine(tmp_path: Path) -> None:
     config = _load(tmp_path, "verbose: false\n")
-    assert config.identity == socket.getfqdn()
+    assert config.identity == socket.gethostname()
 
 
 def test_numeric_identity_becomes_a_string(tmp_path: Path) -> None:
