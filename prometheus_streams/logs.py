@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from prometheus_streams.secret import redact_text
+
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
@@ -21,8 +23,25 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+class RedactFilter(logging.Filter):
+    """Redacts the user info of any URL in a record, whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message (and traceback) with URL user info redacted; keep the record."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format: the handler reports it as logging always does
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 def level_for(debug: bool) -> int:
@@ -38,10 +57,12 @@ def setup(level: int, logfile: str | None = None) -> None:
         handler.close()
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stderr.addFilter(RedactFilter())
     root.addHandler(stderr)
     if logfile:
         handler = logging.FileHandler(logfile, encoding="utf-8")
         handler.setFormatter(JSONFormatter())
+        handler.addFilter(RedactFilter())
         root.addHandler(handler)
     root.setLevel(level)
     # The NATS client logs every reconnect attempt; our callbacks already report them.
