@@ -766,8 +766,8 @@ def _push_url_credentials(
 ) -> tuple[str, dict[str, Any]]:
     """The URL without user info, and that user info as basic auth for every request.
 
-    The original's Go client sent a URL's user info as basic auth, so a
-    migrated config may hold it; kept in the URL it would be printed with it.
+    Go's HTTP client, which the original used, sends a URL's user info as basic
+    auth, so a migrated config may hold it; kept in the URL it would be printed.
     """
     parts = urlsplit(url)
     if "@" not in parts.netloc:

@@ -174,8 +174,8 @@ async def test_credentials_in_the_url_are_used_for_every_request_and_never_shown
     test_ca: TestCA,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The original's Go client sent a URL's user info as basic auth; a migrated
-    # config keeps working, for pushes and for the group listing alike.
+    # Go's HTTP client (the original's) sends a URL's user info as basic auth; a
+    # migrated config keeps working, for pushes and for the group listing alike.
     caplog.set_level(logging.DEBUG)
     host = secure_pushgateway.url.removeprefix("https://")
     push = {"url": f"https://receiver:{PASSWORD}@{host}", "ca": str(test_ca.ca_file)}
