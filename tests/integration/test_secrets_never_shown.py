@@ -270,11 +270,13 @@ async def test_no_secret_appears_in_any_output(
 ) -> None:
     auth = nats_auth(tmp_path)
     target_pw, moved_pw, dead_pw = _secret("tgt-pw"), _secret("moved-pw"), _secret("dead-pw")
+    sd_pw = _secret("file-sd-pw")
     pgw_url_pw, pgw_file_pw = _secret("pgw-url-pw"), _secret("pgw-file-pw")
     hidden = {
         "target URL password": target_pw,
         "password of a target that redirects": moved_pw,
         "password of a target that is down": dead_pw,
+        "password in a file-SD target": sd_pw,
         **auth.secrets,
     }
     if pushgateway_in_url:
@@ -292,6 +294,11 @@ async def test_no_secret_appears_in_any_output(
     try:
         async with auth_targets("scraper", target_pw) as targets:
             targets.moved_to = f"ftp://scraper:{moved_pw}@{HOST}:{targets.port}/metrics"
+            # As a host:port it would become the instance label, password and all.
+            sd_file = tmp_path / "sd.json"
+            sd_file.write_text(
+                json.dumps([{"targets": [f"scraper:{sd_pw}@{HOST}:{targets.port}"]}])
+            )
 
             def nats_url(userinfo: str) -> str:
                 return f"nats://{userinfo}@{HOST}:{server.port}" if userinfo else server.url
@@ -327,7 +334,8 @@ async def test_no_secret_appears_in_any_output(
                                     "url": base.format(dead_pw, free_port()) + "/metrics",
                                 },
                             ]
-                        }
+                        },
+                        "sd": {"file_sd_configs": [{"files": [str(sd_file)]}]},
                     },
                 },
                 "poller.yaml",
@@ -381,6 +389,13 @@ async def test_no_secret_appears_in_any_output(
                     message="the redirecting and the dead target did not fail",
                 )
                 await async_wait_for(
+                    lambda: any(
+                        "job sd" in e["error"]
+                        for e in (_status(poller_port) or {}).get("recent_errors", [])
+                    ),
+                    message="the file-SD target with user info was not reported",
+                )
+                await async_wait_for(
                     lambda: _status(receiver_port),
                     message="the receiver's status never answered",
                 )
@@ -389,6 +404,8 @@ async def test_no_secret_appears_in_any_output(
                         text = await asyncio.to_thread(_get, port, page)
                         outputs[f"{page} of the {name}"] = text
                 outputs["management replies"] = await _management_replies(auth.client(server.url))
+                # What the project pushed: the labels of every group and series.
+                outputs["the Pushgateway's /metrics"] = gateway.metrics_text()
             finally:
                 outputs["poller's stderr"] = poller.stop()
                 outputs["receiver's stderr"] = receiver.stop()
