@@ -39,6 +39,10 @@ class RedactFilter(logging.Filter):
         redacted = redact_text(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        # Fields given with `extra=` reach JSON lines as they are.
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and "@" in value:
+                setattr(record, name, redact_text(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
         return True

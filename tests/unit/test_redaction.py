@@ -35,7 +35,9 @@ def test_log_records_carry_no_url_user_info() -> None:
         raise ValueError(f"bad http://u:{SECRET}@h/")
     except ValueError:
         record.exc_info = sys.exc_info()
+    record.__dict__["error"] = f"Cannot connect to http://u:{SECRET}@h/"  # as extra= sets it
     assert RedactFilter().filter(record)
+    assert record.__dict__["error"] == "Cannot connect to http://u:xxxxx@h/"
     for text in (logging.Formatter().format(record), JSONFormatter().format(record)):
         assert SECRET not in text
         assert "https://u:xxxxx@h/" in text and "http://u:xxxxx@h/" in text
