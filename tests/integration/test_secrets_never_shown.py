@@ -384,7 +384,7 @@ async def test_no_secret_appears_in_any_output(
                     return {t["name"] for t in status.get("targets", []) if t["last_error"]}
 
                 await async_wait_for(
-                    lambda: failed_targets() == {"moved", "dead"},
+                    lambda: {"moved", "dead"} <= failed_targets(),
                     timeout=60,
                     message="the redirecting and the dead target did not fail",
                 )
