@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
@@ -763,6 +763,40 @@ def _push_auth(r: _Reader, data: Mapping[str, Any], url: str) -> dict[str, Any]:
     }
 
 
+def _push_url_credentials(
+    r: _Reader, data: Mapping[str, Any], url: str
+) -> tuple[str, dict[str, Any]]:
+    """The URL without user info, and that user info as basic auth for every request.
+
+    Go's HTTP client, which the original used, sends a URL's user info as basic
+    auth, so a migrated config may hold it; kept in the URL it would be printed.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, host = parts.netloc.rpartition("@")
+    bare = urlunsplit(parts._replace(netloc=host))
+    if any(key in data for key in _PUSH_AUTH_KEYS - {"ca", "insecure_skip_verify"}):
+        r.problem(
+            "push_gateway.url",
+            "holds credentials, and so do other push_gateway keys: give them once, "
+            "as push_gateway.username with password_file",
+        )
+        return bare, {}
+    r.warn(
+        "push_gateway.url",
+        "holds credentials: they are sent as basic auth and never shown; "
+        "prefer push_gateway.username with password_file",
+    )
+    if parts.scheme == "http":
+        r.warn("push_gateway.url", "credentials would travel over plain http; use https")
+    user, _, password = userinfo.partition(":")
+    return bare, {
+        "username": unquote(user),
+        "password": Secret("user info of push_gateway.url", unquote(password)),
+    }
+
+
 def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
     data = r.mapping(raw, "push_gateway")
     if data is None:
@@ -771,9 +805,10 @@ def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
     if data.get("url") is None:
         r.problem("push_gateway.url", "required: the Pushgateway base URL")
     url = r.get(data, "url", "push_gateway.url", _http_url, "http://invalid").rstrip("/")
+    url, url_auth = _push_url_credentials(r, data, url)
     return PushGatewayConfig(
         url=url,
-        **_push_auth(r, data, url),
+        **{**_push_auth(r, data, url), **url_auth},
         publisher_label=r.get(
             data, "publisher_label", "push_gateway.publisher_label", _as_bool, False
         ),
@@ -1192,7 +1227,7 @@ def describe(config: Config) -> dict[str, Any]:
                 "scrape_interval_seconds": job.scrape_interval,
                 "scrape_timeout_seconds": job.scrape_timeout,
                 "body_size_limit_bytes": job.body_size_limit,
-                "targets": {t.name: t.url for t in job.targets},
+                "targets": {t.name: redact_url(t.url) for t in job.targets},
             }
             for job in config.jobs
         },

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from prometheus_streams.secret import redact_text
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Structured fields a log call may pass with `extra=`; the JSON lines carry them when present.
@@ -34,7 +36,7 @@ class JSONFormatter(logging.Formatter):
             if value is not None:
                 entry[name] = value if isinstance(value, int | float | bool) else str(value)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
@@ -73,6 +75,27 @@ def under_journald(stream: TextIO) -> bool:
     return expected == f"{st.st_dev}:{st.st_ino}"
 
 
+class RedactFilter(logging.Filter):
+    """Redacts the user info of any URL in a record, whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message (and traceback) with URL user info redacted; keep the record."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format: the handler reports it as logging always does
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        # Fields given with `extra=` reach JSON lines as they are.
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and "@" in value:
+                setattr(record, name, redact_text(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 def level_for(debug: bool) -> int:
     """Progress (info) by default, as the original did; `debug` shows everything."""
     return logging.DEBUG if debug else logging.INFO
@@ -89,10 +112,12 @@ def setup(level: int, logfile: str | None = None, fmt: str = "text") -> None:
     if under_journald(sys.stderr):
         formatter = JournalFormatter(formatter)
     stderr.setFormatter(formatter)
+    stderr.addFilter(RedactFilter())
     root.addHandler(stderr)
     if logfile:
         handler = logging.FileHandler(logfile, encoding="utf-8")
         handler.setFormatter(JSONFormatter())
+        handler.addFilter(RedactFilter())
         root.addHandler(handler)
     root.setLevel(level)
     # The NATS client logs every reconnect attempt; our callbacks already report them.

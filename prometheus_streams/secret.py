@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
@@ -75,15 +76,53 @@ def readable_by_others(path: str) -> bool:
         return False
 
 
+REDACTED = "xxxxx"
+
+# A scheme, then user info up to the last `@` before the host: a password may
+# hold `@` itself, never a `/`, `?`, `#`, space or quote.
+_URL_USERINFO = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#'"<>]*)@""")
+
+
+def _redacted_userinfo(userinfo: str) -> str:
+    # Without a password the user part may itself be the secret (a NATS token).
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:{REDACTED}" if colon else REDACTED
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password in it replaced by `***`, for logs and printouts."""
+    """The URL with its user info redacted (`user:xxxxx@`), for logs and printouts."""
     try:
         parts = urlsplit(url)
-        if parts.password is None and "@" not in parts.netloc:
+        if "@" not in parts.netloc:
             return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        userinfo = f"{user}:***" if parts.password is not None else "***"
-        return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+        userinfo, _, host = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{_redacted_userinfo(userinfo)}@{host}"))
     except ValueError:
         return "<unparsable URL>"
+
+
+def userinfo_secrets(url: str) -> tuple[str, ...]:
+    """What must never be shown of a URL's user info: the password, raw and decoded."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        netloc = url.partition("://")[2].partition("/")[0]
+    if "@" not in netloc:
+        return ()
+    userinfo = netloc.rpartition("@")[0]
+    user, colon, password = userinfo.partition(":")
+    secret = password if colon else user
+    return tuple(sorted({s for s in (secret, unquote(secret)) if s}, key=len, reverse=True))
+
+
+def redact_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with the user info of every URL in it redacted and each of `secrets` masked.
+
+    For messages built by libraries (aiohttp puts the URL into some of its
+    exceptions), where we cannot keep the secret out in the first place.
+    """
+    if "@" in text:
+        text = _URL_USERINFO.sub(lambda m: f"{m[1]}{_redacted_userinfo(m[2])}@", text)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text

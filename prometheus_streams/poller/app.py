@@ -24,6 +24,7 @@ from prometheus_streams.exposition import (
 from prometheus_streams.management import Management
 from prometheus_streams.poller.discovery import FileDiscovery
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
+from prometheus_streams.secret import redact_url
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
 
@@ -285,7 +286,7 @@ class Poller:
         for key, (job, target) in wanted.items():
             if key in self._loops:
                 continue
-            self.targets[key] = TargetState(job.name, target.name, target.url)
+            self.targets[key] = TargetState(job.name, target.name, redact_url(target.url))
             task = self._supervisor.spawn(self._target_loop(job, target), "scrape")
             self._loops[key] = (job, target, task)
 
@@ -398,7 +399,7 @@ class Poller:
                     "scrape of %s/%s (%s) failed: %s",
                     job.name,
                     target.name,
-                    target.url,
+                    redact_url(target.url),
                     result.detail,
                     extra={"job": job.name, "target": target.name, "error": result.detail},
                 )

@@ -66,6 +66,12 @@ def parse_target_groups(path: str, text: str, job: Job) -> list[Target]:
         if scheme not in ("http", "https"):
             raise DiscoveryError(f"{where}: __scheme__ must be http or https")
         for address in group["targets"]:
+            if isinstance(address, str) and "@" in address:
+                # Never quoted: what precedes the `@` would be a password.
+                raise DiscoveryError(
+                    f"{where}.targets: {address.rpartition('@')[2]!r}: user info "
+                    "(user:password@) is not allowed in a host:port"
+                )
             if (
                 not isinstance(address, str)
                 or not address.isprintable()

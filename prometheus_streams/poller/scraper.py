@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from prometheus_streams import __version__
+from prometheus_streams.secret import redact_text, userinfo_secrets
 from prometheus_streams.wire import WireError, decompress
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
@@ -67,8 +68,16 @@ class Scraper:
         started = time.time()
         t0 = time.perf_counter()
 
-        def result(**kwargs: object) -> ScrapeResult:
-            return ScrapeResult(started=started, duration=time.perf_counter() - t0, **kwargs)  # type: ignore[arg-type]
+        def result(detail: str = "", **kwargs: object) -> ScrapeResult:
+            # aiohttp puts the URL, user info and all, into some of its errors.
+            if detail:
+                detail = redact_text(detail, userinfo_secrets(url))
+            return ScrapeResult(
+                started=started,
+                duration=time.perf_counter() - t0,
+                detail=detail,
+                **kwargs,  # type: ignore[arg-type]
+            )
 
         headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{limit_s:g}"}
         try:

@@ -165,3 +165,32 @@ async def test_bearer_token_is_sent_over_https(
     finally:
         await runner.cleanup()
     assert seen[0] == "Bearer bearer-tok-8"
+
+
+async def test_credentials_in_the_url_are_used_for_every_request_and_never_shown(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    secure_pushgateway: SecurePushgateway,
+    test_ca: TestCA,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Go's HTTP client (the original's) sends a URL's user info as basic auth; a
+    # migrated config keeps working, for pushes and for the group listing alike.
+    caplog.set_level(logging.DEBUG)
+    host = secure_pushgateway.url.removeprefix("https://")
+    push = {"url": f"https://receiver:{PASSWORD}@{host}", "ca": str(test_ca.ca_file)}
+    receiver, rreg = new_receiver(_receiver(tmp_path, nats_server.url, push))
+    await publish_scrape(nats_server.url, b"secure_metric 7\n")
+    async with running(receiver):
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_pushes_total", result="success") == 1,
+            message=f"the push was not accepted: {receiver.last_error}",
+        )
+        groups = await receiver.gateway.groups()
+        status = receiver.status()
+    assert {"job": "node", "instance": "web-1", "publisher": "dc1"} in (
+        secure_pushgateway.group_labels()
+    )
+    assert any(g.get("labels", {}).get("instance") == "web-1" for g in groups)
+    assert status["pushgateway"] == secure_pushgateway.url
+    assert not any(PASSWORD in r.getMessage() for r in caplog.records)

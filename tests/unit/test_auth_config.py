@@ -12,6 +12,7 @@ from authkit import TestCA, new_nkey
 
 from prometheus_streams import config
 from prometheus_streams.errors import ConfigError
+from prometheus_streams.receiver.pushgateway import auth_headers
 from prometheus_streams.secret import Secret, redact_url
 from prometheus_streams.transport import nats_auth_options
 
@@ -80,25 +81,48 @@ def test_password_in_url_is_redacted_in_check_config(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     described = yaml.safe_dump(config.describe(config.load(path)))
     assert SECRET not in described
-    assert "nats://poller:***@10.0.0.1:4222" in described
+    assert "nats://poller:xxxxx@10.0.0.1:4222" in described
 
 
 def test_bad_url_with_password_is_reported_redacted(tmp_path: Path) -> None:
     text = _problems(tmp_path, {"urls": f"http://poller:{SECRET}@10.0.0.1:4222"})
-    assert "poller:***@" in text
+    assert "poller:xxxxx@" in text
 
 
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("nats://u:p@h:4222", "nats://u:***@h:4222"),
-        ("nats://tokenvalue@h:4222", "nats://***@h:4222"),
+        ("nats://u:p@h:4222", "nats://u:xxxxx@h:4222"),
+        ("nats://tokenvalue@h:4222", "nats://xxxxx@h:4222"),
         ("nats://h:4222", "nats://h:4222"),
-        ("https://u:p@pgw.example:9091/x", "https://u:***@pgw.example:9091/x"),
+        ("https://u:p@pgw.example:9091/x", "https://u:xxxxx@pgw.example:9091/x"),
+        ("http://u:p@ss@h/x?a=b@c", "http://u:xxxxx@h/x?a=b@c"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_pushgateway_url_user_info_becomes_basic_auth(tmp_path: Path) -> None:
+    cfg = _load(tmp_path, url=f"https://receiver:{SECRET.replace('-', '%2D')}@pgw.example:9091/")
+    assert cfg.push_gateway is not None
+    assert cfg.push_gateway.url == "https://pgw.example:9091"
+    assert auth_headers(cfg.push_gateway) == auth_headers(
+        config.PushGatewayConfig(
+            url="https://pgw.example:9091", username="receiver", password=Secret("x", SECRET)
+        )
+    )
+    printed = _printed(cfg) + "\n".join(cfg.warnings)
+    assert SECRET not in printed and SECRET.replace("-", "%2D") not in printed
+    assert "basic auth as receiver with password from user info of push_gateway.url" in printed
+    assert any("prefer push_gateway.username with password_file" in w for w in cfg.warnings)
+
+
+def test_pushgateway_credentials_given_twice_are_refused(tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path, url=f"https://receiver:{SECRET}@pgw:9091", username="r", password=SECRET
+    )
+    assert "push_gateway.url: holds credentials, and so do other push_gateway keys" in problems
 
 
 def test_secret_repr_names_its_source_only() -> None:
