@@ -140,14 +140,14 @@ class Connection:
         self._set_connected(True)
         failures = self._failures.recovered()
         url = self.nc.connected_url
-        where = redact_url(url.geturl()) if url else ""
+        address = redact_url(url.geturl()) if url else ""
         if self.attempts == 1:
-            log.info("%s: connected to %s", self.label, where)
+            log.info("%s: connected to %s", self.label, address)
         else:
             log.info(
                 "%s: connected to %s after %d attempts (%d errors)",
                 self.label,
-                where,
+                address,
                 self.attempts,
                 failures,
             )
