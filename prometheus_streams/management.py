@@ -67,7 +67,15 @@ class Management:
             settings = dataclasses.replace(
                 stream_conn.config, urls=self.config.brokers, tls=self.config.tls
             )
-            own = Connection(settings, "management", f"{stream_conn.name} management", None)
+            # Its figures go on the role's /metrics beside the stream's, labelled apart.
+            own = Connection(
+                settings,
+                "management",
+                f"{stream_conn.name} management",
+                None,
+                kind="management",
+                metrics=stream_conn.metrics,
+            )
             conn = own
             await own.connect()
         assert conn.nc is not None

@@ -190,7 +190,7 @@ class Poller:
     def ready(self) -> tuple[bool, str]:
         """Ready once connected to NATS with the stream checked."""
         if not self.conn.connected.is_set():
-            return False, "not connected to NATS"
+            return False, self.conn.why_not_connected()
         if not self.stream_ready:
             return False, "stream not checked yet"
         return True, "ready"

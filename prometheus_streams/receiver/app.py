@@ -299,7 +299,7 @@ class Receiver:
     def ready(self) -> tuple[bool, str]:
         """Ready once connected to NATS with the consumer bound."""
         if not self.conn.connected.is_set():
-            return False, "not connected to NATS"
+            return False, self.conn.why_not_connected()
         if not self.stream_ready:
             return False, "stream not checked yet"
         return True, "ready"

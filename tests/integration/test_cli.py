@@ -243,19 +243,34 @@ async def test_poller_and_receiver_run_from_the_command_line_and_exit_0_on_sigte
 
 
 def test_receiver_keeps_running_while_nats_is_absent_and_exits_0(tmp_path: Path) -> None:
+    port = free_port()
     cfg = write_config(
         tmp_path,
         {
             "identity": "central",
+            "monitor_port": port,
+            "monitor_address": "127.0.0.1",
             "receiver_stream": {"urls": f"nats://127.0.0.1:{free_port()}"},
             "push_gateway": {"url": f"http://127.0.0.1:{free_port()}"},
         },
     )
     receiver = Daemon(tmp_path / "receiver.err", "--config", str(cfg), "receiver")
+    errors = 'prometheus_streams_nats_errors_total{connection="stream"} '
+
+    def attempts() -> float:
+        try:
+            body = http_request("GET", f"http://127.0.0.1:{port}/metrics")[1].decode()
+        except OSError:
+            return 0
+        line = next((x for x in body.splitlines() if x.startswith(errors)), errors + "0")
+        return float(line.split()[-1])
+
     try:
-        # The connection is refused over and over; the receiver keeps trying.
-        wait_for(lambda: receiver.log().count("Connect call failed") >= 2, timeout=60)
+        # The connection is refused over and over; the receiver keeps trying, and says
+        # so once rather than once per attempt.
+        wait_for(lambda: attempts() >= 3, timeout=60)
         assert receiver.proc.poll() is None
+        assert receiver.log().count("Connect call failed") == 1
     finally:
         rc, err = receiver.stop()
     assert rc == 0, err

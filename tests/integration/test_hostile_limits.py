@@ -60,7 +60,7 @@ async def test_scrape_above_servers_max_payload_is_published_as_up_0(
             )
             assert poller.conn.nc is not None and poller.conn.nc.max_payload == 16384
             # The connection stayed up: the server never saw an oversized message.
-            assert metric(preg, "nats_reconnects_total") == 0
+            assert metric(preg, "nats_reconnects_total", connection="stream") == 0
     assert metric(preg, "poller_dropped_total", reason="too_large") >= 1
     assert metric(preg, "poller_scrapes_total", poller_job="node", result="success") >= 1
     assert not any(name.startswith("noise") for name in _pushed(pushgateway))

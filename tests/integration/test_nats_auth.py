@@ -131,10 +131,12 @@ async def test_wrong_password_is_refused_and_never_logged(
         caplog.set_level(logging.DEBUG)
         async with running(poller):
             await async_wait_for(
-                lambda: metric(registry, "nats_errors_total") >= 1,
+                lambda: metric(registry, "nats_errors_total", connection="stream") >= 1,
                 message="the server's refusal was not reported",
             )
-            assert poller.ready() == (False, "not connected to NATS")
+            ready, why = poller.ready()
+            assert not ready and "refused the credentials" in why
+            assert "wrong-password-9" not in why
     refusals = [
         r.getMessage() for r in caplog.records if "refused the credentials" in r.getMessage()
     ]

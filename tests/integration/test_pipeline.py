@@ -192,7 +192,7 @@ async def test_poller_and_receiver_survive_nats_restart(
             timeout=60,
             message="pipeline did not recover after nats-server restarted",
         )
-    assert metric(preg, "nats_reconnects_total") >= 1
+    assert metric(preg, "nats_reconnects_total", connection="stream") >= 1
 
 
 async def test_poller_started_before_nats_buffers_newest_scrape(

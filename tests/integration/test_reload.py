@@ -44,7 +44,9 @@ async def test_sighup_adds_and_removes_targets_and_keeps_old_config_when_bad(
     try:
         await async_wait_for(lambda: target.requests >= 2, message="first target not scraped")
         metrics_url = f"http://127.0.0.1:{port}/metrics"
-        reconnects = http_request("GET", metrics_url)[1].count(b"nats_reconnects_total 0.0")
+        reconnects = http_request("GET", metrics_url)[1].count(
+            b'nats_reconnects_total{connection="stream"} 0.0'
+        )
 
         write_config(
             tmp_path,
@@ -64,7 +66,7 @@ async def test_sighup_adds_and_removes_targets_and_keeps_old_config_when_bad(
         assert poller.proc.poll() is None
         # the NATS connection was never dropped
         body = http_request("GET", metrics_url)[1]
-        assert body.count(b"nats_reconnects_total 0.0") == reconnects == 1
+        assert body.count(b'nats_reconnects_total{connection="stream"} 0.0') == reconnects == 1
         assert b'prometheus_streams_config_reloads_total{result="failure"} 1.0' in body
     finally:
         rc, log = poller.stop()

@@ -81,7 +81,12 @@ async def test_client_certificate_from_another_ca_is_refused_and_logged(
                     message="no log line saying the server refused the client certificate",
                 )
                 assert not poller.ready()[0]
-                assert registry.get_sample_value("prometheus_streams_nats_connected") == 0
+                assert (
+                    registry.get_sample_value(
+                        "prometheus_streams_nats_connected", {"connection": "stream"}
+                    )
+                    == 0
+                )
         log_text = nats.log_tail()
     assert foreign["cert"] in message
     assert "certificate" in log_text.lower()
