@@ -23,6 +23,7 @@ from prometheus_streams.exposition import (
 )
 from prometheus_streams.management import Management
 from prometheus_streams.poller.discovery import FileDiscovery
+from prometheus_streams.poller.scraper import RESULTS as SCRAPE_RESULTS
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, ensure_stream
@@ -250,6 +251,8 @@ class Poller:
         for job in self.jobs:
             targets = job.targets + self._discovered.get(job.name, ())
             self.metrics.targets.labels(job.name).set(len(targets))
+            for result in SCRAPE_RESULTS:
+                self.metrics.scrapes.labels(job.name, result)  # 0 from the start, for rate()
             for target in targets:
                 wanted.setdefault((job.name, target.name), (job, target))
         for key, (job, target, task) in list(self._loops.items()):
