@@ -6,6 +6,8 @@ Pushgateway and expects its verdict, but for the differences it names.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from exposition_cases import INVALID, VALID
 from hypothesis import HealthCheck, example, given, settings
@@ -16,6 +18,7 @@ from prometheus_streams import exposition_check
 # Imported directly: a test run without the built extension fails here, loudly.
 from prometheus_streams._speedups import check_exposition
 from prometheus_streams.exposition_check import exposition_error, first_error
+from prometheus_streams.poller.app import warn_without_c_check
 
 
 @pytest.mark.parametrize("body", VALID.values(), ids=VALID.keys())
@@ -36,6 +39,14 @@ def test_invalid_pages_fail_naming_the_line(body: bytes, line: int, words: str) 
 
 def test_the_poller_uses_the_c_pass() -> None:
     assert exposition_check.NATIVE_CHECK is check_exposition
+
+
+def test_the_poller_warns_only_without_the_c_pass(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert not warn_without_c_check()
+        assert not caplog.records
+        assert warn_without_c_check(None)
+    assert "built without its C pass" in caplog.text and "gcc python3-dev" in caplog.text
 
 
 def _node_like_page() -> bytes:
