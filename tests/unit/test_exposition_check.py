@@ -49,6 +49,22 @@ def test_the_poller_warns_only_without_the_c_pass(caplog: pytest.LogCaptureFixtu
     assert "built without its C pass" in caplog.text and "gcc python3-dev" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        (b"m{" + b",".join(b'l%d="v"' % i for i in range(70)) + b"} 1\n", True),
+        (b"m{" + b",".join(b'l%d="v"' % (i % 69) for i in range(70)) + b"} 1\n", False),
+        (b"m 1 " + b"9" * 19 + b"\n", False),
+        (b"m 1 " + b"1" * 19 + b"\n", True),
+        (b"m 1e" + b"0" * 80 + b"1\n", True),
+    ],
+)
+def test_what_the_c_pass_leaves_to_the_walk(body: bytes, valid: bool) -> None:
+    # Many labels, long timestamps and long numbers: C says "undecided".
+    assert check_exposition(body) == -1
+    assert (exposition_error(body) is None) == valid
+
+
 def _node_like_page() -> bytes:
     lines = []
     for family in range(40):
