@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define SHAPE_VALUE_MAX 40 /* exposition.SHAPE_VALUE_MAX */
@@ -64,10 +65,475 @@ strip_final_values(PyObject *module, PyObject *arg)
     return Py_BuildValue("(Nn)", out, values);
 }
 
+
+/* check_exposition(body) answers whether a body is exposition text that the
+ * Pushgateway and Prometheus accept, the rules of exposition_check._Walk
+ * (which is the reference and says what is wrong): 0 when valid, the number
+ * of the first bad line, or -1 when this pass leaves the decision to the
+ * walk (a line with very many labels, a very long number). */
+
+#define FAMILY_TYPE_MASK 7
+#define FAMILY_UNTYPED 1
+#define FAMILY_COUNTER 2
+#define FAMILY_GAUGE 3
+#define FAMILY_SUMMARY 4
+#define FAMILY_HISTOGRAM 5
+#define FAMILY_HELP 8
+#define MAX_LABELS 64
+#define MAX_NUMBER 64
+#define UNDECIDED (-1)
+
+#define C_BLANK 1
+#define C_NAME_START 2
+#define C_NAME 4
+#define C_LABEL_START 8
+#define C_LABEL 16
+static unsigned char char_class[256];
+
+static void
+init_char_class(void)
+{
+    char_class[' '] = char_class['\t'] = C_BLANK;
+    for (int c = 0; c < 256; c++) {
+        int letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+        int digit = c >= '0' && c <= '9';
+        if (letter) char_class[c] |= C_NAME_START | C_NAME | C_LABEL_START | C_LABEL;
+        if (digit) char_class[c] |= C_NAME | C_LABEL;
+    }
+    char_class[':'] |= C_NAME_START | C_NAME;
+}
+
+#define is_blank(c) (char_class[(unsigned char)(c)] & C_BLANK)
+#define name_start(c) (char_class[(unsigned char)(c)] & C_NAME_START)
+#define name_char(c) (char_class[(unsigned char)(c)] & C_NAME)
+#define label_start(c) (char_class[(unsigned char)(c)] & C_LABEL_START)
+#define label_char(c) (char_class[(unsigned char)(c)] & C_LABEL)
+
+static int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Strict UTF-8 as Go's utf8.Valid and Python's decoder take it. */
+static int
+valid_utf8(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        Py_ssize_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return 0;
+        }
+        if (i + need >= n) {
+            return 0;
+        }
+        if (s[i + 1] < lo || s[i + 1] > hi) {
+            return 0;
+        }
+        for (Py_ssize_t k = 2; k <= need; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) {
+                return 0;
+            }
+        }
+        i += need + 1;
+    }
+    return 1;
+}
+
+static int
+ieq(const char *s, Py_ssize_t n, const char *word)
+{
+    Py_ssize_t len = (Py_ssize_t)strlen(word);
+    if (n != len) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != word[i]) return 0;
+    }
+    return 1;
+}
+
+/* 1 a number Go's ParseFloat takes (no hex, no '_'), 0 not, UNDECIDED too long to tell. */
+static int
+check_float(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (n == 0) return 0;
+    if (ieq(s, n, "nan")) return 1;
+    if (s[0] == '+' || s[0] == '-') i = 1;
+    if (ieq(s + i, n - i, "inf") || ieq(s + i, n - i, "infinity")) return 1;
+    Py_ssize_t digits = 0, int_digits = 0;
+    while (i < n && is_digit(s[i])) { i++; digits++; int_digits++; }
+    if (i < n && s[i] == '.') {
+        i++;
+        while (i < n && is_digit(s[i])) { i++; digits++; }
+    }
+    if (digits == 0) return 0;
+    Py_ssize_t exp_digits = 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        while (i < n && is_digit(s[i])) { i++; exp_digits++; }
+        if (exp_digits == 0) return 0;
+    }
+    if (i != n) return 0;
+    /* At most 20 digits before the point and two in the exponent: far within range. */
+    if (int_digits <= 20 && exp_digits <= 2) return 1;
+    if (n >= MAX_NUMBER) return UNDECIDED;
+    char buf[MAX_NUMBER];
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    double value = PyOS_string_to_double(buf, NULL, NULL);
+    if (value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return UNDECIDED;
+    }
+    return !Py_IS_INFINITY(value);
+}
+
+static int
+check_int64(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+    if (i == n) return 0;
+    for (Py_ssize_t k = i; k < n; k++) {
+        if (!is_digit(s[k])) return 0;
+    }
+    return n - i <= 18 ? 1 : UNDECIDED;
+}
+
+/* Families by name: an open-addressing table of spans of the body (which
+ * outlives the call), so no name is copied. */
+typedef struct {
+    const char *name; /* NULL: free slot */
+    Py_ssize_t len;
+    long flags;
+} Family;
+
+typedef struct {
+    Family *slots;
+    size_t mask; /* capacity - 1, capacity a power of two */
+    size_t used;
+    /* The last name looked up: a family's HELP, TYPE and samples come in a row. */
+    const char *last_name;
+    Py_ssize_t last_len;
+    Family *last;
+} Families;
+
+static size_t
+name_hash(const char *name, Py_ssize_t n)
+{
+    size_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static Family *
+families_find(Families *t, const char *name, Py_ssize_t n)
+{
+    size_t i = name_hash(name, n) & t->mask;
+    while (t->slots[i].name != NULL) {
+        if (t->slots[i].len == n && memcmp(t->slots[i].name, name, (size_t)n) == 0) {
+            return &t->slots[i];
+        }
+        i = (i + 1) & t->mask;
+    }
+    return &t->slots[i]; /* the free slot where it belongs */
+}
+
+static int
+families_grow(Families *t)
+{
+    size_t capacity = (t->mask + 1) * 2;
+    Family *slots = PyMem_Calloc(capacity, sizeof(Family));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Families bigger = {slots, capacity - 1, t->used, NULL, 0, NULL};
+    for (size_t i = 0; i <= t->mask; i++) {
+        if (t->slots[i].name != NULL) {
+            *families_find(&bigger, t->slots[i].name, t->slots[i].len) = t->slots[i];
+        }
+    }
+    PyMem_Free(t->slots);
+    *t = bigger;
+    return 0;
+}
+
+/* The family of a name as expfmt resolves it (`_sum`, `_count`, `_bucket` of
+ * a summary or histogram belong to it), created if new; NULL on error. */
+static Family *
+family_of(Families *t, const char *name, Py_ssize_t n)
+{
+    if (t->last != NULL && t->last_len == n && memcmp(t->last_name, name, (size_t)n) == 0) {
+        return t->last;
+    }
+    Family *found = families_find(t, name, n);
+    if (found->name != NULL) {
+        t->last_name = name;
+        t->last_len = n;
+        t->last = found;
+        return found;
+    }
+    static const char *suffixes[] = {"_count", "_sum", "_bucket"};
+    for (int kind = FAMILY_SUMMARY; kind <= FAMILY_HISTOGRAM; kind++) {
+        for (int k = 0; k < (kind == FAMILY_SUMMARY ? 2 : 3); k++) {
+            Py_ssize_t len = (Py_ssize_t)strlen(suffixes[k]);
+            if (n <= len || memcmp(name + n - len, suffixes[k], (size_t)len) != 0) continue;
+            Family *base = families_find(t, name, n - len);
+            if (base->name != NULL && (base->flags & FAMILY_TYPE_MASK) == kind) {
+                t->last_name = name;
+                t->last_len = n;
+                t->last = base;
+                return base;
+            }
+        }
+    }
+    if ((t->used + 1) * 2 > t->mask + 1) {
+        if (families_grow(t) < 0) return NULL;
+        found = families_find(t, name, n);
+    }
+    found->name = name;
+    found->len = n;
+    found->flags = 0;
+    t->used++;
+    t->last_name = name;
+    t->last_len = n;
+    t->last = found;
+    return found;
+}
+
+/* One comment line, from after '#'. 1 valid, 0 bad, -2 error set. */
+static int
+check_comment(Families *families, const char *s, Py_ssize_t n, int ascii)
+{
+    Py_ssize_t i = 0;
+    while (i < n && is_blank(s[i])) i++;
+    Py_ssize_t start = i;
+    while (i < n && !is_blank(s[i])) i++;
+    int help = (i - start == 4 && memcmp(s + start, "HELP", 4) == 0);
+    int type = (i - start == 4 && memcmp(s + start, "TYPE", 4) == 0);
+    if (!help && !type) return 1;
+    while (i < n && is_blank(s[i])) i++;
+    if (i == n) return 1;
+    start = i;
+    if (name_start(s[i])) {
+        while (i < n && name_char(s[i])) i++;
+    }
+    if (i == n) return 1;
+    if (!is_blank(s[i])) return 0;
+    Family *family = family_of(families, s + start, i - start);
+    if (family == NULL) return -2;
+    while (i < n && is_blank(s[i])) i++;
+    int result = 1;
+    if (i == n) {
+        /* nothing after the name */
+    } else if (help) {
+        if (family->flags & FAMILY_HELP) {
+            result = 0;
+        } else {
+            const char *k = s + i, *end = s + n;
+            while (result && (k = memchr(k, '\\', (size_t)(end - k))) != NULL) {
+                if (k + 1 < end && (k[1] == '\\' || k[1] == 'n')) {
+                    k += 2;
+                } else {
+                    result = 0;
+                }
+            }
+            if (result && !ascii && !valid_utf8((const unsigned char *)s + i, n - i)) result = 0;
+            family->flags |= FAMILY_HELP;
+        }
+    } else {
+        long kind = 0;
+        if (ieq(s + i, n - i, "counter")) kind = FAMILY_COUNTER;
+        else if (ieq(s + i, n - i, "gauge")) kind = FAMILY_GAUGE;
+        else if (ieq(s + i, n - i, "summary")) kind = FAMILY_SUMMARY;
+        else if (ieq(s + i, n - i, "histogram")) kind = FAMILY_HISTOGRAM;
+        else if (ieq(s + i, n - i, "untyped")) kind = FAMILY_UNTYPED;
+        if (kind == 0 || (family->flags & FAMILY_TYPE_MASK)) {
+            result = 0;
+        } else {
+            family->flags |= kind;
+        }
+    }
+    return result;
+}
+
+/* One sample line. 1 valid, 0 bad, UNDECIDED, -2 error set. */
+static int
+check_sample(Families *families, const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (!name_start(s[0])) return 0;
+    while (i < n && name_char(s[i])) i++;
+    Family *family = family_of(families, s, i);
+    if (family == NULL) return -2;
+    if ((family->flags & FAMILY_TYPE_MASK) == 0) family->flags |= FAMILY_UNTYPED;
+    long kind = family->flags & FAMILY_TYPE_MASK;
+    while (i < n && is_blank(s[i])) i++;
+    if (i < n && s[i] == '{') {
+        const char *names[MAX_LABELS];
+        Py_ssize_t lens[MAX_LABELS];
+        int count = 0;
+        i++;
+        for (;;) {
+            while (i < n && is_blank(s[i])) i++;
+            if (i < n && s[i] == '}') {
+                i++;
+                break;
+            }
+            if (i >= n || !label_start(s[i])) return 0;
+            Py_ssize_t start = i;
+            while (i < n && label_char(s[i])) i++;
+            const char *label = s + start;
+            Py_ssize_t len = i - start;
+            if (len == 8 && memcmp(label, "__name__", 8) == 0) return 0;
+            while (i < n && is_blank(s[i])) i++;
+            if (i >= n || s[i] != '=') return 0;
+            int special = (kind == FAMILY_SUMMARY && len == 8 && memcmp(label, "quantile", 8) == 0) ||
+                          (kind == FAMILY_HISTOGRAM && len == 2 && memcmp(label, "le", 2) == 0);
+            if (!special) {
+                for (int k = 0; k < count; k++) {
+                    if (lens[k] == len && memcmp(names[k], label, (size_t)len) == 0) return 0;
+                }
+                if (count == MAX_LABELS) return UNDECIDED;
+                names[count] = label;
+                lens[count] = len;
+                count++;
+            }
+            i++;
+            while (i < n && is_blank(s[i])) i++;
+            if (i >= n || s[i] != '"') return 0;
+            i++;
+            Py_ssize_t value = i;
+            int ascii = 1;
+            while (i < n && s[i] != '"') {
+                if (s[i] == '\\') {
+                    if (i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == 'n')) {
+                        i += 2;
+                        continue;
+                    }
+                    return 0;
+                }
+                if ((unsigned char)s[i] >= 0x80) ascii = 0;
+                i++;
+            }
+            if (i >= n) return 0;
+            if (!ascii && !valid_utf8((const unsigned char *)s + value, i - value)) return 0;
+            if (special) {
+                int ok = check_float(s + value, i - value);
+                if (ok != 1) return ok;
+            }
+            i++;
+            while (i < n && is_blank(s[i])) i++;
+            if (i < n && s[i] == ',') {
+                i++;
+                continue;
+            }
+            if (i < n && s[i] == '}') {
+                i++;
+                break;
+            }
+            return 0;
+        }
+        while (i < n && is_blank(s[i])) i++;
+    }
+    Py_ssize_t start = i;
+    while (i < n && !is_blank(s[i])) i++;
+    int ok = check_float(s + start, i - start);
+    if (ok != 1) return ok;
+    if (i == n) return 1;
+    while (i < n && is_blank(s[i])) i++;
+    start = i;
+    while (i < n && !is_blank(s[i])) i++;
+    ok = check_int64(s + start, i - start);
+    if (ok != 1) return ok;
+    return i == n ? 1 : 0;
+}
+
+static PyObject *
+check_exposition(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *body = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    Families families = {PyMem_Calloc(512, sizeof(Family)), 511, 0, NULL, 0, NULL};
+    if (families.slots == NULL) return PyErr_NoMemory();
+    Py_ssize_t line = 0, pos = 0;
+    long answer = 0;
+    /* Most bodies are ASCII: then no UTF-8 check is needed anywhere. */
+    int ascii = 1;
+    Py_ssize_t k = 0;
+    for (; ascii && k + 8 <= size; k += 8) {
+        uint64_t word;
+        memcpy(&word, body + k, 8);
+        ascii = (word & 0x8080808080808080ULL) == 0;
+    }
+    for (; ascii && k < size; k++) {
+        ascii = (unsigned char)body[k] < 0x80;
+    }
+    while (pos < size) {
+        line++;
+        const char *newline = memchr(body + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = newline ? newline - body : size;
+        Py_ssize_t i = pos;
+        while (i < end && is_blank(body[i])) i++;
+        int ok = 1;
+        if (i < end) {
+            if (body[i] == '#') {
+                ok = check_comment(&families, body + i + 1, end - i - 1, ascii);
+            } else {
+                ok = check_sample(&families, body + i, end - i);
+            }
+        }
+        if (ok == -2) {
+            PyMem_Free(families.slots);
+            return NULL;
+        }
+        if (ok != 1) {
+            answer = ok == UNDECIDED ? -1 : (long)line;
+            break;
+        }
+        pos = end + 1;
+    }
+    PyMem_Free(families.slots);
+    return PyLong_FromLong(answer);
+}
+
 static PyMethodDef methods[] = {
     {"strip_final_values", strip_final_values, METH_O,
      "strip_final_values(body, /)\n--\n\n"
      "The body without the value ending each line, and how many were taken out."},
+    {"check_exposition", check_exposition, METH_O,
+     "check_exposition(body, /)\n--\n\n"
+     "0 when the body is valid exposition text, else the first bad line's number"
+     " (-1: undecided here)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -83,5 +549,6 @@ PyInit__speedups(void)
     for (const char *c = chars; *c; c++) {
         value_char[(unsigned char)*c] = 1;
     }
+    init_char_class();
     return PyModule_Create(&module_def);
 }

@@ -150,3 +150,16 @@ async def publish_scrape(
     scrape = wire.Scrape(publisher, job, instance, ms, body)
     subject, payload, headers = wire.encode(TOPIC, scrape)
     await publish_raw(nats_url, subject, payload, headers)
+
+
+def only_up_0(pushed: dict[str, float], publisher: str = "dc1") -> bool:
+    """Whether a group (from group_samples) holds the health series alone, with up 0.
+
+    The receiver leaves a group so when its page could not be pushed. The
+    Pushgateway's own push_time_seconds and push_failure_time_seconds are
+    not counted.
+    """
+    label = f'{{publisher="{publisher}"}}'
+    health = {name + label for name in ("up", "scrape_duration_seconds", "scrape_samples_scraped")}
+    ours = {k for k in pushed if not k.startswith(("push_time_seconds", "push_failure_time"))}
+    return ours == health and pushed["up" + label] == 0

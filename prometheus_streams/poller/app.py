@@ -21,8 +21,10 @@ from prometheus_streams.exposition import (
     health_series,
     with_health,
 )
+from prometheus_streams.exposition_check import NATIVE_CHECK
 from prometheus_streams.management import Management
 from prometheus_streams.poller.discovery import FileDiscovery
+from prometheus_streams.poller.scraper import RESULTS as SCRAPE_RESULTS
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
 from prometheus_streams.secret import redact_url
 from prometheus_streams.service import Supervisor
@@ -32,6 +34,18 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
 PUBLISH_WORKERS = 32
+
+
+def warn_without_c_check(native: object = NATIVE_CHECK) -> bool:
+    """Log a warning when the package was built without _speedups; whether it did."""
+    if native is not None:
+        return False
+    log.warning(
+        "built without its C pass (prometheus_streams._speedups): checking a page"
+        " costs the poller about 3 ms instead of 0.06 ms for a node_exporter page;"
+        " reinstall with a C compiler and Python's headers (Debian: gcc python3-dev)"
+    )
+    return True
 
 
 def scrape_jobs(config: Config, monitor_port: int) -> tuple[Job, ...]:
@@ -73,7 +87,6 @@ class TargetState:
 
 
 # ScrapeResult.error values (poller/scraper.py), and success.
-SCRAPE_RESULTS = ("success", "refused", "timeout", "http_status", "too_large", "bad_body", "error")
 DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown")
 
 
@@ -294,6 +307,7 @@ class Poller:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Scrape and publish until `stop` is set, then flush within the grace period."""
+        warn_without_c_check()
         await self.scraper.start()
         self._supervisor.spawn(self._connect(), "nats-connect")
         for _ in range(PUBLISH_WORKERS):

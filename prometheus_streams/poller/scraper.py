@@ -5,16 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
 from prometheus_streams import __version__
+from prometheus_streams.exposition_check import exposition_error
 from prometheus_streams.secret import redact_text, userinfo_secrets
 from prometheus_streams.wire import WireError, decompress
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 USER_AGENT = f"prometheus-streams/{__version__}"
+# Every `result` a scrape can have (the poller's scrapes_total starts each at 0).
+RESULTS = (
+    "success",
+    "refused",
+    "timeout",
+    "http_status",
+    "too_large",
+    "bad_body",
+    "invalid_exposition",
+    "error",
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,7 @@ class ScrapeResult:
     duration: float
     body: bytes = b""
     gzip: bytes | None = None  # the body as the target gzipped it, to forward untouched
-    error: str = ""  # the reason label: refused, timeout, http_status, too_large, ...
+    error: str = ""  # the reason label, one of RESULTS
     detail: str = ""
 
     @property
@@ -63,7 +75,22 @@ class Scraper:
             self._session = None
 
     async def scrape(self, url: str, limit_s: float, body_limit: int) -> ScrapeResult:
-        """Fetch `url` within `limit_s` seconds, refusing bodies above `body_limit` bytes."""
+        """Fetch `url` within `limit_s` seconds, refusing bodies above `body_limit` bytes.
+
+        A body the Pushgateway or Prometheus would not parse makes a failed
+        scrape, as it does in Prometheus: forwarded, the Pushgateway would
+        refuse it and the target's group would keep its last good values.
+        """
+        result = await self._fetch(url, limit_s, body_limit)
+        if result.ok:
+            error = exposition_error(result.body)
+            if error is not None:
+                return replace(
+                    result, error="invalid_exposition", detail=f"invalid exposition text: {error}"
+                )
+        return result
+
+    async def _fetch(self, url: str, limit_s: float, body_limit: int) -> ScrapeResult:
         assert self._session is not None, "start() first"
         started = time.time()
         t0 = time.perf_counter()

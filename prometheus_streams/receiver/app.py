@@ -23,6 +23,7 @@ from prometheus_streams.exposition import (
     SHAPE_VALUE_MAX,
     body_limits,
     body_shape,
+    health_series,
     index_samples,
     longest_line,
     rename_labels,
@@ -62,6 +63,11 @@ ACK_DELAY = 0.02
 # bound keeps two batches of large pages (kube-state-metrics, 10 MB and more)
 # from holding 128 inflated bodies at once.
 INFLATE_AHEAD = 32 * 1024 * 1024
+# What a group holds once its page cannot be pushed: the health series, up 0.
+DOWN_BODY = health_series(False, 0.0, 0)
+DOWN_TYPES = check_body(DOWN_BODY)
+# The refusals of a page after which its group gets DOWN_BODY.
+DOWN_REASONS = ("rejected", "inconsistent", "line_too_long", "too_many_labels", "type_conflict")
 
 PUSH_RESULTS = ("success", "rejected", "failed")
 NAK_REASONS = ("breaker_open", "pushgateway_unavailable")
@@ -162,6 +168,15 @@ class ReceiverMetrics:
             "Bodies whose shape (all but the sample values) passed the checks before",
             registry=registry,
         )
+        self.down_pushes = Counter(
+            p + "down_pushes_total",
+            "Groups replaced by up 0 and the health series because their page"
+            " could not be pushed, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in DOWN_REASONS:
+            self.down_pushes.labels(reason)
         self.messages_by_publisher = Counter(
             p + "publisher_messages_total",
             "Valid messages received per publisher",
@@ -569,7 +584,7 @@ class Receiver:
             body, types = checked
             conflict = self.types.conflict(path, types)
             if conflict:
-                await self._term(work.msg, "type_conflict", f"{path}: {conflict}")
+                await self._push_down(work, path, "type_conflict", f"{path}: {conflict}")
                 return None
             # Claimed before the push so two groups of one batch cannot both pass.
             previous = self.types.record(path, types)
@@ -608,7 +623,7 @@ class Receiver:
         samples = index_samples(body)
         violation = limits.violation(body, samples)
         if violation is not None:
-            await self._term(work.msg, *violation)
+            await self._push_down(work, path, *violation)
             return None
         body, stripped = strip_timestamps(body, samples)
         if stripped:
@@ -620,7 +635,7 @@ class Receiver:
         try:
             types = check_body(body, samples)
         except ConsistencyError as exc:
-            await self._term(work.msg, "inconsistent", f"{path}: {exc}")
+            await self._push_down(work, path, "inconsistent", f"{path}: {exc}")
             return None
         if (
             not stripped
@@ -675,19 +690,45 @@ class Receiver:
             return True
         if result.permanent:
             self.metrics.pushes.labels("rejected").inc()
-            await self._term(
-                work.msg,
-                "rejected",
-                f"Pushgateway refused {path} (HTTP {result.status}): {result.detail}",
-            )
-            return True
+            detail = f"Pushgateway refused {path} (HTTP {result.status}): {result.detail}"
+            async with self._limit:
+                return await self._push_down(work, path, "rejected", detail)
+        await self._retry_later(work, path, result)
+        return False
+
+    async def _retry_later(self, work: _Work, path: str, result: PushResult) -> None:
         self.metrics.pushes.labels("failed").inc()
         delay = _nak_delay(work.msg)
         self.metrics.naks.labels("pushgateway_unavailable").inc()
         self._note_error(f"push to {path} failed: HTTP {result.status or '-'} {result.detail}")
         log.warning("%s; retrying in %.1fs", self.last_error, delay)
         await work.msg.nak(delay=delay)
-        return False
+
+    async def _push_down(self, work: _Work, path: str, reason: str, detail: str) -> bool:
+        """The page cannot be pushed: replace its group with the health series and up 0.
+
+        Else the group would go on showing the target's last good page, up 1
+        included, for as long as the page stays bad. The message is then
+        terminated (counted in dropped_total by `reason`); when even up 0
+        cannot be pushed for now, it comes back and is tried again whole.
+        """
+        t0 = time.perf_counter()
+        result = await self.gateway.put(path, DOWN_BODY)
+        self.metrics.push_duration.observe(time.perf_counter() - t0)
+        self.breaker.record(result.ok or result.permanent)
+        if result.ok:
+            self.types.record(path, DOWN_TYPES)
+            now_ms = int(time.time() * 1000)
+            self._last_pushed[work.scrape.group] = min(work.scrape.scrape_time_ms, now_ms)
+            self.metrics.down_pushes.labels(reason).inc()
+            detail += "; pushed up 0 in its place"
+        elif result.permanent:
+            detail += f"; up 0 was refused too (HTTP {result.status}): {result.detail}"
+        else:
+            await self._retry_later(work, path, result)
+            return False
+        await self._term(work.msg, reason, detail)
+        return True
 
     def _ack_soon(self, msg: Msg) -> None:
         """Ack after ACK_DELAY, together with the acks of pushes answered meanwhile.

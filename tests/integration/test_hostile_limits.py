@@ -11,6 +11,7 @@ from harness import (
     metric,
     new_poller,
     new_receiver,
+    only_up_0,
     poller_config,
     publish_raw,
     publish_scrape,
@@ -88,7 +89,9 @@ async def _refused(
         await async_wait_for(settled, message="the refused message is still pending")
         info = await receiver.conn.js.consumer_info("PROMETHEUS", "receiver")
     assert info.num_redelivered == 0  # terminated, not retried
-    assert pushgateway.group_labels() == []
+    # The page is not pushed; its group holds up 0 instead.
+    assert [group["labels"]["instance"] for group in pushgateway.groups()] == ["web-1"]
+    assert only_up_0(_pushed(pushgateway))
 
 
 async def test_line_longer_than_limit_is_refused(

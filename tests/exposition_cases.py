@@ -1,0 +1,106 @@
+"""Exposition pages and what the Pushgateway (1.5.1) and Prometheus make of them.
+
+Shared by the unit tests of the poller's check and the test that PUTs every
+case to a real Pushgateway.
+"""
+
+from __future__ import annotations
+
+VALID = {
+    "plain": b"m 1\n",
+    "no final newline": b"m 1",  # the poller appends the health series after a newline
+    "leading blanks": b"  m 1\n\t n 2\n",
+    "tab between name and value": b"m\t1\n",
+    "value right after the name": b"m+1\nn-1\no.5\n",
+    "value right after the labels": b'm{a="b"}1\n',
+    "NaN and infinities": b"a NaN\nb nan\nc +Inf\nd -Inf\ne inf\nf Infinity\ng -INFINITY\n",
+    "number spellings": b"a .5\nb 5.\nc +5\nd 1E+5\ne -1.5e-07\nf 1e-400\n",
+    "largest float64": b"g 1.7976931348623157e308\n",
+    "long digits": b"m 0.00000000000000000000000000000000000000000000000000000000000001\n",
+    "timestamp": b"m 1 1700000000000\nn 2 -5\no 3 +5\n",  # the receiver strips them
+    "labels": b'm{a="b",c="d"} 1\n',
+    "trailing comma": b'm{a="b",} 1\n',
+    "blanks around labels": b'm { a = "b" , c = "d" } 1\nn{\ta="b"\t}\t1\n',
+    "empty labels": b"m{} 1\n",
+    "escapes in label values": b'm{a="q\\"uo\\\\te\\nx",b="\\\\t"} 1\n',
+    "UTF-8 label value": 'm{a="héllo ✓ 日本"} 1\n'.encode(),
+    "NUL and CR in a label value": b'm{a="\x00",b="x\ry"} 1\n',
+    "UTF-8 HELP": "# HELP m héllo ✓\nm 1\n".encode(),
+    "HELP escapes": b"# HELP m a\\\\b\\nc\\\\t\nm 1\n",
+    "HELP without text": b"# HELP m\n# HELP n \nm 1\nn 1\n",
+    "HELP without name": b"# HELP\n# TYPE\nm 1\n",
+    "HELP after samples": b"m 1\n# HELP m x\n",
+    "control character in HELP": b"# HELP m a\x01b\nm 1\n",
+    "invalid UTF-8 in a plain comment": b"# comment \xff\xfe\nm 1\n",
+    "types in any case": b"# TYPE a GAUGE\na 1\n# TYPE b Counter\nb 1\n# TYPE c untyped\nc 1\n",
+    "colons in names": b"a:b:c 1\n",
+    "histogram": (
+        b"# HELP h h\n# TYPE h histogram\n"
+        b'h_bucket{le="0.5"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\n'
+    ),
+    "summary": b'# TYPE s summary\ns{quantile="0.5"} 1\ns_sum 1\ns_count 1\n',
+    "quantile outside a summary": b'# TYPE g gauge\ng{quantile="x"} 1\nm_bucket{le="x"} 1\n',
+    "bare histogram sample": b"# TYPE h histogram\nh 1\n",
+    "blank lines": b"\n\n  \nm 1\n\n",
+    "comments only": b"# hi\n#\n#HELPER x\n",
+    "empty": b"",
+    "EOF marker": b"m 1\n# EOF\n",
+    "HELP keyword without blank before the name": b"#HELP m x\nm 1\n",
+    "indented comment": b"  # HELP m x\nm 1\n",
+    "job label": b'm{job="x",instance="y"} 1\n',
+    "same series twice": b"m 1\nm 2\n",  # the receiver's check and the Pushgateway's
+}
+
+INVALID = {
+    "CRLF": (b"m 1\r\n", 1, "value"),
+    "blank after the value": (b"m 1 \n", 1, "timestamp"),
+    "tab after the value": (b"ok 1\nm 1\t\n", 2, "timestamp"),
+    "+NaN": (b"m +NaN\n", 1, "value"),
+    "infin": (b"m infin\n", 1, "value"),
+    "beyond float64": (b"m 1e400\n", 1, "value"),
+    "beyond float64 without exponent": (b"m 1" + b"0" * 400 + b"\n", 1, "value"),
+    "hex": (b"m 0x10\n", 1, "value"),
+    "hex float": (b"m 0x1p3\n", 1, "value"),
+    "underscore": (b"m 1_000\n", 1, "value"),
+    "no value": (b"m \n", 1, "value"),
+    "value glued to labels": (b'm 1{a="b"}\n', 1, "value"),
+    "comma alone in labels": (b"m{,} 1\n", 1, "label name"),
+    "invalid escape in a label value": (b'm{a="\\t"} 1\n', 1, "escape"),
+    "invalid UTF-8 in a label value": (b'ok 1\nm{a="\xff"} 1\n', 2, "UTF-8"),
+    "truncated UTF-8 in a label value": (b'm{a="\xe2\x9c"} 1\n', 1, "UTF-8"),
+    "surrogate in a label value": (b'm{a="\xed\xa0\x80"} 1\n', 1, "UTF-8"),
+    "overlong in a label value": (b'm{a="\xc0\xaf"} 1\n', 1, "UTF-8"),
+    "invalid UTF-8 in HELP": (b"# HELP m help \xff\nm 1\n", 1, "UTF-8"),
+    "invalid escape in HELP": (b'# HELP m a\\"b\nm 1\n', 1, "escape"),
+    "backslash ending HELP": (b"# HELP m a\\\nm 1\n", 1, "escape"),
+    "unknown type": (b"# TYPE m foo\nm 1\n", 1, "type"),
+    "gauge_histogram": (b"# TYPE m gauge_histogram\nm 1\n", 1, "type"),
+    "OpenMetrics type": (b"# TYPE m unknown\nm 1\n", 1, "type"),
+    "blank after the type": (b"# TYPE m gauge \nm 1\n", 1, "type"),
+    "second TYPE": (b"# TYPE m gauge\n# TYPE m gauge\nm 1\n", 2, "TYPE"),
+    "TYPE after samples": (b"m 1\n# TYPE m gauge\n", 2, "TYPE"),
+    "TYPE of a summary's count": (
+        b"# TYPE s summary\ns_sum 1\ns_count 1\n# TYPE s_count gauge\ns_count 1\n",
+        4,
+        "TYPE",
+    ),
+    "second HELP": (b"# HELP m a\n# HELP m a\nm 1\n", 2, "HELP"),
+    "invalid name": (b"1m 1\n", 1, "metric name"),
+    "invalid name in HELP": (b"# HELP 1m x\nm 1\n", 1, "metric name"),
+    "invalid name in TYPE": (b"# TYPE m- gauge\nm 1\n", 1, "metric name"),
+    "invalid label name": (b'm{1a="b"} 1\n', 1, "label name"),
+    "non-ASCII label name": (b'm{\xff="b"} 1\n', 1, "label name"),
+    "non-ASCII in the name": (b"m\xff 1\n", 1, "value"),
+    "__name__ label": (b'm{__name__="x"} 1\n', 1, "__name__"),
+    "duplicate label": (b'm{a="b",a="c"} 1\n', 1, "duplicate"),
+    "unquoted label value": (b"m{a=b} 1\n", 1, '"'),
+    "unterminated label value": (b'm{a="b} 1\n', 1, "quote"),
+    "label value across lines": (b'm{a="b\nc"} 1\n', 1, "quote"),
+    "labels not separated": (b'm{a="b" c="d"} 1\n', 1, "','"),
+    "text after the timestamp": (b"m 1 2 3\n", 1, "after the timestamp"),
+    "float timestamp": (b"m 1 2.5\n", 1, "timestamp"),
+    "timestamp beyond int64": (b"m 1 9223372036854775808\n", 1, "timestamp"),
+    "exemplar": (b'm_total 1 # {a="b"} 1\n', 1, "timestamp"),
+    "le not a number": (b'# TYPE h histogram\nh_bucket{le="x"} 1\n', 2, "le"),
+    "quantile not a number": (b'# TYPE s summary\ns{quantile="x"} 1\n', 2, "quantile"),
+}
