@@ -28,7 +28,7 @@ from prometheus_streams.poller.scraper import RESULTS as SCRAPE_RESULTS
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
 from prometheus_streams.secret import redact_url
 from prometheus_streams.service import Supervisor
-from prometheus_streams.transport import Connection, ensure_stream
+from prometheus_streams.transport import Connection, bind_stream
 
 log = logging.getLogger(__name__)
 
@@ -333,13 +333,7 @@ class Poller:
 
     async def _connect(self) -> None:
         await self.conn.connect()
-        while True:
-            try:
-                await ensure_stream(self.conn.js, self.stream)
-                break
-            except NATSError as exc:
-                log.warning("cannot check stream %s yet: %s", self.stream.stream, exc)
-                await asyncio.sleep(2)
+        await bind_stream(self.conn, self.stream, f"check stream {self.stream.stream}")
         self.stream_ready = True
         self._wake.set()
         self._supervisor.spawn(self.management.run(self.conn, self), "management")

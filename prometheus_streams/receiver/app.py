@@ -39,7 +39,6 @@ from prometheus_streams.receiver.consistency import (
     TypeSet,
     check_body,
 )
-from prometheus_streams.receiver.puller import Puller
 from prometheus_streams.receiver.pushgateway import (
     PushGateway,
     PushResult,
@@ -47,7 +46,7 @@ from prometheus_streams.receiver.pushgateway import (
     path_of_labels,
 )
 from prometheus_streams.service import Supervisor
-from prometheus_streams.transport import Connection, ensure_stream
+from prometheus_streams.transport import Connection, Puller, bind_stream
 
 log = logging.getLogger(__name__)
 
@@ -380,23 +379,20 @@ class Receiver:
         sub = self._sub or Puller(
             self.conn.nc, self.conn.js, self.stream.stream, self.stream.durable
         )
-        while True:
-            try:
-                info = await ensure_stream(self.conn.js, self.stream)
-                self._per_subject = info.config.max_msgs_per_subject or -1
-                await sub.bind(
-                    self.stream.subjects,
-                    js_api.ConsumerConfig(
-                        ack_policy=js_api.AckPolicy.EXPLICIT,
-                        ack_wait=self.stream.ack_wait,
-                        max_deliver=-1,
-                        deliver_policy=js_api.DeliverPolicy.ALL,
-                    ),
-                )
-                break
-            except (NATSError, TimeoutError) as exc:
-                log.warning("cannot bind consumer %s yet: %s", self.stream.durable, exc)
-                await asyncio.sleep(2)
+
+        async def bind(info: js_api.StreamInfo) -> None:
+            self._per_subject = info.config.max_msgs_per_subject or -1
+            await sub.bind(
+                self.stream.subjects,
+                js_api.ConsumerConfig(
+                    ack_policy=js_api.AckPolicy.EXPLICIT,
+                    ack_wait=self.stream.ack_wait,
+                    max_deliver=-1,
+                    deliver_policy=js_api.DeliverPolicy.ALL,
+                ),
+            )
+
+        await bind_stream(self.conn, self.stream, f"bind consumer {self.stream.durable}", bind)
         self.stream_ready = True
         return sub
 

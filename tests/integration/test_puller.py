@@ -25,7 +25,7 @@ from nats.js import api as js_api
 from servers import NatsServer, Pushgateway, async_wait_for
 
 from prometheus_streams import wire
-from prometheus_streams.receiver.puller import Puller, status_is_error
+from prometheus_streams.transport.puller import Puller, status_is_error
 
 CONSUMER = js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.EXPLICIT, ack_wait=30)
 

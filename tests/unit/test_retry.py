@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from prometheus_streams.retry import Backoff, ThrottledLog
+from prometheus_streams.transport.retry import Backoff, ThrottledLog
 
 log = logging.getLogger("test.retry")
 

@@ -1,4 +1,4 @@
-"""NATS connections and JetStream stream provisioning."""
+"""A NATS connection: our own loop until the first connect, then nats-py's reconnects."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NATSError
 from nats.errors import NoServersError
 from nats.js import JetStreamContext
-from nats.js import api as js_api
-from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from prometheus_streams.config import NatsAuth, StreamConfig
-from prometheus_streams.errors import ConfigError, StreamMismatchError
-from prometheus_streams.retry import Backoff, ThrottledLog
+from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import redact_url
 from prometheus_streams.security.tls import client_context
 from prometheus_streams.security.tls import explain as explain_tls
+from prometheus_streams.transport.retry import Backoff, ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -297,67 +295,3 @@ def nats_auth_options(auth: NatsAuth | None) -> dict[str, Any]:
     if auth.token is not None:
         return {"token": auth.token.reveal()}
     return {}
-
-
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.StreamInfo:
-    """Create the stream if missing; check it, and bring its limits in line, if present."""
-    storage = js_api.StorageType.FILE if config.storage == "file" else js_api.StorageType.MEMORY
-    wanted = js_api.StreamConfig(
-        name=config.stream,
-        subjects=[config.subjects],
-        storage=storage,
-        retention=js_api.RetentionPolicy.LIMITS,
-        discard=js_api.DiscardPolicy.OLD,
-        max_age=config.stream_max_age,
-        max_bytes=config.stream_max_bytes,
-        max_msgs_per_subject=config.max_msgs_per_subject,
-        num_replicas=config.replicas,
-        duplicate_window=min(120.0, config.stream_max_age),
-        allow_direct=True,
-    )
-    try:
-        info = await js.stream_info(config.stream)
-    except NotFoundError:
-        info = await js.add_stream(wanted)
-        log.info(
-            "created JetStream stream %s for %s (max_age %gs, max_bytes %d, %d per subject)",
-            config.stream,
-            config.subjects,
-            config.stream_max_age,
-            config.stream_max_bytes,
-            config.max_msgs_per_subject,
-        )
-        return info
-    have = info.config
-    subjects = have.subjects or []
-    if config.subjects not in subjects and ">" not in subjects:
-        raise StreamMismatchError(
-            f"stream {config.stream} exists but does not take {config.subjects} "
-            f"(its subjects: {', '.join(subjects) or 'none'}); set `stream` to another name "
-            "or add the subject to the stream"
-        )
-    if have.storage != storage:
-        raise StreamMismatchError(
-            f"stream {config.stream} uses {have.storage} storage, the config asks for "
-            f"{config.storage}; storage cannot be changed on an existing stream"
-        )
-    changes = {}
-    for key in ("max_age", "max_bytes", "max_msgs_per_subject", "num_replicas"):
-        current, desired = getattr(have, key), getattr(wanted, key)
-        if key == "max_age" and current is not None and desired is not None:
-            if abs(current - desired) < 0.001:
-                continue
-        elif current == desired:
-            continue
-        changes[key] = (current, desired)
-    if changes:
-        updated = js_api.StreamConfig.from_response(have.as_dict())
-        for key, (_, desired) in changes.items():
-            setattr(updated, key, desired)
-        info = await js.update_stream(updated)
-        log.warning(
-            "updated stream %s to match the config: %s",
-            config.stream,
-            ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()),
-        )
-    return info

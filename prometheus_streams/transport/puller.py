@@ -1,9 +1,10 @@
 """Pull batches from a durable JetStream consumer through one long-lived inbox.
 
 nats-py's `PullSubscription.fetch` waits for every message with a task of its
-own (named by a fresh uuid4, one getrandom call each) and a timer; in a drain
-that was about a tenth of the receiver's CPU. Here the messages land in a list
-from the subscription's callback and a fetch waits once per batch.
+own (named by a fresh uuid4, one getrandom call each) and a timer, a cost
+per message that shows in a drain (docs/performance.md has the figures).
+Here the messages land in a list from the subscription's callback and a fetch
+waits once per batch.
 
 Protocol (the JetStream pull API): a request on
 `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>` with `{"batch": n}` and a

@@ -1,0 +1,135 @@
+"""JetStream stream provisioning, and binding to the stream until the server lets us."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.errors import Error as NATSError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from prometheus_streams.config import StreamConfig
+from prometheus_streams.errors import StreamMismatchError
+from prometheus_streams.transport.connection import Connection
+
+log = logging.getLogger(__name__)
+
+# Between tries to check the stream (and bind to it) while the server refuses or
+# has no JetStream yet: the connection itself is up, so there is no outage to back off from.
+BIND_RETRY = 2.0
+# Stream limits the config owns: brought in line on an existing stream.
+MANAGED_LIMITS = ("max_age", "max_bytes", "max_msgs_per_subject", "num_replicas")
+
+
+async def bind_stream(
+    conn: Connection,
+    config: StreamConfig,
+    what: str,
+    then: Callable[[js_api.StreamInfo], Awaitable[None]] | None = None,
+    *,
+    retry: float = BIND_RETRY,
+) -> js_api.StreamInfo:
+    """Ensure the stream, then run `then` on it; retry both until they succeed.
+
+    `what` names the step in the warning of a failed try ("check stream s").
+    A stream that cannot serve the config (StreamMismatchError) is not retried.
+    """
+    while True:
+        try:
+            info = await ensure_stream(conn.js, config)
+            if then is not None:
+                await then(info)
+            return info
+        except (NATSError, TimeoutError) as exc:
+            log.warning("cannot %s yet: %s", what, exc)
+            await asyncio.sleep(retry)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.StreamInfo:
+    """Create the stream if missing; check it, and bring its limits in line, if present."""
+    wanted = _wanted(config)
+    try:
+        info = await js.stream_info(config.stream)
+    except NotFoundError:
+        info = await js.add_stream(wanted)
+        log.info(
+            "created JetStream stream %s for %s (max_age %gs, max_bytes %d, %d per subject)",
+            config.stream,
+            config.subjects,
+            config.stream_max_age,
+            config.stream_max_bytes,
+            config.max_msgs_per_subject,
+        )
+        return info
+    have = info.config
+    _check_fits(config, have, wanted)
+    changes = _changes(have, wanted)
+    if changes:
+        updated = js_api.StreamConfig.from_response(have.as_dict())
+        for key, (_, desired) in changes.items():
+            setattr(updated, key, desired)
+        info = await js.update_stream(updated)
+        log.warning(
+            "updated stream %s to match the config: %s",
+            config.stream,
+            ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()),
+        )
+    return info
+
+
+def _wanted(config: StreamConfig) -> js_api.StreamConfig:
+    """The stream as the config describes it."""
+    return js_api.StreamConfig(
+        name=config.stream,
+        subjects=[config.subjects],
+        storage=_storage(config),
+        retention=js_api.RetentionPolicy.LIMITS,
+        discard=js_api.DiscardPolicy.OLD,
+        max_age=config.stream_max_age,
+        max_bytes=config.stream_max_bytes,
+        max_msgs_per_subject=config.max_msgs_per_subject,
+        num_replicas=config.replicas,
+        duplicate_window=min(120.0, config.stream_max_age),
+        allow_direct=True,
+    )
+
+
+def _storage(config: StreamConfig) -> js_api.StorageType:
+    return js_api.StorageType.FILE if config.storage == "file" else js_api.StorageType.MEMORY
+
+
+def _check_fits(
+    config: StreamConfig, have: js_api.StreamConfig, wanted: js_api.StreamConfig
+) -> None:
+    """Raise StreamMismatchError for what an update cannot fix: subjects, storage."""
+    subjects = have.subjects or []
+    if config.subjects not in subjects and ">" not in subjects:
+        raise StreamMismatchError(
+            f"stream {config.stream} exists but does not take {config.subjects} "
+            f"(its subjects: {', '.join(subjects) or 'none'}); set `stream` to another name "
+            "or add the subject to the stream"
+        )
+    if have.storage != wanted.storage:
+        raise StreamMismatchError(
+            f"stream {config.stream} uses {have.storage} storage, the config asks for "
+            f"{config.storage}; storage cannot be changed on an existing stream"
+        )
+
+
+def _changes(
+    have: js_api.StreamConfig, wanted: js_api.StreamConfig
+) -> dict[str, tuple[object, object]]:
+    """The managed limits that differ: key -> (current, desired)."""
+    changes: dict[str, tuple[object, object]] = {}
+    for key in MANAGED_LIMITS:
+        current, desired = getattr(have, key), getattr(wanted, key)
+        if key == "max_age" and current is not None and desired is not None:
+            if abs(current - desired) < 0.001:
+                continue
+        elif current == desired:
+            continue
+        changes[key] = (current, desired)
+    return changes
