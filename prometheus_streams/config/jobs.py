@@ -124,9 +124,10 @@ def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
         _check_timeout(s, timeout, interval)
     timeout = min(timeout, interval)
     file_sd = _file_sd(s) if s.given("file_sd_configs") else ()
-    if s.raw("targets") is None and file_sd:
+    listed = s.raw("targets")
+    if listed is None and file_sd:
         targets: tuple[Target, ...] = ()
-    elif not isinstance(s.raw("targets"), list) or not s.raw("targets"):
+    elif not isinstance(listed, list) or not listed:
         s.problem(
             "targets",
             "must be a non-empty list of {name, url} (or use file_sd_configs)",
