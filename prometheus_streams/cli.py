@@ -16,6 +16,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 
 from prometheus_streams import __version__, config, logs
+from prometheus_streams.check_config import describe
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.monitor import MonitorServer, build_info, standard_collectors
 from prometheus_streams.role import Role
@@ -261,7 +262,7 @@ def check_config(cfg: config.Config) -> int:
             except ConfigError as exc:
                 problems = exc.problems
         verdicts[role] = problems
-    resolved = config.describe(cfg)
+    resolved = describe(cfg)
     resolved["fit_for"] = [role for role, problems in verdicts.items() if not problems]
     print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
     for role, problems in verdicts.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
+from prometheus_streams.config import is_puppet_certname
 from prometheus_streams.security import certs
 from prometheus_streams.security.certs import CertificateError, PrivateKey
 from prometheus_streams.security.puppetca import (
@@ -31,7 +31,6 @@ DEFAULT_CA = "puppet:8140"
 DEFAULT_WAIT = 30 * 60.0
 # Puppet's own agents generate 4096-bit RSA keys.
 DEFAULT_KEY_SIZE = 4096
-_NAME_RE = re.compile(r"[a-z0-9_][a-z0-9._-]*")
 
 Say = Callable[[str], None]
 
@@ -61,7 +60,7 @@ def check_identity(name: str) -> str:
     """The certificate name, or ValueError with Puppet's rules."""
     if name != name.lower():
         raise ValueError(f"Certificate names must be lower case: {name!r}")
-    if not _NAME_RE.fullmatch(name) or len(name) > 255:
+    if not is_puppet_certname(name) or len(name) > 255:
         raise ValueError(
             f"not a certificate name: {name!r} (use lower-case letters, digits, '.', '-', '_')"
         )

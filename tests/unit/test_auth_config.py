@@ -11,6 +11,7 @@ import yaml
 from authkit import TestCA, new_nkey
 
 from prometheus_streams import config
+from prometheus_streams.check_config import describe
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.receiver.pushgateway import auth_headers
 from prometheus_streams.secret import Secret, redact_url
@@ -46,7 +47,7 @@ def _secret_file(tmp_path: Path, text: str, name: str = "secret", mode: int = 0o
 
 
 def _printed(cfg: config.Config) -> str:
-    return yaml.safe_dump(config.describe(cfg)) + repr(cfg) + str(cfg)
+    return yaml.safe_dump(describe(cfg)) + repr(cfg) + str(cfg)
 
 
 def test_password_file_is_read_and_never_printed(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_password_in_url_is_redacted_in_check_config(tmp_path: Path) -> None:
     data = {"receiver_stream": {"urls": f"nats://poller:{SECRET}@10.0.0.1:4222"}}
     path = tmp_path / "url.yaml"
     path.write_text(yaml.safe_dump(data))
-    described = yaml.safe_dump(config.describe(config.load(path)))
+    described = yaml.safe_dump(describe(config.load(path)))
     assert SECRET not in described
     assert "nats://poller:xxxxx@10.0.0.1:4222" in described
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from prometheus_streams.config import Config, TLSConfig, default_instance_name, describe, load
+from prometheus_streams.check_config import describe
+from prometheus_streams.config import Config, TLSConfig, default_instance_name, load
 from prometheus_streams.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "original-sample.yaml"

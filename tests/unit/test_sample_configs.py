@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_streams import config
+from prometheus_streams.config.jobs import FILE_SD_KEYS, JOB_KEYS, TARGET_KEYS
+from prometheus_streams.config.management import MANAGEMENT_KEYS, TOP_KEYS
+from prometheus_streams.config.nats import STREAM_KEYS
+from prometheus_streams.config.pushgateway import PUSH_KEYS
+from prometheus_streams.config.tls import TLS_KEYS
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -34,14 +39,14 @@ def test_config_sample_mentions_every_key_the_loader_knows() -> None:
         if ":" in stripped:
             documented.add(stripped.split(":", 1)[0])
     known = (
-        config._TOP_KEYS
-        | config._STREAM_KEYS
-        | config._PUSH_KEYS
-        | config._JOB_KEYS
-        | config._TARGET_KEYS
-        | config._TLS_KEYS
-        | config._MANAGEMENT_KEYS
-        | config._FILE_SD_KEYS
+        TOP_KEYS
+        | STREAM_KEYS
+        | PUSH_KEYS
+        | JOB_KEYS
+        | TARGET_KEYS
+        | TLS_KEYS
+        | MANAGEMENT_KEYS
+        | FILE_SD_KEYS
     )
     missing = sorted(known - documented)
     assert not missing, f"config.sample.yaml does not show: {missing}"

@@ -1,0 +1,82 @@
+"""What `check-config` prints: the resolved configuration as plain data, secrets never shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_streams.config import ROLES, Config, StreamConfig, TLSConfig
+from prometheus_streams.secret import redact_url
+
+
+def describe_tls(tls: TLSConfig | None) -> dict[str, Any] | None:
+    """The TLS settings and the files they resolve to."""
+    if tls is None:
+        return None
+    return {
+        "scheme": tls.scheme,
+        "identity": tls.identity,
+        "ca": tls.ca_file,
+        "cert": tls.cert_file,
+        "key": tls.key_file,
+    }
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The resolved configuration as plain data, for check-config."""
+
+    def stream(s: StreamConfig | None) -> dict[str, Any] | None:
+        if s is None:
+            return None
+        return {
+            "urls": [redact_url(url) for url in s.urls],
+            "topic": s.topic,
+            "subjects": s.subjects,
+            "stream": s.stream,
+            "durable": s.durable,
+            "replicas": s.replicas,
+            "storage": s.storage,
+            "stream_max_age_seconds": s.stream_max_age,
+            "stream_max_bytes": s.stream_max_bytes,
+            "max_msgs_per_subject": s.max_msgs_per_subject,
+            "fetch_batch": s.fetch_batch,
+            "ack_wait_seconds": s.ack_wait,
+            "tls": describe_tls(s.tls),
+            "auth": "none" if s.auth is None else s.auth.describe(),
+        }
+
+    return {
+        "identity": config.identity,
+        "log_level": "debug" if config.debug else "info",
+        "logfile": config.logfile,
+        "max_age_seconds": config.max_age,
+        "monitor": f"{config.monitor_address}:{config.monitor_port}"
+        if config.monitor_port
+        else "disabled",
+        "jobs": {
+            job.name: {
+                "scrape_interval_seconds": job.scrape_interval,
+                "scrape_timeout_seconds": job.scrape_timeout,
+                "body_size_limit_bytes": job.body_size_limit,
+                "targets": {t.name: redact_url(t.url) for t in job.targets},
+            }
+            for job in config.jobs
+        },
+        "poller_stream": stream(config.poller_stream),
+        "receiver_stream": stream(config.receiver_stream),
+        "push_gateway": None
+        if config.push_gateway is None
+        else {
+            "url": redact_url(config.push_gateway.url),
+            "publisher_label": config.push_gateway.publisher_label,
+            "timeout_seconds": config.push_gateway.timeout,
+            "concurrency": config.push_gateway.concurrency,
+            "ca": config.push_gateway.ca,
+            "insecure_skip_verify": config.push_gateway.insecure_skip_verify,
+            "auth": config.push_gateway.describe_auth(),
+        },
+        "limits": {
+            "max_line_length_bytes": config.max_line_length,
+            "max_label_count": config.max_label_count,
+        },
+        "fit_for": [role for role in ROLES if not config.problems_for(role)],
+    }

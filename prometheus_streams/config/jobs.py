@@ -1,0 +1,193 @@
+"""The `jobs` section: scrape targets, their schedule and limits, file-based discovery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from prometheus_streams.config.model import (
+    DEFAULT_BODY_SIZE_LIMIT,
+    DEFAULT_SCRAPE_INTERVAL,
+    DEFAULT_SCRAPE_TIMEOUT,
+    FileSD,
+    Job,
+    Target,
+)
+from prometheus_streams.config.reader import Section
+from prometheus_streams.config.values import (
+    NAME_RE,
+    as_name,
+    http_url,
+    one_of,
+    positive_duration,
+    size_in,
+    url_path,
+)
+from prometheus_streams.units import parse_size
+from prometheus_streams.wire import MAX_LABELS, label_name_problem
+
+JOB_KEYS = {
+    "targets",
+    "scrape_interval",
+    "scrape_timeout",
+    "body_size_limit",
+    "scheme",
+    "metrics_path",
+    "file_sd_configs",
+}
+TARGET_KEYS = {"name", "url", "labels"}
+FILE_SD_KEYS = {"files", "refresh_interval"}
+
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """What a job inherits from the top level when it does not say."""
+
+    scrape_interval: float
+    scrape_timeout: float
+    body_size_limit: int
+
+
+def default_instance_name(url: str) -> str:
+    """The `host:port` Prometheus would use as the instance label."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def check_labels(raw: object) -> tuple[tuple[str, str], ...]:
+    """Validate extra target labels: a mapping of label name to string value."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"must be a mapping of label names to values, got {raw!r}")
+    if len(raw) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels, got {len(raw)}")
+    labels = []
+    for name, value in raw.items():
+        problem = label_name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError(f"label {name!r} needs a string value, got {value!r}")
+        labels.append((name, str(value)))
+    return tuple(sorted(labels))
+
+
+def read_job_defaults(top: Section) -> JobDefaults:
+    """The top-level scrape_interval, scrape_timeout and body_size_limit."""
+    interval = top.get("scrape_interval", positive_duration, DEFAULT_SCRAPE_INTERVAL)
+    timeout = top.get("scrape_timeout", positive_duration, DEFAULT_SCRAPE_TIMEOUT)
+    if top.given("scrape_timeout"):
+        _check_timeout(top, timeout, interval)
+    return JobDefaults(
+        scrape_interval=interval,
+        scrape_timeout=min(timeout, interval),
+        body_size_limit=top.get("body_size_limit", size_in(1024, 2**31), DEFAULT_BODY_SIZE_LIMIT),
+    )
+
+
+def _check_timeout(s: Section, timeout: float, interval: float) -> None:
+    if timeout > interval:
+        s.problem(
+            "scrape_timeout", f"{timeout:g}s is longer than the scrape_interval {interval:g}s"
+        )
+
+
+def read_jobs(parent: Section, defaults: JobDefaults) -> tuple[Job, ...]:
+    """Every job of the `jobs` mapping that is usable; problems for the others."""
+    jobs_section = parent.mapping("jobs")
+    if jobs_section is None:
+        return ()
+    jobs = []
+    for job_name in jobs_section:
+        if not NAME_RE.fullmatch(job_name) or job_name != job_name.strip():
+            jobs_section.problem(
+                job_name, "job names must not contain control characters or surrounding blanks"
+            )
+        s = jobs_section.mapping(job_name)
+        if s is None:
+            continue
+        job = _job(s, job_name, defaults)
+        if job is not None:
+            jobs.append(job)
+    return tuple(jobs)
+
+
+def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
+    s.check_keys(JOB_KEYS)
+    interval = s.get("scrape_interval", positive_duration, defaults.scrape_interval)
+    timeout = s.get("scrape_timeout", positive_duration, defaults.scrape_timeout)
+    if "scrape_timeout" in s:
+        _check_timeout(s, timeout, interval)
+    timeout = min(timeout, interval)
+    file_sd = _file_sd(s) if s.given("file_sd_configs") else ()
+    listed = s.raw("targets")
+    if listed is None and file_sd:
+        targets: tuple[Target, ...] = ()
+    elif not isinstance(listed, list) or not listed:
+        s.problem(
+            "targets",
+            "must be a non-empty list of {name, url} (or use file_sd_configs)",
+        )
+        return None
+    else:
+        targets = _targets(s, name)
+    return Job(
+        name=name,
+        targets=targets,
+        scrape_interval=interval,
+        scrape_timeout=timeout,
+        body_size_limit=s.get("body_size_limit", parse_size, defaults.body_size_limit),
+        scheme=s.get("scheme", one_of("http", "https"), "http"),
+        metrics_path=s.get("metrics_path", url_path, "/metrics"),
+        file_sd=file_sd,
+    )
+
+
+def _targets(job: Section, job_name: str) -> tuple[Target, ...]:
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for s in job.entries("targets"):
+        s.check_keys(TARGET_KEYS)
+        if not s.given("url"):
+            s.problem("url", "required")
+            continue
+        url = s.get("url", http_url, "")
+        if not url:
+            continue
+        name = s.get("name", as_name, default_instance_name(url))
+        if name in seen:
+            s.problem("name", f"duplicate target name {name!r} in job {job_name}")
+        seen.add(name)
+        labels: tuple[tuple[str, str], ...] = s.get("labels", check_labels, ())
+        targets.append(Target(name=name, url=url, labels=labels))
+    return tuple(targets)
+
+
+def _file_sd(job: Section) -> tuple[FileSD, ...]:
+    if not isinstance(job.raw("file_sd_configs"), list):
+        job.problem("file_sd_configs", "must be a list of {files, refresh_interval}")
+        return ()
+    result = []
+    for s in job.entries("file_sd_configs"):
+        s.check_keys(FILE_SD_KEYS)
+        files = s.raw("files")
+        if (
+            not isinstance(files, list)
+            or not files
+            or not all(isinstance(f, str) and f for f in files)
+        ):
+            s.problem("files", "must be a non-empty list of file paths or globs")
+            continue
+        # As Prometheus does: relative paths are relative to the config file.
+        base = Path(s.reader.path).resolve().parent
+        result.append(
+            FileSD(
+                files=tuple(str(base / f) for f in files),
+                refresh_interval=s.get("refresh_interval", positive_duration, 300.0),
+            )
+        )
+    return tuple(result)

@@ -1,0 +1,218 @@
+"""The resolved configuration: immutable objects, built once by `loading` and never changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_streams.errors import ConfigError
+from prometheus_streams.secret import Secret
+
+SELF_JOB = "prometheus_streams"
+DEFAULT_SCRAPE_INTERVAL = 60.0
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+DEFAULT_BODY_SIZE_LIMIT = 32 * 1024 * 1024
+DEFAULT_MAX_LINE_LENGTH = 64 * 1024
+DEFAULT_MAX_LABEL_COUNT = 128
+ROLES = ("poller", "receiver")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """How to secure a NATS connection."""
+
+    scheme: str
+    identity: str
+    ssl_dir: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA bundle, from `ca` or the Puppet ssldir."""
+        if self.scheme == "puppet" and self.ssl_dir:
+            return str(Path(self.ssl_dir) / "certs" / "ca.pem")
+        return self.ca
+
+    @property
+    def cert_file(self) -> str | None:
+        """The client certificate, from `cert` or the Puppet ssldir."""
+        if self.scheme == "puppet" and self.ssl_dir:
+            return str(Path(self.ssl_dir) / "certs" / f"{self.identity}.pem")
+        return self.cert
+
+    @property
+    def key_file(self) -> str | None:
+        """The client key, from `key` or the Puppet ssldir."""
+        if self.scheme == "puppet" and self.ssl_dir:
+            return str(Path(self.ssl_dir) / "private_keys" / f"{self.identity}.pem")
+        return self.key
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """How a NATS connection proves who it is: exactly one method; secrets never shown."""
+
+    credentials_file: str | None = None
+    nkey_seed_file: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+
+    def describe(self) -> str:
+        """The method and where its secret comes from, never the secret."""
+        if self.credentials_file:
+            return f"credentials file {self.credentials_file}"
+        if self.nkey_seed_file:
+            return f"nkey seed file {self.nkey_seed_file}"
+        if self.user is not None:
+            source = self.password.source if self.password else "nowhere"
+            return f"user {self.user} with password from {source}"
+        if self.token is not None:
+            return f"token from {self.token.source}"
+        return "none"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """A NATS connection plus the JetStream stream and consumer it uses."""
+
+    urls: tuple[str, ...]
+    topic: str
+    stream: str
+    client_id: str
+    durable: str
+    replicas: int = 1
+    storage: str = "file"
+    stream_max_age: float = 600.0
+    stream_max_bytes: int = 1024**3
+    max_msgs_per_subject: int = 1
+    fetch_batch: int = 24
+    ack_wait: float = 30.0
+    tls: TLSConfig | None = None
+    auth: NatsAuth | None = None
+
+    @property
+    def subjects(self) -> str:
+        """The subject filter covering every message of this topic."""
+        return f"{self.topic}.>"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One scrape target of a job; `labels` become extra grouping labels centrally."""
+
+    name: str
+    url: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FileSD:
+    """Prometheus file-based discovery: target groups read from files."""
+
+    files: tuple[str, ...]
+    refresh_interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named set of targets scraped on one schedule."""
+
+    name: str
+    targets: tuple[Target, ...]
+    scrape_interval: float
+    scrape_timeout: float
+    body_size_limit: int
+    scheme: str = "http"
+    metrics_path: str = "/metrics"
+    file_sd: tuple[FileSD, ...] = ()
+
+
+@dataclass(frozen=True)
+class PushGatewayConfig:
+    """Where and how the receiver pushes."""
+
+    url: str
+    publisher_label: bool = False
+    timeout: float = 10.0
+    concurrency: int = 8
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    stale_after: float = 0.0
+    stale_check_interval: float = 60.0
+    ca: str | None = None
+    insecure_skip_verify: bool = False
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+
+    def describe_auth(self) -> str:
+        """How the receiver authenticates, never the secret."""
+        if self.username is not None:
+            source = self.password.source if self.password else "nowhere"
+            return f"basic auth as {self.username} with password from {source}"
+        if self.bearer_token is not None:
+            return f"bearer token from {self.bearer_token.source}"
+        return "none"
+
+
+@dataclass(frozen=True)
+class ManagementConfig:
+    """Pause/resume/status over NATS and on the local HTTP port."""
+
+    enabled: bool = True
+    subject_prefix: str = "prometheus_streams.management"
+    brokers: tuple[str, ...] = ()
+    tls: TLSConfig | None = None
+    http_remote: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration; never changed after loading."""
+
+    path: str
+    identity: str
+    verbose: bool = False
+    debug: bool = False
+    logfile: str | None = None
+    log_format: str = "text"
+    scrape_interval: float = DEFAULT_SCRAPE_INTERVAL
+    scrape_timeout: float = DEFAULT_SCRAPE_TIMEOUT
+    max_age: float = 0.0
+    monitor_port: int = 0
+    monitor_address: str = "0.0.0.0"  # noqa: S104 - Prometheus must reach it
+    body_size_limit: int = DEFAULT_BODY_SIZE_LIMIT
+    max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    max_label_count: int = DEFAULT_MAX_LABEL_COUNT
+    shutdown_grace: float = 10.0
+    jobs: tuple[Job, ...] = ()
+    poller_stream: StreamConfig | None = None
+    receiver_stream: StreamConfig | None = None
+    push_gateway: PushGatewayConfig | None = None
+    tls: TLSConfig | None = None
+    management: ManagementConfig = ManagementConfig()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def problems_for(self, role: str) -> list[str]:
+        """What keeps this config from running `role`; empty when fit."""
+        problems = []
+        if role == "poller":
+            if self.poller_stream is None:
+                problems.append(f"{self.path}: poller_stream: required by the poller")
+            if not self.jobs:
+                problems.append(f"{self.path}: jobs: the poller needs at least one job")
+        elif role == "receiver":
+            if self.receiver_stream is None:
+                problems.append(f"{self.path}: receiver_stream: required by the receiver")
+            if self.push_gateway is None:
+                problems.append(f"{self.path}: push_gateway: required by the receiver")
+        return problems
+
+    def require(self, role: str) -> None:
+        """Raise ConfigError unless the config can run `role`."""
+        problems = self.problems_for(role)
+        if problems:
+            raise ConfigError(problems)
