@@ -173,6 +173,8 @@ class PushGatewayConfig:
     breaker_cooldown: float = 30.0
     stale_after: float = 0.0
     stale_check_interval: float = 60.0
+    # Publishers whose stale groups are ours even when the stream holds none of their subjects.
+    stale_publishers: tuple[str, ...] = ()
     ca: str | None = None
     insecure_skip_verify: bool = False
     username: str | None = None
@@ -402,6 +404,18 @@ def _nats_urls(value: object) -> tuple[str, ...]:
     if not urls:
         raise ValueError("needs at least one URL")
     return tuple(urls)
+
+
+def _name_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of names, got {value!r}")
+    names = []
+    for i, item in enumerate(value):
+        try:
+            names.append(_as_name(item))
+        except ValueError as exc:
+            raise ValueError(f"item {i}: {exc}") from None
+    return tuple(names)
 
 
 def _url_path(value: object) -> str:
@@ -709,6 +723,7 @@ _PUSH_KEYS = {
     "breaker_cooldown",
     "stale_after",
     "stale_check_interval",
+    "stale_publishers",
     *_PUSH_AUTH_KEYS,
 }
 
@@ -790,6 +805,9 @@ def _push_gateway(r: _Reader, raw: object) -> PushGatewayConfig | None:
             "push_gateway.stale_check_interval",
             _positive_duration,
             60.0,
+        ),
+        stale_publishers=r.get(
+            data, "stale_publishers", "push_gateway.stale_publishers", _name_list, ()
         ),
     )
 
@@ -1086,6 +1104,8 @@ def parse(raw: object, path: str) -> Config:
             "needs publisher_label: true, or the receiver could not tell its groups from "
             "groups other clients push, and would delete them",
         )
+    if push is not None and push.stale_publishers and not push.stale_after:
+        r.warn("push_gateway.stale_publishers", "has no effect without stale_after")
     if any(job.name == SELF_JOB for job in config.jobs) and config.monitor_port:
         r.problem(f"jobs.{SELF_JOB}", "reserved for the poller's own metrics (monitor_port)")
     if r.problems:
@@ -1161,6 +1181,9 @@ def describe(config: Config) -> dict[str, Any]:
             "publisher_label": config.push_gateway.publisher_label,
             "timeout_seconds": config.push_gateway.timeout,
             "concurrency": config.push_gateway.concurrency,
+            "stale_after_seconds": config.push_gateway.stale_after,
+            "stale_check_interval_seconds": config.push_gateway.stale_check_interval,
+            "stale_publishers": list(config.push_gateway.stale_publishers),
             "ca": config.push_gateway.ca,
             "insecure_skip_verify": config.push_gateway.insecure_skip_verify,
             "auth": config.push_gateway.describe_auth(),
