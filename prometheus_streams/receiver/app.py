@@ -786,7 +786,8 @@ class Receiver:
             publisher = labels.get("publisher")
             if path is None or publisher is None or "instance" not in labels:
                 # Not our grouping key: someone else's, whatever its age.
-                foreign += bool(group.pushed) and now - group.pushed > stale_after
+                if group.pushed and now - group.pushed > stale_after:
+                    foreign += 1
                 continue
             since = group.pushed
             if not since:
@@ -815,8 +816,8 @@ class Receiver:
             if await self._delete_stale(path, key):
                 deleted += 1
                 no_push_time.pop(path, None)
-                what = "last push" if group.pushed else "no successful push, first seen"
-                log.info("deleted stale group %s: %s %.0fs ago", path, what, age)
+                what = "last push %.0fs ago" if group.pushed else "no successful push for %.0fs"
+                log.info("deleted stale group %s: " + what, path, age)
         sweep.no_push_time = no_push_time
         sweep.sweeps.inc()
         sweep.foreign.set(foreign)
@@ -830,16 +831,13 @@ class Receiver:
         }
         return deleted
 
-    def _our_publishers(self) -> set[str]:
-        return (
-            self._sweep.stream_publishers
-            | self._publishers_seen.keys()
-            | set(self.push_config.stale_publishers)
-        )
-
     async def _is_ours(self, publisher: str) -> bool:
         """Whether the publisher's groups are ours; reads the stream again now and then."""
-        if publisher in self._our_publishers():
+        if (
+            publisher in self._sweep.stream_publishers
+            or publisher in self._publishers_seen
+            or publisher in self.push_config.stale_publishers
+        ):
             return True
         sweep = self._sweep
         if time.monotonic() - sweep.publishers_read_at < PUBLISHER_REFRESH:

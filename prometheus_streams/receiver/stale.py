@@ -84,8 +84,7 @@ class PushTimeParser:
             start = newline + 1
         end = data.rfind(b"\n", start) + 1
         if end:
-            for line in data[start:end].split(b"\n"):
-                self._line(line)
+            self._lines(data, start, end)
         else:
             end = start
         self._tail = data[end:]
@@ -100,6 +99,20 @@ class PushTimeParser:
             self._line(self._tail)
         self._tail = b""
         return list(self.groups.values())
+
+    def _lines(self, data: bytes, start: int, end: int) -> None:
+        """The complete lines in data[start:end]; only those of our families reach Python."""
+        i = start
+        while i < end:
+            if self._family is None and not data.startswith(b"push_", i):
+                # Every other series of the page is skipped by a search in C.
+                found = data.find(b"\npush_", i, end)
+                if found < 0:
+                    return
+                i = found + 1
+            newline = data.find(b"\n", i, end)
+            self._line(data[i:newline])
+            i = newline + 1
 
     def _line(self, line: bytes) -> None:
         if not line:
@@ -175,8 +188,8 @@ class SweepState:
         p = "prometheus_streams_receiver_stale_"
         self.foreign = Gauge(
             p + "foreign_groups",
-            "Pushgateway groups the last sweep left alone: not of a publisher seen on the"
-            " stream or listed in stale_publishers",
+            "Stale Pushgateway groups the last sweep left alone: not of a publisher seen"
+            " on the stream or listed in stale_publishers",
             registry=registry,
         )
         self.without_push_time = Gauge(
