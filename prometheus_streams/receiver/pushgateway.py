@@ -168,7 +168,13 @@ class PushGateway:
         assert self._session is not None, "start() first"
         parser = PushTimeParser()
         headers = {"Accept": LISTING_ACCEPT, "Accept-Encoding": "identity"}
-        async with self._session.get(self.config.url + "/metrics", headers=headers) as resp:
+        # A Pushgateway holding millions of series takes a while to write them
+        # all: the timeout bounds each wait for more, not the whole listing.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.config.timeout, sock_read=self.config.timeout
+        )
+        url = self.config.url + "/metrics"
+        async with self._session.get(url, headers=headers, timeout=timeout) as resp:
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(
                     resp.request_info, (), status=resp.status, message="listing push times"
