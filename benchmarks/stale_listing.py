@@ -6,8 +6,8 @@ Starts a Pushgateway, pushes `--groups` node pages (about 500 series each) as
 groups, then lists them in a fresh child process per way, `--sweeps` times:
 `json` as the sweep did before (GET /api/v1/metrics, parsed whole) and
 `stream` as it does now (push times streamed from /metrics). Prints, per way,
-the tracemalloc peak of one listing, the wall time of one listing, and the
-child's RSS before the first and after the last listing.
+the tracemalloc peak of the first listing, wall and CPU time of the second
+(untraced), and the child's RSS before the first and after the last listing.
 """
 
 from __future__ import annotations
@@ -60,18 +60,20 @@ async def _measure(way: str, url: str, sweeps: int) -> dict[str, Any]:
 
         rss_before = _rss_kib()
         tracemalloc.start()
-        t0 = time.perf_counter()
         groups = await once()
-        seconds = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        for _ in range(sweeps - 1):
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await once()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        for _ in range(sweeps - 2):
             await once()
         return {
             "way": way,
             "groups": groups,
             "peak_mib": round(peak / 2**20, 1),
             "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
             "rss_before_mib": round(rss_before / 1024, 1),
             "rss_after_mib": round(_rss_kib() / 1024, 1),
         }
