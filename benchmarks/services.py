@@ -94,8 +94,9 @@ def start_pushgateway(
         "--web.enable-admin-api",
         "--log.level=warn",
     ]
-    if data is not None:
-        argv.append(f"--persistence.file={data}")
+    # Debian's build defaults to /var/lib/prometheus/pushgateway.data, shared by
+    # every run: without `data`, no persistence at all.
+    argv.append(f"--persistence.file={data or ''}")
     if not check:
         argv.append("--push.disable-consistency-check")
     proc = procs.start(

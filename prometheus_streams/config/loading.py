@@ -101,5 +101,7 @@ def _check_across_sections(top: Section, config: Config) -> None:
             "needs publisher_label: true, or the receiver could not tell its groups from "
             "groups other clients push, and would delete them",
         )
+    if push is not None and push.stale_publishers and not push.stale_after:
+        top.warn("push_gateway.stale_publishers", "has no effect without stale_after")
     if any(job.name == SELF_JOB for job in config.jobs) and config.monitor_port:
         top.problem(f"jobs.{SELF_JOB}", "reserved for the poller's own metrics (monitor_port)")

@@ -142,6 +142,8 @@ class PushGatewayConfig:
     breaker_cooldown: float = 30.0
     stale_after: float = 0.0
     stale_check_interval: float = 60.0
+    # Publishers whose stale groups are ours even when the stream holds none of their subjects.
+    stale_publishers: tuple[str, ...] = ()
     ca: str | None = None
     insecure_skip_verify: bool = False
     username: str | None = None

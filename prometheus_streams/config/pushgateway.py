@@ -20,6 +20,7 @@ from prometheus_streams.config.values import (
     as_str,
     http_url,
     int_in,
+    name_list,
     positive_duration,
 )
 from prometheus_streams.secret import Secret
@@ -45,6 +46,7 @@ PUSH_KEYS = {
     "breaker_cooldown",
     "stale_after",
     "stale_check_interval",
+    "stale_publishers",
     *_PUSH_AUTH_KEYS,
 }
 
@@ -71,6 +73,7 @@ def read_push_gateway(parent: Section) -> PushGatewayConfig | None:
         breaker_cooldown=s.get("breaker_cooldown", positive_duration, 30.0),
         stale_after=s.get("stale_after", parse_duration, 0.0),
         stale_check_interval=s.get("stale_check_interval", positive_duration, 60.0),
+        stale_publishers=s.get("stale_publishers", name_list, ()),
     )
 
 

@@ -40,6 +40,19 @@ def as_name(value: object) -> str:
     return text
 
 
+def name_list(value: object) -> tuple[str, ...]:
+    """A list of names (see `as_name`)."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of names, got {value!r}")
+    names = []
+    for i, item in enumerate(value):
+        try:
+            names.append(as_name(item))
+        except ValueError as exc:
+            raise ValueError(f"item {i}: {exc}") from None
+    return tuple(names)
+
+
 def secret_text(value: object) -> str:
     """A password or token given inline."""
     # Unlike as_str, never echo the value: it is a password or a token.

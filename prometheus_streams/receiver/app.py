@@ -14,6 +14,7 @@ import aiohttp
 from nats.aio.msg import Msg
 from nats.errors import Error as NATSError
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prometheus_streams import wire
@@ -45,6 +46,7 @@ from prometheus_streams.receiver.pushgateway import (
     group_path,
     path_of_labels,
 )
+from prometheus_streams.receiver.stale import PUBLISHER_REFRESH, SweepState, stream_publishers
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, Puller, bind_stream
 
@@ -87,6 +89,9 @@ DROP_REASONS = (
     "line_too_long",
     "too_many_labels",
 )
+# A sweep with a backlog looks up at most this many stale groups on the stream;
+# the rest wait for the next sweep.
+STALE_LOOKUPS = 256
 
 
 class ReceiverMetrics:
@@ -260,6 +265,7 @@ class Receiver:
         # Scrape time of the newest push per group, so a group never goes back in time.
         self._last_pushed: dict[tuple[str, str, str], int] = {}
         self._publishers_seen: dict[str, float] = {}
+        self._sweep = SweepState(registry)
         self._grouping_labels = _grouping_labels(self.push_config)
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._sub: Puller | None = None
@@ -330,6 +336,7 @@ class Receiver:
             "paused": self.paused,
             "breaker": self.breaker.state,
             "consumer_pending": self._pending_count,
+            "stale_sweep": self._sweep.status(),
             "publishers": [
                 {"publisher": p, "last_seen": seen, "age_seconds": round(time.time() - seen, 3)}
                 for p, seen in sorted(self._publishers_seen.items())
@@ -804,16 +811,6 @@ class Receiver:
 
     # -- stale groups -------------------------------------------------------
 
-    def _manages(self, labels: dict[str, str]) -> bool:
-        """Groups with our grouping key: job, instance and publisher.
-
-        Without the publisher label our groups cannot be told from anyone
-        else's, so config requires publisher_label for stale_after.
-        """
-        if "job" not in labels or "instance" not in labels:
-            return False
-        return "publisher" in labels if self.push_config.publisher_label else True
-
     async def _stale_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _first(stop.wait(), asyncio.sleep(self.push_config.stale_check_interval))
@@ -825,61 +822,176 @@ class Receiver:
         """One stale-group check; returns how many groups were deleted."""
         if not self.push_config.stale_after or self._sub is None:
             return 0
-        # Only when caught up: after an outage every group looks stale until the
-        # backlog is pushed, and deleting them then would blank the dashboards.
-        if self.paused or self.breaker.state != "closed" or not await self._caught_up():
+        # Paused or breaker open: scrapes wait in the stream because we hold
+        # them back, and every group would look stale.
+        if self.paused or self.breaker.state != "closed":
             return 0
-        return await self.sweep_stale_groups()
+        ok, floor = await self._ack_floor()
+        if not ok:
+            return 0
+        return await self.sweep_stale_groups(floor)
 
-    async def _caught_up(self) -> bool:
+    async def _ack_floor(self) -> tuple[bool, int | None]:
+        """Whether the consumer could be asked; then the stream sequence through
+        which it has finished every message, None when nothing waits at all."""
         assert self._sub is not None
         try:
             info = await self._sub.consumer_info()
         except (NATSError, TimeoutError) as exc:
             log.debug("cannot read consumer info: %s", exc)
-            return False
+            return False, None
         self._pending_count = info.num_pending or 0
         self.metrics.pending.set(self._pending_count)
-        return not info.num_pending and not info.num_ack_pending
+        if not info.num_pending and not info.num_ack_pending:
+            return True, None
+        return True, info.ack_floor.stream_seq if info.ack_floor else 0
 
-    async def sweep_stale_groups(self) -> int:
-        """Delete managed groups whose last push is older than stale_after."""
+    async def sweep_stale_groups(self, floor: int | None = None) -> int:
+        """Delete our groups whose last push is older than stale_after.
+
+        Ours: a publisher seen on the stream (now or earlier in this process)
+        or listed in stale_publishers; nothing else is ever touched. With a
+        `floor` (messages after that stream sequence are not finished yet), a
+        group whose newest message on the stream lies beyond it is kept: a
+        newer scrape of it is waiting or being pushed. That is what keeps a
+        backlog after an outage from blanking the dashboards, without waiting
+        for an instant when nothing at all is in flight.
+        """
+        sweep = self._sweep
+        stale_after = self.push_config.stale_after
         try:
-            groups = await self.gateway.groups()
+            groups = await self.gateway.push_times()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.metrics.stale_errors.inc()
             log.warning("cannot list Pushgateway groups for the stale check: %s", exc)
             return 0
         now = time.time()
-        deleted = 0
+        deleted = foreign = lookups = 0
+        no_push_time: dict[str, float] = {}
         for group in groups:
-            labels = group.get("labels")
-            if not isinstance(labels, dict) or not self._manages(labels):
-                continue
-            try:
-                pushed = float(group["push_time_seconds"]["metrics"][0]["value"])
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            age = now - pushed
+            labels = group.labels
             path = path_of_labels(labels)
-            if not self.push_config.stale_after or age <= self.push_config.stale_after:
+            publisher = labels.get("publisher")
+            if path is None or publisher is None or "instance" not in labels:
+                # Not our grouping key: someone else's, whatever its age.
+                if group.pushed and now - group.pushed > stale_after:
+                    foreign += 1
                 continue
-            if path is None:
+            since = group.pushed
+            if not since:
+                if not await self._is_ours(publisher):
+                    continue
+                since = no_push_time[path] = self._report_no_push_time(path, group.failed, now)
+            age = now - since
+            if age <= stale_after:
                 continue
-            result = await self.gateway.delete(path)
-            if result.ok:
-                self.types.record(path, None)
-                key = (labels.get("publisher", ""), labels["job"], labels["instance"])
-                self._last_pushed.pop(key, None)
+            if not await self._is_ours(publisher):
+                foreign += 1
+                self._report_foreign(publisher)
+                continue
+            key = (publisher, labels["job"], labels["instance"])
+            if self._last_pushed.get(key, 0) / 1000 > now - stale_after:
+                continue  # pushed by us since the listing was read
+            if floor is not None:
+                if lookups >= STALE_LOOKUPS:
+                    sweep.skipped.labels("lookup_limit").inc()
+                    continue
+                lookups += 1
+                reason = await self._waiting_in_stream(key, floor)
+                if reason:
+                    sweep.skipped.labels(reason).inc()
+                    continue
+            if await self._delete_stale(path, key):
                 deleted += 1
-                self.metrics.stale_deleted.inc()
-                log.info("deleted stale group %s: last push %.0fs ago", path, age)
-            else:
-                self.metrics.stale_errors.inc()
-                log.warning(
-                    "cannot delete stale group %s: HTTP %s %s", path, result.status, result.detail
-                )
+                no_push_time.pop(path, None)
+                what = "last push %.0fs ago" if group.pushed else "no successful push for %.0fs"
+                log.info("deleted stale group %s: " + what, path, age)
+        sweep.no_push_time = no_push_time
+        sweep.sweeps.inc()
+        sweep.foreign.set(foreign)
+        sweep.without_push_time.set(len(no_push_time))
+        sweep.last = {
+            "time": now,
+            "groups": len(groups),
+            "deleted": deleted,
+            "foreign_groups": foreign,
+            "without_push_time": sorted(no_push_time)[:20],
+        }
         return deleted
+
+    async def _is_ours(self, publisher: str) -> bool:
+        """Whether the publisher's groups are ours; reads the stream again now and then."""
+        if (
+            publisher in self._sweep.stream_publishers
+            or publisher in self._publishers_seen
+            or publisher in self.push_config.stale_publishers
+        ):
+            return True
+        sweep = self._sweep
+        if time.monotonic() - sweep.publishers_read_at < PUBLISHER_REFRESH:
+            return False
+        sweep.publishers_read_at = time.monotonic()
+        assert self.conn.nc is not None
+        try:
+            found = await stream_publishers(self.conn.nc, self.stream.stream, self.stream.topic)
+        except (NATSError, TimeoutError, ValueError) as exc:
+            self.metrics.stale_errors.inc()
+            log.warning("cannot read the publishers of stream %s: %s", self.stream.stream, exc)
+            return False
+        # Kept for the life of the process, even once their subjects age out.
+        sweep.stream_publishers |= found
+        return publisher in sweep.stream_publishers
+
+    def _report_foreign(self, publisher: str) -> None:
+        reported = self._sweep.reported_foreign
+        if publisher in reported or len(reported) >= 1000:
+            return
+        reported.add(publisher)
+        log.info(
+            "leaving stale Pushgateway groups of publisher %r alone: not seen on stream %s;"
+            " list it in push_gateway.stale_publishers if they are ours",
+            publisher,
+            self.stream.stream,
+        )
+
+    def _report_no_push_time(self, path: str, failed: float, now: float) -> float:
+        """Log a group of ours that never had a successful push, once; since when it is so."""
+        first_seen = self._sweep.no_push_time.get(path)
+        if first_seen is None:
+            first_seen = failed or now
+            detail = f"last failed push {now - failed:.0f}s ago" if failed else "no push recorded"
+            log.warning(
+                "Pushgateway group %s has no successful push (push_time_seconds 0; %s)",
+                path,
+                detail,
+            )
+        return first_seen
+
+    async def _waiting_in_stream(self, key: tuple[str, str, str], floor: int) -> str:
+        """Why the group must be kept ('' if it need not): its newest message is unfinished."""
+        subject = wire.subject_for(self.stream.topic, *key)
+        try:
+            last = await self.conn.js.get_last_msg(self.stream.stream, subject)
+        except NotFoundError:
+            return ""
+        except (NATSError, TimeoutError) as exc:
+            log.debug("cannot look up the newest message of %s: %s", subject, exc)
+            return "lookup_failed"
+        return "waiting_in_stream" if (last.seq or 0) > floor else ""
+
+    async def _delete_stale(self, path: str, key: tuple[str, str, str] | None) -> bool:
+        result = await self.gateway.delete(path)
+        if not result.ok:
+            self.metrics.stale_errors.inc()
+            log.warning(
+                "cannot delete stale group %s: HTTP %s %s", path, result.status, result.detail
+            )
+            return False
+        self.types.record(path, None)
+        if key is not None:
+            self._last_pushed.pop(key, None)
+        self.metrics.stale_deleted.inc()
+        return True
 
 
 async def _first(*aws: Coroutine[Any, Any, Any]) -> None:

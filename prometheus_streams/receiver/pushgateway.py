@@ -6,7 +6,6 @@ import base64
 import functools
 import ssl
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -14,10 +13,14 @@ import aiohttp
 from prometheus_streams import __version__
 from prometheus_streams.config import PushGatewayConfig
 from prometheus_streams.receiver.http import HTTPError, HTTPPool
+from prometheus_streams.receiver.stale import GroupTimes, PushTimeParser
 from prometheus_streams.wire import CONTENT_TYPE
 
 # Statuses that will not change by retrying the same body.
 PERMANENT_STATUSES = frozenset({400, 413, 422})
+# The listing of push times: text 0.0.4, read in pieces of this size.
+LISTING_ACCEPT = "text/plain; version=0.0.4"
+LISTING_CHUNK = 64 * 1024
 
 
 def _segment(name: str, value: str) -> str:
@@ -160,19 +163,29 @@ class PushGateway:
         """Delete a whole group."""
         return await self._request("DELETE", path, b"", {})
 
-    async def groups(self) -> list[dict[str, Any]]:
-        """Every group with its labels and push time, from /api/v1/metrics."""
+    async def push_times(self) -> list[GroupTimes]:
+        """Every group's labels and push times, streamed from the Pushgateway's /metrics."""
         assert self._session is not None, "start() first"
-        async with self._session.get(self.config.url + "/api/v1/metrics") as resp:
+        parser = PushTimeParser()
+        headers = {"Accept": LISTING_ACCEPT, "Accept-Encoding": "identity"}
+        # A Pushgateway holding millions of series takes a while to write them
+        # all: the timeout bounds each wait for more, not the whole listing.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.config.timeout, sock_read=self.config.timeout
+        )
+        url = self.config.url + "/metrics"
+        async with self._session.get(url, headers=headers, timeout=timeout) as resp:
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message="listing groups"
+                    resp.request_info, (), status=resp.status, message="listing push times"
                 )
-            data = await resp.json(content_type=None)
-        groups = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(groups, list):
-            raise ValueError("unexpected /api/v1/metrics answer")
-        return [g for g in groups if isinstance(g, dict)]
+            async for chunk in resp.content.iter_chunked(LISTING_CHUNK):
+                parser.feed(chunk)
+                if parser.complete:
+                    # The rest is every pushed series: not needed, not read.
+                    resp.close()
+                    break
+        return parser.close()
 
     async def _request(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
