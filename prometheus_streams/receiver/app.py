@@ -45,6 +45,7 @@ from prometheus_streams.receiver.pushgateway import (
     group_path,
     path_of_labels,
 )
+from prometheus_streams.runtime import PauseGate, Readiness, RecentErrors, SharedRole
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, Puller, bind_stream
 
@@ -239,7 +240,7 @@ def _nak_delay(msg: Msg) -> float:
     return float(min(MAX_NAK_DELAY, 0.5 * 2 ** max(0, delivered - 1)))
 
 
-class Receiver:
+class Receiver(SharedRole):
     """Consumes the stream through a durable pull consumer shared by every copy."""
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
@@ -255,8 +256,11 @@ class Receiver:
             registry,
         )
         self.gateway = PushGateway(self.push_config)
-        self.stream_ready = False
-        self.last_error = ""
+        self.readiness = Readiness(self.conn)
+        self.errors = RecentErrors()
+        self.gate = PauseGate(
+            "receiver", self.metrics.paused, "messages now wait in the stream", log
+        )
         # Scrape time of the newest push per group, so a group never goes back in time.
         self._last_pushed: dict[tuple[str, str, str], int] = {}
         self._publishers_seen: dict[str, float] = {}
@@ -277,46 +281,7 @@ class Receiver:
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
         )
-        self._resumed = asyncio.Event()
-        self._resumed.set()
         self._pending_count = -1
-        self.recent_errors: list[tuple[float, str]] = []
-
-    @property
-    def paused(self) -> bool:
-        """True while an operator has paused fetching."""
-        return not self._resumed.is_set()
-
-    def pause(self, why: str = "operator") -> bool:
-        """Stop fetching; messages wait in the stream. Returns whether the state changed."""
-        if self.paused:
-            return False
-        self._resumed.clear()
-        self.metrics.paused.set(1)
-        log.warning("receiver paused (%s): messages now wait in the stream", why)
-        return True
-
-    def resume(self, why: str = "operator") -> bool:
-        """Fetch again. Returns whether the state changed."""
-        if not self.paused:
-            return False
-        self._resumed.set()
-        self.metrics.paused.set(0)
-        log.warning("receiver resumed (%s)", why)
-        return True
-
-    def _note_error(self, text: str) -> None:
-        self.last_error = text
-        self.recent_errors.append((time.time(), text))
-        del self.recent_errors[:-20]
-
-    def ready(self) -> tuple[bool, str]:
-        """Ready once connected to NATS with the consumer bound."""
-        if not self.conn.connected.is_set():
-            return False, self.conn.why_not_connected()
-        if not self.stream_ready:
-            return False, "stream not checked yet"
-        return True, "ready"
 
     def status(self) -> dict[str, Any]:
         """Publishers and when they were last seen, for the status page."""
@@ -335,7 +300,7 @@ class Receiver:
                 for p, seen in sorted(self._publishers_seen.items())
             ],
             "last_error": self.last_error,
-            "recent_errors": [{"time": t, "error": e} for t, e in reversed(self.recent_errors)],
+            "recent_errors": self.errors.for_status(),
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -348,7 +313,7 @@ class Receiver:
         try:
             # The consume loop notices `stop` between batches and returns by itself;
             # while it is still connecting there is nothing in flight to wait for.
-            if self.stream_ready:
+            if self.readiness.stream_checked:
                 await asyncio.wait_for(asyncio.shield(consumer), self.config.shutdown_grace)
         except TimeoutError:
             log.warning("in-flight pushes did not finish within the grace period")
@@ -393,7 +358,7 @@ class Receiver:
             )
 
         await bind_stream(self.conn, self.stream, f"bind consumer {self.stream.durable}", bind)
-        self.stream_ready = True
+        self.readiness.stream_checked = True
         return sub
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -402,7 +367,7 @@ class Receiver:
         batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
-                await self._idle(sub, stop, self._resumed.wait())
+                await self._idle(sub, stop, self.gate.wait_resumed())
                 continue
             delay = self.breaker.wait_time()
             if delay > 0:
@@ -422,7 +387,7 @@ class Receiver:
                 if errors >= 5 and self.conn.connected.is_set():
                     # Connected yet failing: the stream or the consumer was deleted
                     # or changed under us. Check and bind again.
-                    self.stream_ready = False
+                    self.readiness.stream_checked = False
                     self._note_error(
                         f"consumer {self.stream.durable} failed {errors} times: binding again"
                     )
