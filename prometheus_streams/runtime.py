@@ -15,9 +15,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
+    from prometheus_streams.config import Config, StreamConfig
     from prometheus_streams.transport import Connection
 
 RECENT_ERRORS = 20
+
+
+def warn_without_speedups(native: object, cost: str, log: logging.Logger) -> bool:
+    """Log a warning when the package was built without _speedups; whether it did."""
+    if native is not None:
+        return False
+    log.warning(
+        "built without its C pass (prometheus_streams._speedups): %s; reinstall with"
+        " a C compiler and Python's headers (Debian: gcc python3-dev) to build it",
+        cost,
+    )
+    return True
 
 
 class PauseGate:
@@ -100,9 +113,12 @@ class Readiness:
 class SharedRole:
     """The operator-facing parts of a role that both roles answer the same way.
 
-    A role sets `gate`, `errors` and `readiness` in its constructor.
+    A role sets these attributes in its constructor.
     """
 
+    config: Config
+    stream: StreamConfig
+    conn: Connection
     gate: PauseGate
     errors: RecentErrors
     readiness: Readiness
@@ -131,6 +147,17 @@ class SharedRole:
 
     def _note_error(self, text: str) -> None:
         self.errors.note(text)
+
+    def _shared_status(self, role: str) -> dict[str, Any]:
+        """The part of the status page both roles show."""
+        return {
+            "role": role,
+            "identity": self.config.identity,
+            "nats_connected": self.conn.connected.is_set(),
+            "stream": self.stream.stream,
+            "paused": self.paused,
+            "recent_errors": self.errors.for_status(),
+        }
 
 
 class Phases:
