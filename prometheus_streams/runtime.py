@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +161,7 @@ class SharedRole:
         }
 
 
-class Phases:
+class Phases(ABC):
     """A role's life in three phases, as uvicorn's Server has them.
 
     `start()` brings the role up, `serve(stop)` runs until `stop` (or a
@@ -169,17 +170,17 @@ class Phases:
     service.py: that skips these waits, not the pid file and the log flush.
     """
 
+    @abstractmethod
     async def start(self) -> None:
         """Bring the role up: connect, start its tasks."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def serve(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set or a supervised task crashed."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def shutdown(self, grace: float) -> None:
         """Finish in-flight work within `grace`, then close; raise if a task crashed."""
-        raise NotImplementedError
 
     async def run_phases(self, stop: asyncio.Event, grace: float) -> None:
         """Start, serve until `stop`, shut down within `grace`."""
