@@ -47,6 +47,13 @@ from prometheus_streams.receiver.pushgateway import (
     path_of_labels,
 )
 from prometheus_streams.receiver.stale import PUBLISHER_REFRESH, SweepState, stream_publishers
+from prometheus_streams.runtime import (
+    PauseGate,
+    Readiness,
+    RecentErrors,
+    SharedRole,
+    warn_without_speedups,
+)
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection, Puller, bind_stream
 
@@ -226,14 +233,8 @@ class _Work:
 
 def warn_without_c_pass(native: object = NATIVE_SHAPE) -> bool:
     """Log a warning when the package was built without _speedups; whether it did."""
-    if native is not None:
-        return False
-    log.warning(
-        "built without its C pass (prometheus_streams._speedups): every message"
-        " costs the receiver about 0.1 ms more CPU; reinstall with a C compiler"
-        " and Python's headers (Debian: gcc python3-dev) to build it"
-    )
-    return True
+    cost = "every message costs the receiver about 0.1 ms more CPU"
+    return warn_without_speedups(native, cost, log)
 
 
 def _nak_delay(msg: Msg) -> float:
@@ -244,7 +245,7 @@ def _nak_delay(msg: Msg) -> float:
     return float(min(MAX_NAK_DELAY, 0.5 * 2 ** max(0, delivered - 1)))
 
 
-class Receiver:
+class Receiver(SharedRole):
     """Consumes the stream through a durable pull consumer shared by every copy."""
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
@@ -260,8 +261,11 @@ class Receiver:
             registry,
         )
         self.gateway = PushGateway(self.push_config)
-        self.stream_ready = False
-        self.last_error = ""
+        self.readiness = Readiness(self.conn)
+        self.errors = RecentErrors()
+        self.gate = PauseGate(
+            "receiver", self.metrics.paused, "messages now wait in the stream", log
+        )
         # Scrape time of the newest push per group, so a group never goes back in time.
         self._last_pushed: dict[tuple[str, str, str], int] = {}
         self._publishers_seen: dict[str, float] = {}
@@ -283,57 +287,14 @@ class Receiver:
         self.breaker = Breaker(
             self.push_config.breaker_failures, self.push_config.breaker_cooldown, registry
         )
-        self._resumed = asyncio.Event()
-        self._resumed.set()
         self._pending_count = -1
-        self.recent_errors: list[tuple[float, str]] = []
-
-    @property
-    def paused(self) -> bool:
-        """True while an operator has paused fetching."""
-        return not self._resumed.is_set()
-
-    def pause(self, why: str = "operator") -> bool:
-        """Stop fetching; messages wait in the stream. Returns whether the state changed."""
-        if self.paused:
-            return False
-        self._resumed.clear()
-        self.metrics.paused.set(1)
-        log.warning("receiver paused (%s): messages now wait in the stream", why)
-        return True
-
-    def resume(self, why: str = "operator") -> bool:
-        """Fetch again. Returns whether the state changed."""
-        if not self.paused:
-            return False
-        self._resumed.set()
-        self.metrics.paused.set(0)
-        log.warning("receiver resumed (%s)", why)
-        return True
-
-    def _note_error(self, text: str) -> None:
-        self.last_error = text
-        self.recent_errors.append((time.time(), text))
-        del self.recent_errors[:-20]
-
-    def ready(self) -> tuple[bool, str]:
-        """Ready once connected to NATS with the consumer bound."""
-        if not self.conn.connected.is_set():
-            return False, self.conn.why_not_connected()
-        if not self.stream_ready:
-            return False, "stream not checked yet"
-        return True, "ready"
 
     def status(self) -> dict[str, Any]:
         """Publishers and when they were last seen, for the status page."""
         return {
-            "role": "receiver",
-            "identity": self.config.identity,
-            "nats_connected": self.conn.connected.is_set(),
-            "stream": self.stream.stream,
+            **self._shared_status("receiver"),
             "durable": self.stream.durable,
             "pushgateway": self.push_config.url,
-            "paused": self.paused,
             "breaker": self.breaker.state,
             "consumer_pending": self._pending_count,
             "stale_sweep": self._sweep.status(),
@@ -342,7 +303,6 @@ class Receiver:
                 for p, seen in sorted(self._publishers_seen.items())
             ],
             "last_error": self.last_error,
-            "recent_errors": [{"time": t, "error": e} for t, e in reversed(self.recent_errors)],
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -355,7 +315,7 @@ class Receiver:
         try:
             # The consume loop notices `stop` between batches and returns by itself;
             # while it is still connecting there is nothing in flight to wait for.
-            if self.stream_ready:
+            if self.readiness.stream_checked:
                 await asyncio.wait_for(asyncio.shield(consumer), self.config.shutdown_grace)
         except TimeoutError:
             log.warning("in-flight pushes did not finish within the grace period")
@@ -400,7 +360,7 @@ class Receiver:
             )
 
         await bind_stream(self.conn, self.stream, f"bind consumer {self.stream.durable}", bind)
-        self.stream_ready = True
+        self.readiness.stream_checked = True
         return sub
 
     async def _consume(self, stop: asyncio.Event) -> None:
@@ -409,7 +369,7 @@ class Receiver:
         batches: list[asyncio.Future[list[bool | None]]] = []
         while not stop.is_set():
             if self.paused:
-                await self._idle(sub, stop, self._resumed.wait())
+                await self._idle(sub, stop, self.gate.wait_resumed())
                 continue
             delay = self.breaker.wait_time()
             if delay > 0:
@@ -429,7 +389,7 @@ class Receiver:
                 if errors >= 5 and self.conn.connected.is_set():
                     # Connected yet failing: the stream or the consumer was deleted
                     # or changed under us. Check and bind again.
-                    self.stream_ready = False
+                    self.readiness.stream_checked = False
                     self._note_error(
                         f"consumer {self.stream.durable} failed {errors} times: binding again"
                     )

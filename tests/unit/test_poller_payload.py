@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 
-from prometheus_streams.poller.app import build_payload
+from prometheus_streams.poller.payload import build_payload
 from prometheus_streams.poller.scraper import ScrapeResult
 from prometheus_streams.wire import decompress
 

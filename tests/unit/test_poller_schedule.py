@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from prometheus_streams.config import SELF_JOB, Config, Job, Target
-from prometheus_streams.poller.app import scrape_jobs, stable_offset
+from prometheus_streams.poller.schedule import scrape_jobs, stable_offset
 
 NODE = Job(
     name="node",
@@ -34,7 +34,7 @@ def _config(**overrides: str) -> Config:
 
 def _offsets_in_a_new_process(hash_seed: str) -> list[float]:
     code = (
-        "from prometheus_streams.poller.app import stable_offset\n"
+        "from prometheus_streams.poller.schedule import stable_offset\n"
         f"print(repr([stable_offset(k, 60.0) for k in {KEYS!r}]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}

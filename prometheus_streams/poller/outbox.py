@@ -1,0 +1,197 @@
+"""The poller's outbox: the newest unpublished scrape per target, and its publish workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from nats.errors import Error as NATSError
+
+from prometheus_streams import wire
+from prometheus_streams.config import StreamConfig
+from prometheus_streams.exposition import health_series
+from prometheus_streams.poller import LOGGER_NAME
+from prometheus_streams.poller.metrics import PollerMetrics
+from prometheus_streams.runtime import Readiness
+from prometheus_streams.service import Supervisor
+from prometheus_streams.transport import Connection
+
+log = logging.getLogger(LOGGER_NAME)
+
+PUBLISH_TIMEOUT = 5.0
+PUBLISH_WORKERS = 32
+
+# A message as JetStream gets it: subject, body, headers.
+Message = tuple[str, bytes, dict[str, str]]
+
+
+class Outbox:
+    """Holds one scrape per subject, so memory stays bounded by the target count."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        stream: StreamConfig,
+        metrics: PollerMetrics,
+        readiness: Readiness,
+        max_age: float,
+    ) -> None:
+        self.conn = conn
+        self.stream = stream
+        self.metrics = metrics
+        self.readiness = readiness
+        self.max_age = max_age  # the poller sets it again on reload
+        self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
+        self._wake = asyncio.Event()
+        self._in_flight = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def start(self, supervisor: Supervisor, workers: int = PUBLISH_WORKERS) -> None:
+        """Start the publish workers under the supervisor."""
+        for _ in range(workers):
+            supervisor.spawn(self._publish_loop(), "publisher")
+
+    def wake(self) -> None:
+        """Let idle workers look again (connected, stream checked, a scrape put)."""
+        self._wake.set()
+
+    def put(self, scrape: wire.Scrape, payload: bytes) -> None:
+        """Queue a scrape; an older one of the same target still waiting is superseded."""
+        subject = self._subject(scrape)
+        if subject in self._pending:
+            self.metrics.dropped.labels("superseded").inc()
+        self._pending[subject] = (scrape, payload)
+        self.metrics.buffered.set(len(self._pending))
+        self._wake.set()
+
+    async def flush(self, grace: float) -> None:
+        """Publish what is buffered within `grace`; count the rest as dropped."""
+        left = len(self._pending) + self._in_flight
+        if not left:
+            return
+        log.info("publishing %d buffered scrapes before exit", left)
+        deadline = time.monotonic() + grace
+        while (self._pending or self._in_flight) and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        left = len(self._pending) + self._in_flight
+        if left:
+            log.warning("exiting with %d scrapes unpublished", left)
+            self.metrics.dropped.labels("shutdown").inc(left)
+
+    def _subject(self, scrape: wire.Scrape) -> str:
+        return wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
+
+    def _take(self) -> tuple[wire.Scrape, bytes] | None:
+        while self._pending:
+            subject = next(iter(self._pending))
+            scrape, payload = self._pending.pop(subject)
+            self.metrics.buffered.set(len(self._pending))
+            age = time.time() - scrape.scrape_time_ms / 1000
+            if self.max_age and age > self.max_age:
+                self.metrics.dropped.labels("too_old").inc()
+                log.warning(
+                    "dropping scrape of %s/%s: %.0fs old, beyond max_age",
+                    scrape.job,
+                    scrape.instance,
+                    age,
+                )
+                continue
+            return scrape, payload
+        return None
+
+    def _requeue(self, scrape: wire.Scrape, payload: bytes) -> None:
+        subject = self._subject(scrape)
+        if subject in self._pending:
+            self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
+        else:
+            self._pending[subject] = (scrape, payload)
+            self.metrics.buffered.set(len(self._pending))
+
+    async def _publish_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            if not self.readiness.ok or not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            taken = self._take()
+            if taken is None:
+                continue
+            scrape, payload = taken
+            self._in_flight += 1
+            try:
+                await self._publish(scrape, payload)
+            except (NATSError, TimeoutError) as exc:
+                self.metrics.publish_errors.labels(type(exc).__name__).inc()
+                log.warning(
+                    "publish of %s/%s failed: %s",
+                    scrape.job,
+                    scrape.instance,
+                    exc,
+                    extra={"job": scrape.job, "target": scrape.instance, "error": str(exc)},
+                )
+                self._requeue(scrape, payload)
+            else:
+                backoff = 0.1
+                continue
+            finally:
+                self._in_flight -= 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _publish(self, scrape: wire.Scrape, compressed: bytes) -> None:
+        message = self._fitting(scrape, compressed)
+        if message is None:
+            return
+        subject, payload, headers = message
+        t0 = time.perf_counter()
+        # Asynchronous publish shares one reply subscription instead of a request
+        # inbox per message; the ack is still awaited before the scrape counts as sent.
+        ack = await self.conn.js.publish_async(
+            subject, payload, wait_stall=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
+        )
+        try:
+            await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)
+        except TimeoutError:
+            ack.cancel()
+            raise
+        self.metrics.publish_duration.observe(time.perf_counter() - t0)
+        self.metrics.published.inc()
+        self.metrics.published_bytes.inc(len(payload))
+        log.debug(
+            "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
+        )
+
+    def _fitting(self, scrape: wire.Scrape, compressed: bytes) -> Message | None:
+        """The message, or up 0 in its place when too large; None when even that is."""
+        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
+        # The server counts headers and body against max_payload, and closes the
+        # connection of a client that sends more.
+        limit = self.conn.max_payload
+        if len(payload) + wire.header_size(headers) <= limit:
+            return subject, payload, headers
+        self.metrics.dropped.labels("too_large").inc()
+        log.warning(
+            "scrape of %s/%s is %d bytes compressed, above the server's max_payload %d; "
+            "publishing up 0 instead",
+            scrape.job,
+            scrape.instance,
+            len(payload),
+            limit,
+        )
+        down = replace(scrape, body=health_series(False, 0.0, 0))
+        subject, payload, headers = wire.encode(self.stream.topic, down)
+        if len(payload) + wire.header_size(headers) <= limit:
+            return subject, payload, headers
+        log.error(
+            "even up 0 for %s/%s does not fit the server's max_payload %d",
+            scrape.job,
+            scrape.instance,
+            limit,
+        )
+        return None
