@@ -102,6 +102,18 @@ class ReceiverMetrics:
             "labels_renamed",
             "Labels renamed to exported_<name> because the grouping key sets them",
         )
+        self.shape_hits = counter(
+            registry,
+            "known_shape_bodies",
+            "Bodies whose shape (all but the sample values) passed the checks before",
+        )
+        self.messages_by_publisher = counter(
+            registry, "publisher_messages", "Valid messages received per publisher", ("publisher",)
+        )
+        self._gauges(registry)
+
+    def _gauges(self, registry: CollectorRegistry) -> None:
+        kw = own(registry)
         self.pending = Gauge("consumer_pending", "Messages in the stream not yet fetched", **kw)
         self.last_seen = Gauge(
             "publisher_last_seen_timestamp_seconds",
@@ -116,14 +128,6 @@ class ReceiverMetrics:
             **kw,
         )
         self.paused = Gauge("paused", "1 while paused by an operator (nothing is fetched)", **kw)
-        self.shape_hits = counter(
-            registry,
-            "known_shape_bodies",
-            "Bodies whose shape (all but the sample values) passed the checks before",
-        )
-        self.messages_by_publisher = counter(
-            registry, "publisher_messages", "Valid messages received per publisher", ("publisher",)
-        )
 
 
 @dataclass(frozen=True, slots=True)
