@@ -245,7 +245,9 @@ class Receiver:
         outcome = await self.output.deliver(item)
         if outcome.action is Action.DELIVERED:
             self._delivered(item)
-        await self.acks.settle(item.msg, outcome)
+            self.acks.ack_soon(item.msg)  # settle() would too, one await later
+        else:
+            await self.acks.settle(item.msg, outcome)
 
     def _delivered(self, item: Delivery) -> None:
         scrape = item.scrape
