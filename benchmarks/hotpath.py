@@ -91,7 +91,7 @@ async def _receiver_per_message(count: int) -> float:
 
     # Reaching inside on purpose: the push and the stream are what this leaves out.
     receiver.gateway.put = answered  # type: ignore[method-assign]
-    receiver._per_subject = 1
+    receiver.consumer.per_subject = 1
     nc = _NoNats()
     batch = receiver.stream.fetch_batch
     warm = [_message(i, nc) for i in range(batch)]
@@ -100,7 +100,7 @@ async def _receiver_per_message(count: int) -> float:
     started = time.process_time()
     for i in range(0, count, batch):
         await receiver._handle_batch(msgs[i : i + batch])
-    await receiver._flush_acks()
+    await receiver.acks.flush()
     return (time.process_time() - started) / count * 1e6
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -93,9 +94,20 @@ class RecentErrors:
 class Readiness:
     """Ready once connected to NATS with the stream checked (and the consumer bound)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, checked: Callable[[], bool] | None = None) -> None:
         self._conn = conn
-        self.stream_checked = False
+        # The receiver's consumer knows whether it is bound; the poller sets the flag.
+        self._checked = checked
+        self._flag = False
+
+    @property
+    def stream_checked(self) -> bool:
+        """Whether the stream was checked (and the consumer bound) since the last connect."""
+        return self._checked() if self._checked is not None else self._flag
+
+    @stream_checked.setter
+    def stream_checked(self, value: bool) -> None:
+        self._flag = value
 
     def check(self) -> tuple[bool, str]:
         """Whether ready, and why not."""

@@ -152,3 +152,13 @@ async def notify_when_ready(ready: Callable[[], tuple[bool, str]], stop: asyncio
             sd_notify("READY=1")
             return
         await asyncio.sleep(0.2)
+
+
+async def first_of(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of several awaitables finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -6,7 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
+
+from prometheus_streams.receiver.metrics import counter, own
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +33,19 @@ class Breaker:
         self._consecutive = 0
         self._opened_at = 0.0
         self._state_gauge = Gauge(
-            "prometheus_streams_receiver_breaker_state",
+            "breaker_state",
             "1 for the Pushgateway circuit breaker's current state",
             ["state"],
-            registry=registry,
+            **own(registry),
         )
-        self._transitions = Counter(
-            "prometheus_streams_receiver_breaker_transitions_total",
+        # At 0 until entered, so rate() sees it.
+        self._transitions = counter(
+            registry,
+            "breaker_transitions",
             "Circuit breaker state changes, by the state entered",
-            ["state"],
-            registry=registry,
+            ("state",),
+            STATES,
         )
-        for state in STATES:
-            self._transitions.labels(state)  # at 0 until entered, so rate() sees it
         self._show()
 
     def _show(self) -> None:

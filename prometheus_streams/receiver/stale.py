@@ -21,9 +21,10 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from prometheus_streams import wire
+from prometheus_streams.receiver.metrics import counter, own
 
 log = logging.getLogger(__name__)
 
@@ -185,30 +186,28 @@ class SweepState:
     """What the sweep remembers between runs, and its metrics on the receiver's registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        p = "prometheus_streams_receiver_stale_"
         self.foreign = Gauge(
-            p + "foreign_groups",
+            "stale_foreign_groups",
             "Stale Pushgateway groups the last sweep left alone: not of a publisher seen"
             " on the stream or listed in stale_publishers",
-            registry=registry,
+            **own(registry),
         )
         self.without_push_time = Gauge(
-            p + "groups_without_push_time",
+            "stale_groups_without_push_time",
             "Pushgateway groups that never had a successful push (push_time_seconds 0),"
             " at the last sweep",
-            registry=registry,
+            **own(registry),
         )
-        self.skipped = Counter(
-            p + "groups_skipped_total",
+        self.skipped = counter(
+            registry,
+            "stale_groups_skipped",
             "Stale groups not deleted by a sweep, by reason",
-            ["reason"],
-            registry=registry,
+            ("reason",),
+            SKIP_REASONS,
         )
-        self.sweeps = Counter(
-            p + "sweeps_total", "Stale-group sweeps that listed the Pushgateway", registry=registry
+        self.sweeps = counter(
+            registry, "stale_sweeps", "Stale-group sweeps that listed the Pushgateway"
         )
-        for reason in SKIP_REASONS:
-            self.skipped.labels(reason)
         self.stream_publishers: set[str] = set()
         self.publishers_read_at = -PUBLISHER_REFRESH
         # Groups of ours without a push time: when this process first saw them.

@@ -26,7 +26,8 @@ from servers import NatsServer, Pushgateway, Target, async_wait_for, free_port
 
 from prometheus_streams import wire
 from prometheus_streams.exposition import SHAPE_VALUE_MAX
-from prometheus_streams.receiver import app as receiver_app
+from prometheus_streams.receiver import acks as receiver_acks
+from prometheus_streams.receiver import decode as receiver_decode
 
 
 def _pushed(pushgateway: Pushgateway, job: str, instance: str) -> dict[str, float]:
@@ -280,7 +281,7 @@ async def test_bodies_beyond_the_inflate_budget_are_inflated_at_their_push(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No budget: every body waits for its push slot, and a broken one is found there.
-    monkeypatch.setattr(receiver_app, "INFLATE_AHEAD", 0)
+    monkeypatch.setattr(receiver_decode, "INFLATE_AHEAD", 0)
     for i in range(3):
         await publish_scrape(
             nats_server.url, f"# TYPE late gauge\nlate {i}\n".encode(), instance=f"ok-{i}"
@@ -318,7 +319,7 @@ async def test_a_batch_of_large_pages_holds_its_inflate_budget_not_every_body(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     count, budget = 40, 4 * 1024 * 1024
-    monkeypatch.setattr(receiver_app, "INFLATE_AHEAD", budget)
+    monkeypatch.setattr(receiver_decode, "INFLATE_AHEAD", budget)
     # 2 MB pages (comment lines compress to almost nothing on the stream).
     page = b"# padding to make a large page of the kind kube-state-metrics serves\n" * 30_000
     page += b"# TYPE big_page gauge\nbig_page 1\n"
@@ -579,7 +580,7 @@ async def test_acks_held_back_to_share_a_write_are_all_sent_by_shutdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Held far longer than the run lasts: only the flush at shutdown sends them.
-    monkeypatch.setattr(receiver_app, "ACK_DELAY", 600.0)
+    monkeypatch.setattr(receiver_acks, "ACK_DELAY", 600.0)
     groups = 40
     for i in range(groups):
         await publish_scrape(nats_server.url, f"# TYPE v gauge\nv {i}\n".encode(), instance=f"t{i}")

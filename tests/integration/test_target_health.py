@@ -18,7 +18,7 @@ from harness import (
 from prometheus_client.parser import text_string_to_metric_families
 from servers import DEFAULT_TARGET_BODY, NatsServer, Pushgateway, Target, async_wait_for
 
-from prometheus_streams.receiver.app import DOWN_REASONS
+from prometheus_streams.receiver.outputs.pushgateway import DOWN_REASONS
 
 UP = 'up{publisher="dc1"}'
 # Two seconds between scrapes leaves the receiver time to push each one
