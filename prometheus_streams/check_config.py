@@ -21,29 +21,30 @@ def describe_tls(tls: TLSConfig | None) -> dict[str, Any] | None:
     }
 
 
+def describe_stream(s: StreamConfig | None) -> dict[str, Any] | None:
+    """One stream section, its URLs without user info."""
+    if s is None:
+        return None
+    return {
+        "urls": [redact_url(url) for url in s.urls],
+        "topic": s.topic,
+        "subjects": s.subjects,
+        "stream": s.stream,
+        "durable": s.durable,
+        "replicas": s.replicas,
+        "storage": s.storage,
+        "stream_max_age_seconds": s.stream_max_age,
+        "stream_max_bytes": s.stream_max_bytes,
+        "max_msgs_per_subject": s.max_msgs_per_subject,
+        "fetch_batch": s.fetch_batch,
+        "ack_wait_seconds": s.ack_wait,
+        "tls": describe_tls(s.tls),
+        "auth": "none" if s.auth is None else s.auth.describe(),
+    }
+
+
 def describe(config: Config) -> dict[str, Any]:
     """The resolved configuration as plain data, for check-config."""
-
-    def stream(s: StreamConfig | None) -> dict[str, Any] | None:
-        if s is None:
-            return None
-        return {
-            "urls": [redact_url(url) for url in s.urls],
-            "topic": s.topic,
-            "subjects": s.subjects,
-            "stream": s.stream,
-            "durable": s.durable,
-            "replicas": s.replicas,
-            "storage": s.storage,
-            "stream_max_age_seconds": s.stream_max_age,
-            "stream_max_bytes": s.stream_max_bytes,
-            "max_msgs_per_subject": s.max_msgs_per_subject,
-            "fetch_batch": s.fetch_batch,
-            "ack_wait_seconds": s.ack_wait,
-            "tls": describe_tls(s.tls),
-            "auth": "none" if s.auth is None else s.auth.describe(),
-        }
-
     return {
         "identity": config.identity,
         "log_level": "debug" if config.debug else "info",
@@ -61,8 +62,8 @@ def describe(config: Config) -> dict[str, Any]:
             }
             for job in config.jobs
         },
-        "poller_stream": stream(config.poller_stream),
-        "receiver_stream": stream(config.receiver_stream),
+        "poller_stream": describe_stream(config.poller_stream),
+        "receiver_stream": describe_stream(config.receiver_stream),
         "push_gateway": None
         if config.push_gateway is None
         else {

@@ -291,24 +291,20 @@ def config_notes(cfg: config.Config) -> list[str]:
     return notes
 
 
-async def run_role(command: str, cfg: config.Config, pid_file: Path | None = None) -> int:
-    """Run the poller or the receiver until SIGTERM/SIGINT."""
-    # `_created` series would double what the Pushgateway stores for our own job.
-    disable_created_metrics()  # type: ignore[no-untyped-call]
-    registry = CollectorRegistry()
-    standard_collectors(registry)
-    build_info(registry, command, cfg.identity)
-    role: Role
+def _new_role(command: str, cfg: config.Config, registry: CollectorRegistry) -> Role:
     if command == "poller":
         from prometheus_streams.poller.app import Poller
 
-        role = Poller(cfg, registry, monitor_port=cfg.monitor_port)
-    else:
-        from prometheus_streams.receiver.app import Receiver
+        return Poller(cfg, registry, monitor_port=cfg.monitor_port)
+    from prometheus_streams.receiver.app import Receiver
 
-        role = Receiver(cfg, registry)
-    stop = asyncio.Event()
+    return Receiver(cfg, registry)
 
+
+def _reloader(
+    command: str, cfg: config.Config, role: Role, registry: CollectorRegistry
+) -> Callable[[], None]:
+    """What SIGHUP does: load the file again; a bad one leaves the running config alone."""
     reloads = Counter(
         "prometheus_streams_config_reloads_total",
         "SIGHUP configuration reloads by result",
@@ -332,31 +328,52 @@ async def run_role(command: str, cfg: config.Config, pid_file: Path | None = Non
         reloads.labels("success").inc()
         log.info("configuration reloaded from %s", cfg.path)
 
+    return reload
+
+
+async def _start_monitor(
+    cfg: config.Config, registry: CollectorRegistry, role: Role
+) -> MonitorServer | None:
+    """Serve /metrics and the status page; raises OSError when the port is taken."""
+    if not cfg.monitor_port:
+        return None
+    monitor = MonitorServer(
+        registry,
+        cfg.monitor_address,
+        cfg.monitor_port,
+        role,
+        allow_remote_control=cfg.management.http_remote,
+    )
+    await monitor.start()
+    return monitor
+
+
+async def run_role(command: str, cfg: config.Config, pid_file: Path | None = None) -> int:
+    """Run the poller or the receiver until SIGTERM/SIGINT."""
+    # `_created` series would double what the Pushgateway stores for our own job.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    standard_collectors(registry)
+    build_info(registry, command, cfg.identity)
+    role = _new_role(command, cfg, registry)
+    stop = asyncio.Event()
+
     def force_exit() -> None:
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
 
-    install_signal_handlers(stop, reload, role.ready, force_exit)
-    monitor = None
-    if cfg.monitor_port:
-        monitor = MonitorServer(
-            registry,
+    install_signal_handlers(stop, _reloader(command, cfg, role, registry), role.ready, force_exit)
+    try:
+        monitor = await _start_monitor(cfg, registry, role)
+    except OSError as exc:
+        log.error(
+            "%s: monitor_port: cannot listen on %s:%d: %s",
+            cfg.path,
             cfg.monitor_address,
             cfg.monitor_port,
-            role,
-            allow_remote_control=cfg.management.http_remote,
+            exc.strerror or exc,
         )
-        try:
-            await monitor.start()
-        except OSError as exc:
-            log.error(
-                "%s: monitor_port: cannot listen on %s:%d: %s",
-                cfg.path,
-                cfg.monitor_address,
-                cfg.monitor_port,
-                exc.strerror or exc,
-            )
-            return EXIT_FAILURE
+        return EXIT_FAILURE
     log.info("prometheus-streams %s %s starting as %s", __version__, command, cfg.identity)
     notifier = asyncio.create_task(notify_when_ready(role.ready, stop))
     try:

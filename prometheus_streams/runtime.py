@@ -11,13 +11,14 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
     from prometheus_streams.config import Config, StreamConfig
+    from prometheus_streams.service import Supervisor
     from prometheus_streams.transport import Connection
 
 RECENT_ERRORS = 20
@@ -186,13 +187,22 @@ class Phases(ABC):
     async def start(self) -> None:
         """Bring the role up: connect, start its tasks."""
 
-    @abstractmethod
+    _supervisor: Supervisor
+
     async def serve(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set or a supervised task crashed."""
+        await self._supervisor.wait(stop)
 
     @abstractmethod
     async def shutdown(self, grace: float) -> None:
         """Finish in-flight work within `grace`, then close; raise if a task crashed."""
+
+    async def _release(self, *closers: Callable[[], Awaitable[None]]) -> None:
+        """The end of every shutdown: cancel what still runs, close in order, report a crash."""
+        await self._supervisor.cancel_all()
+        for close in closers:
+            await close()
+        self._supervisor.raise_if_failed()
 
     async def run_phases(self, stop: asyncio.Event, grace: float) -> None:
         """Start, serve until `stop`, shut down within `grace`."""

@@ -148,10 +148,6 @@ class Poller(SharedRole, Phases):
             len(self.jobs),
         )
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set or a supervised task crashed."""
-        await self._supervisor.wait(stop)
-
     async def shutdown(self, grace: float) -> None:
         """Stop scraping, publish what is buffered within `grace`, then close."""
         watchers = self._watchers
@@ -159,10 +155,7 @@ class Poller(SharedRole, Phases):
             task.cancel()
         await asyncio.gather(self.schedule.stop(), *watchers, return_exceptions=True)
         await self.outbox.flush(grace)
-        await self._supervisor.cancel_all()
-        await self.scraper.close()
-        await self.conn.close()
-        self._supervisor.raise_if_failed()
+        await self._release(self.scraper.close, self.conn.close)
 
     async def _connect(self) -> None:
         await self.conn.connect()

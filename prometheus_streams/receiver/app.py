@@ -131,10 +131,6 @@ class Receiver(SharedRole, Phases):
         self._consumer_task = self._supervisor.spawn(self._consume(self._stop), "consume")
         self._supervisor.spawn(self.output.run(self._stop), "output")
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set or a supervised task crashed."""
-        await self._supervisor.wait(stop)
-
     async def shutdown(self, grace: float) -> None:
         """Let the batches in flight finish within `grace`, settle their acks, close."""
         try:
@@ -147,11 +143,7 @@ class Receiver(SharedRole, Phases):
         except Exception:  # noqa: S110 - already reported by the supervisor
             pass
         await self.acks.flush()  # before cancel_all: acks under way are not cut off
-        await self._supervisor.cancel_all()
-        await self.acks.flush()
-        await self.output.close()
-        await self.conn.close()
-        self._supervisor.raise_if_failed()
+        await self._release(self.acks.flush, self.output.close, self.conn.close)
 
     async def _subscribe(self) -> None:
         await self.conn.connect()
