@@ -1,4 +1,4 @@
-"""A small keep-alive HTTP/1.1 client for the receiver's pushes.
+"""A small keep-alive HTTP/1.1 client for the receiver's talk with the Pushgateway.
 
 The receiver runs on the Pushgateway's machine and pushes hundreds of
 bodies a second; every CPU millisecond it spends is one the Pushgateway
@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # status line and headers of a response
+
+_T = TypeVar("_T")
 
 
 class HTTPError(Exception):
@@ -81,32 +85,38 @@ class HTTPPool:
         Raises TimeoutError, OSError or HTTPError when there is no usable answer.
         A kept connection the server closed meanwhile is retried once on a new one.
         """
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        head = (
-            f"{method} {self.base_path}{path} HTTP/1.1\r\n{extra}Content-Length: {len(body)}\r\n"
-        ).encode("latin-1")
-        message = head + self._fixed + b"\r\n" + body
+        message = self._message(method, path, body, headers)
         async with asyncio.timeout(self.timeout):
-            while True:
-                reused = bool(self._idle)
-                conn = self._idle.pop() if reused else await self._connect()
-                try:
-                    conn.writer.write(message)
-                    await conn.writer.drain()
-                    response, keep = await self._read(conn.reader, method)
-                except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                    conn.close()
-                    if reused and not getattr(exc, "partial", b""):
-                        continue  # closed while idle: nothing was answered, ask again
-                    raise _as_os_error(exc) from None
-                except BaseException:
-                    conn.close()
-                    raise
-                if keep and not self._closed and len(self._idle) < self.limit:
-                    self._idle.append(conn)
-                else:
-                    conn.close()
-                return response
+            conn, (response, keep) = await self._exchange(
+                message, lambda reader: self._read(reader, method)
+            )
+        self._release(conn, keep)
+        return response
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, headers: dict[str, str] | None = None, *, chunk_size: int = 64 * 1024
+    ) -> AsyncIterator[StreamedResponse]:
+        """GET `path`; its body is read only as the caller iterates over the answer.
+
+        The timeout bounds the answer's head and then each wait for more of the
+        body, not the whole body, so a long body that keeps coming is read to its
+        end. A body read to its end leaves the connection kept; one the caller
+        stopped reading (or raised inside) closes it, as its rest is still unread.
+        """
+        message = self._message("GET", path, b"", headers)
+        async with asyncio.timeout(self.timeout):
+            conn, head = await self._exchange(message, _read_head)
+        status, keep, length, chunked = head
+        if status in (204, 304):
+            length, chunked = 0, False
+        response = StreamedResponse(status, conn.reader, self.timeout, length, chunked, chunk_size)
+        try:
+            yield response
+        except BaseException:
+            conn.close()
+            raise
+        self._release(conn, keep and response.finished and (length is not None or chunked))
 
     async def close(self) -> None:
         """Close every idle connection; requests in flight close theirs when done."""
@@ -117,6 +127,44 @@ class HTTPPool:
         for conn in idle:
             with contextlib.suppress(OSError, ssl.SSLError):
                 await conn.writer.wait_closed()
+
+    def _message(
+        self, method: str, path: str, body: bytes, headers: dict[str, str] | None
+    ) -> bytes:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = (
+            f"{method} {self.base_path}{path} HTTP/1.1\r\n{extra}Content-Length: {len(body)}\r\n"
+        ).encode("latin-1")
+        return head + self._fixed + b"\r\n" + body
+
+    async def _exchange(
+        self, message: bytes, read: Callable[[asyncio.StreamReader], Awaitable[_T]]
+    ) -> tuple[_Connection, _T]:
+        """Send `message` on a kept or new connection and `read` the answer.
+
+        A kept connection the server closed meanwhile is retried once on a new one.
+        """
+        while True:
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._connect()
+            try:
+                conn.writer.write(message)
+                await conn.writer.drain()
+                return conn, await read(conn.reader)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                conn.close()
+                if reused and not getattr(exc, "partial", b""):
+                    continue  # closed while idle: nothing was answered, ask again
+                raise _as_os_error(exc) from None
+            except BaseException:
+                conn.close()
+                raise
+
+    def _release(self, conn: _Connection, keep: bool) -> None:
+        if keep and not self._closed and len(self._idle) < self.limit:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(
@@ -130,11 +178,7 @@ class HTTPPool:
 
     async def _read(self, reader: asyncio.StreamReader, method: str) -> tuple[Response, bool]:
         """One response; whether the connection can carry the next request."""
-        while True:
-            status, keep, length, chunked = _parse_head(await _until(reader, b"\r\n\r\n"))
-            if status >= 200:
-                break
-            # 1xx: an interim answer; the real one follows.
+        status, keep, length, chunked = await _read_head(reader)
         if method == "HEAD" or status in (204, 304):
             return Response(status, b""), keep
         if chunked:
@@ -150,16 +194,9 @@ class HTTPPool:
         parts: list[bytes] = []
         size = 0
         while True:
-            line = await _until(reader, b"\r\n")
-            try:
-                chunk = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise HTTPError(f"bad chunk size line {line[:40]!r}") from None
-            if chunk < 0:
-                raise HTTPError(f"bad chunk size line {line[:40]!r}")
+            chunk = _chunk_size(await _until(reader, b"\r\n"))
             if chunk == 0:
-                while (await _until(reader, b"\r\n")) != b"\r\n":
-                    pass  # trailers
+                await _skip_trailers(reader)
                 return b"".join(parts)
             size += chunk
             if size > self.max_body:
@@ -176,6 +213,93 @@ class HTTPPool:
                 return body
             body += more
         raise HTTPError(f"response body beyond {self.max_body} bytes")
+
+
+class StreamedResponse:
+    """An answer whose body is read as it arrives: `async for piece in response`.
+
+    Each wait for the next piece is bounded by the timeout; TimeoutError,
+    OSError or HTTPError end the reading.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reader: asyncio.StreamReader,
+        timeout: float,
+        length: int | None,
+        chunked: bool,
+        chunk_size: int,
+    ) -> None:
+        self.status = status
+        self.finished = False  # the body was read to its end
+        self._reader = reader
+        self._timeout = timeout
+        self._chunk_size = chunk_size
+        self._chunked = chunked
+        self._in_chunks = False  # a chunk was read, so its CRLF comes before the next size
+        # Bytes left of the Content-Length or of the current chunk; None: until close.
+        self._left = 0 if chunked else length
+
+    def __aiter__(self) -> StreamedResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.finished:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._timeout):
+                piece = await self._next()
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise _as_os_error(exc) from None
+        if not piece:
+            self.finished = True
+            raise StopAsyncIteration
+        return piece
+
+    async def _next(self) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        reader = self._reader
+        if self._left is None:
+            return await reader.read(self._chunk_size)
+        if self._chunked and not self._left:
+            if self._in_chunks and await reader.readexactly(2) != b"\r\n":
+                raise HTTPError("chunk not followed by CRLF")
+            self._in_chunks = True
+            self._left = _chunk_size(await _until(reader, b"\r\n"))
+            if not self._left:
+                await _skip_trailers(reader)
+        if not self._left:
+            return b""
+        piece = await reader.read(min(self._chunk_size, self._left))
+        if not piece:
+            raise ConnectionResetError("connection closed before the end of the body")
+        self._left -= len(piece)
+        return piece
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, bool, int | None, bool]:
+    """Status, keep-alive, Content-Length and chunked of the next final answer."""
+    while True:
+        head = _parse_head(await _until(reader, b"\r\n\r\n"))
+        if head[0] >= 200:
+            return head
+        # 1xx: an interim answer; the real one follows.
+
+
+def _chunk_size(line: bytes) -> int:
+    try:
+        size = int(line.split(b";", 1)[0].strip(), 16)
+    except ValueError:
+        raise HTTPError(f"bad chunk size line {line[:40]!r}") from None
+    if size < 0:
+        raise HTTPError(f"bad chunk size line {line[:40]!r}")
+    return size
+
+
+async def _skip_trailers(reader: asyncio.StreamReader) -> None:
+    while (await _until(reader, b"\r\n")) != b"\r\n":
+        pass
 
 
 async def _until(reader: asyncio.StreamReader, separator: bytes) -> bytes:

@@ -8,8 +8,6 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import aiohttp
-
 from prometheus_streams import __version__
 from prometheus_streams.config import PushGatewayConfig
 from prometheus_streams.receiver.http import HTTPError, HTTPPool
@@ -82,10 +80,10 @@ def path_of_labels(labels: dict[str, str]) -> str | None:
     return "/".join(parts)
 
 
-def ssl_context(config: PushGatewayConfig) -> ssl.SSLContext | bool:
+def ssl_context(config: PushGatewayConfig) -> ssl.SSLContext | None:
     """How to check the Pushgateway's certificate: the configured CA, or the system's."""
     if not config.url.startswith("https:"):
-        return True  # unused for http
+        return None
     context = ssl.create_default_context(cafile=config.ca)
     if config.insecure_skip_verify:
         context.check_hostname = False
@@ -122,38 +120,30 @@ class PushResult:
 
 
 class PushGateway:
-    """Keep-alive HTTP clients for one Pushgateway: a lean one for pushes, aiohttp for listing."""
+    """One keep-alive HTTP client for one Pushgateway: pushes, the listing and deletes."""
 
     def __init__(self, config: PushGatewayConfig) -> None:
         self.config = config
-        self._session: aiohttp.ClientSession | None = None
         self._pool: HTTPPool | None = None
 
     async def start(self) -> None:
-        """Open the connection pools."""
-        headers = {"User-Agent": f"prometheus-streams/{__version__}", **auth_headers(self.config)}
-        context = ssl_context(self.config)
+        """Open the connection pool."""
         self._pool = HTTPPool(
             self.config.url,
             limit=self.config.concurrency,
             timeout=self.config.timeout,
-            ssl_context=context if isinstance(context, ssl.SSLContext) else None,
-            headers=headers,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.config.concurrency, ssl=context),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            headers=headers,
+            ssl_context=ssl_context(self.config),
+            headers={
+                "User-Agent": f"prometheus-streams/{__version__}",
+                **auth_headers(self.config),
+            },
         )
 
     async def close(self) -> None:
-        """Close the pools."""
+        """Close the pool."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def put(self, path: str, body: bytes) -> PushResult:
         """PUT a body to a group, replacing everything the group held."""
@@ -164,27 +154,22 @@ class PushGateway:
         return await self._request("DELETE", path, b"", {})
 
     async def push_times(self) -> list[GroupTimes]:
-        """Every group's labels and push times, streamed from the Pushgateway's /metrics."""
-        assert self._session is not None, "start() first"
+        """Every group's labels and push times, streamed from the Pushgateway's /metrics.
+
+        Raises TimeoutError, OSError or HTTPError when the listing cannot be read.
+        """
+        assert self._pool is not None, "start() first"
         parser = PushTimeParser()
         headers = {"Accept": LISTING_ACCEPT, "Accept-Encoding": "identity"}
         # A Pushgateway holding millions of series takes a while to write them
         # all: the timeout bounds each wait for more, not the whole listing.
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.config.timeout, sock_read=self.config.timeout
-        )
-        url = self.config.url + "/metrics"
-        async with self._session.get(url, headers=headers, timeout=timeout) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message="listing push times"
-                )
-            async for chunk in resp.content.iter_chunked(LISTING_CHUNK):
+        async with self._pool.stream("/metrics", headers, chunk_size=LISTING_CHUNK) as response:
+            if response.status != 200:
+                raise HTTPError(f"listing push times: HTTP {response.status}")
+            async for chunk in response:
                 parser.feed(chunk)
                 if parser.complete:
-                    # The rest is every pushed series: not needed, not read.
-                    resp.close()
-                    break
+                    break  # the rest is every pushed series: not needed, not read
         return parser.close()
 
     async def _request(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 from servers import Pushgateway
 
+from prometheus_streams.config import PushGatewayConfig
 from prometheus_streams.receiver.http import HTTPError, HTTPPool
+from prometheus_streams.receiver.pushgateway import PushGateway
+from prometheus_streams.secret import Secret
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -205,3 +209,165 @@ async def test_base_path_host_and_fixed_headers_are_sent() -> None:
     assert head.startswith("DELETE /pgw/metrics/job/a HTTP/1.1\r\n")
     for line in ("Host: 127.0.0.1:", "Authorization: Bearer t", "X-Extra: 1", "Content-Length: 0"):
         assert f"\r\n{line}" in head, head
+
+
+def serve_gets(answers: list[bytes | Handler]) -> Handler:
+    """A handler answering each request with the next answer (bytes, or a handler of its own)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return  # the client closed this connection
+            answer = answers.pop(0)
+            if isinstance(answer, bytes):
+                writer.write(answer)
+                await writer.drain()
+            else:
+                await answer(reader, writer)
+
+    return handler
+
+
+async def test_a_streamed_chunked_body_comes_in_pieces_and_keeps_the_connection() -> None:
+    connections = 0
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nTrailer: 1\r\n\r\n"
+    inner = serve_gets([chunked, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"])
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await inner(reader, writer)
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=2, timeout=5)
+        async with pool.stream("/metrics", chunk_size=4) as response:
+            pieces = [piece async for piece in response]
+        assert response.status == 200 and response.finished
+        assert b"".join(pieces) == b"hello world" and max(map(len, pieces)) <= 4
+        assert len(pool._idle) == 1, "a body read to its end leaves the connection kept"
+        async with pool.stream("/metrics") as response:
+            assert [piece async for piece in response] == [b"abc"]
+        assert connections == 1 and len(pool._idle) == 1
+        await pool.close()
+
+
+async def test_a_streamed_body_until_close_is_read_whole_and_not_kept() -> None:
+    async def until_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    async with fake_server(serve_gets([until_close])) as url:
+        pool = HTTPPool(url, limit=2, timeout=5)
+        async with pool.stream("/metrics") as response:
+            assert b"".join([piece async for piece in response]) == b"all of it"
+        assert not pool._idle
+        await pool.close()
+
+
+async def test_stopping_a_streamed_body_early_discards_the_connection() -> None:
+    closed = asyncio.Event()
+    connections = 0
+
+    async def endless(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            while True:  # until the client hangs up
+                writer.write(b"4\r\nmore\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        closed.set()
+
+    inner = serve_gets([endless, b"HTTP/1.1 204 No Content\r\n\r\n"])
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await inner(reader, writer)
+
+    async with fake_server(handler) as url:
+        pool = HTTPPool(url, limit=2, timeout=5)
+        async with pool.stream("/metrics") as response:
+            async for piece in response:
+                assert piece.startswith(b"more")
+                break
+        assert not response.finished and not pool._idle, "the unread rest closes the connection"
+        await asyncio.wait_for(closed.wait(), 30)
+        # The next request cannot get the rest of the old body as its answer.
+        assert (await pool.request("GET", "/metrics")).status == 204
+        assert connections == 2
+        await pool.close()
+
+
+async def test_each_wait_for_a_streamed_body_is_bounded_not_the_whole_body() -> None:
+    async def slow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Eight pieces, 0.3 s apart: longer than the timeout in all, never in one wait.
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+        for _piece in range(8):
+            await asyncio.sleep(0.3)
+            writer.write(b"x")
+            await writer.drain()
+
+    async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nx")
+        await writer.drain()
+        await reader.read()  # the rest never comes; until the client hangs up
+
+    async with fake_server(serve_gets([slow, stalled])) as url:
+        pool = HTTPPool(url, limit=2, timeout=1.5)
+        started = asyncio.get_running_loop().time()
+        async with pool.stream("/metrics") as response:
+            assert b"".join([piece async for piece in response]) == b"x" * 8
+        assert asyncio.get_running_loop().time() - started > pool.timeout
+        pieces: list[bytes] = []
+        with pytest.raises(TimeoutError):
+            async with pool.stream("/metrics") as response:
+                async for piece in response:
+                    pieces.append(piece)
+        assert pieces == [b"x"] and not pool._idle
+        await pool.close()
+
+
+async def test_the_listing_stops_after_the_push_times_and_waits_per_read() -> None:
+    page = (
+        b"# TYPE push_time_seconds gauge\n"
+        b'push_time_seconds{instance="i",job="j",publisher="p"} 1.5e+09\n'
+        b"# TYPE push_failure_time_seconds gauge\n"
+        b'push_failure_time_seconds{instance="i",job="j",publisher="p"} 0\n'
+        b"# TYPE pushgateway_build_info gauge\n"
+    )
+    requests: list[bytes] = []
+
+    async def listing(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(page), 16):  # slowly: 0.2 s a piece, more than the timeout in all
+            await asyncio.sleep(0.2)
+            writer.write(b"%x\r\n%s\r\n" % (len(page[i : i + 16]), page[i : i + 16]))
+            await writer.drain()
+        while True:  # every other series of a large Pushgateway, never read
+            writer.write(b"400\r\n" + b"#" * 1023 + b"\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append((await read_request(reader))[0])
+        with contextlib.suppress(ConnectionError):
+            await listing(writer)
+
+    async with fake_server(handler) as url:
+        gateway = PushGateway(
+            PushGatewayConfig(url=url, timeout=1.0, bearer_token=Secret("t", "tok"))
+        )
+        await gateway.start()
+        try:
+            groups = await gateway.push_times()
+        finally:
+            await gateway.close()
+    assert [(g.labels, g.pushed) for g in groups] == [
+        ({"instance": "i", "job": "j", "publisher": "p"}, 1.5e09)
+    ]
+    assert requests[0].startswith(b"GET /metrics HTTP/1.1\r\n")
+    assert b"\r\nAuthorization: Bearer tok\r\n" in requests[0]

@@ -7,12 +7,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 from nats.errors import Error as NATSError
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import wire
+from prometheus_streams.receiver.http import HTTPError
 from prometheus_streams.receiver.pushgateway import path_of_labels
 from prometheus_streams.receiver.stale import (
     PUBLISHER_REFRESH,
@@ -75,7 +75,7 @@ class StaleSweep:
         """
         try:
             groups = await self.output.gateway.push_times()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (OSError, HTTPError, ValueError) as exc:  # TimeoutError is an OSError
             self.output.metrics.stale_errors.inc()
             log.warning("cannot list Pushgateway groups for the stale check: %s", exc)
             return 0
