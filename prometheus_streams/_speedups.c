@@ -4,9 +4,9 @@
  * body) returns: the body with every line's final value taken out, and how
  * many were. A final value is a run of 1 to SHAPE_VALUE_MAX value characters
  * (value_char below, as in exposition._FINAL_VALUE) that follows a space and
- * ends at a newline. The regex takes 80-140 us on a 58 KB node page, most of
- * it in building one match object and one piece of the result per line; this
- * takes a tenth of that.
+ * ends at a newline. The regex spends most of its time building one match
+ * object and one piece of the result per line; this builds only the result
+ * (docs/performance.md has the figures).
  *
  * The body is untrusted: every index stays within [0, len), and the result
  * is never longer than the body.

@@ -23,9 +23,9 @@ _TIMESTAMP_LINE = re.compile(
 )
 
 
-# Measured on a node_exporter page (58 KB, 513 samples): one regex pass anchored
-# on a newline costs 50-250 us where per-line Python loops or `^`-anchored
-# multiline patterns cost 0.3-2 ms. Hence the shapes below.
+# One regex pass anchored on a newline, never a per-line Python loop or a
+# `^`-anchored multiline pattern: on a node page those cost several times as
+# much (docs/performance.md, "hot path"). Hence the shapes below.
 _SAMPLE_START = re.compile(rb"\n[ \t]*[^#\s]")
 # name, optional labels (greedy to the last `}`), value, optional timestamp
 _SAMPLE = re.compile(
@@ -51,7 +51,7 @@ def index_samples(body: bytes) -> list[Sample]:
 SHAPE_VALUE_MAX = 40  # the longest value body_shape takes out
 _FINAL_VALUE = rb" [-+.0-9eEaInNf]{1,%d}" % SHAPE_VALUE_MAX
 # Possessive and taking the newline along (given back in the replacement):
-# the same matches, 8-10 % faster on a node page than a look-ahead.
+# the same matches as a look-ahead, and cheaper (docs/performance.md).
 _FINAL_NUMBER = re.compile(_FINAL_VALUE + rb"+\n")
 
 

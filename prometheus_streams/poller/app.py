@@ -171,8 +171,8 @@ class Poller(SharedRole, Phases):
 
     async def _scrape_once(self, job: Job, target: Target) -> None:
         # In its own frame so the page is freed on return: held across the sleep
-        # in the loop, 10,000 targets kept ~70 KB each alive (the page inflated
-        # and gzipped) and the poller's memory grew to ~800 MB.
+        # in the loop, every target would keep its last page (inflated and
+        # gzipped) alive, and a poller of many targets would grow by that much.
         result = await self.scraper.scrape(target.url, job.scrape_timeout, job.body_size_limit)
         self._record(job, target, result)
         self._submit(job, target, result)
