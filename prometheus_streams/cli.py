@@ -24,6 +24,7 @@ from prometheus_streams.secret import redact_url
 from prometheus_streams.security import tls
 from prometheus_streams.service import (
     EXPECTED_FAILURES,
+    Supervisor,
     TaskFailedError,
     install_signal_handlers,
     notify_when_ready,
@@ -375,7 +376,9 @@ async def run_role(command: str, cfg: config.Config, pid_file: Path | None = Non
         )
         return EXIT_FAILURE
     log.info("prometheus-streams %s %s starting as %s", __version__, command, cfg.identity)
-    notifier = asyncio.create_task(notify_when_ready(role.ready, stop))
+    # Beside the role, not in it: a crash here is logged by the supervisor's callback.
+    process_tasks = Supervisor("process")
+    process_tasks.spawn(notify_when_ready(role.ready, stop), "notify-ready")
     try:
         await role.run(stop)
     except EXPECTED_FAILURES as exc:
@@ -385,7 +388,7 @@ async def run_role(command: str, cfg: config.Config, pid_file: Path | None = Non
         log.error("stopped after a failure: %s", exc)
         return EXIT_FAILURE
     finally:
-        notifier.cancel()
+        await process_tasks.cancel_all()
         if monitor is not None:
             await monitor.stop()
     log.info("%s stopped cleanly", command)

@@ -17,6 +17,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
+from prometheus_streams import runtime
 from prometheus_streams.config import Config, StreamConfig
 from prometheus_streams.exposition import NATIVE_SHAPE
 from prometheus_streams.management import Management
@@ -30,14 +31,6 @@ from prometheus_streams.receiver.output import Action, Context, Delivery, Wants
 from prometheus_streams.receiver.outputs import build_output
 from prometheus_streams.receiver.outputs.pushgateway import PushgatewayOutput
 from prometheus_streams.receiver.pushgateway import PushGateway
-from prometheus_streams.runtime import (
-    PauseGate,
-    Phases,
-    Readiness,
-    RecentErrors,
-    SharedRole,
-    warn_without_speedups,
-)
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection
 
@@ -55,10 +48,10 @@ class _GroupLock:
 def warn_without_c_pass(native: object = NATIVE_SHAPE) -> bool:
     """Log a warning when the package was built without _speedups; whether it did."""
     cost = "every message costs the receiver about 0.1 ms more CPU"
-    return warn_without_speedups(native, cost, log)
+    return runtime.warn_without_speedups(native, cost, log)
 
 
-class Receiver(SharedRole, Phases):
+class Receiver(runtime.SharedRole, runtime.Phases):
     """Consumes the stream through a durable pull consumer shared by every copy."""
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
@@ -72,7 +65,7 @@ class Receiver(SharedRole, Phases):
             f"prometheus-streams receiver {config.identity}",
             registry,
         )
-        self.errors = RecentErrors()
+        self.errors = runtime.RecentErrors()
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.publishers = Publishers(self.metrics)
@@ -84,8 +77,8 @@ class Receiver(SharedRole, Phases):
         self.checker = BodyChecker(self.metrics)
         self.output = build_output(config, registry, self._context())
         self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}
-        self.readiness = Readiness(self.conn, lambda: self.consumer.stream_ready)
-        self.gate = PauseGate(
+        self.readiness = runtime.Readiness(self.conn, lambda: self.consumer.stream_ready)
+        self.gate = runtime.PauseGate(
             "receiver", self.metrics.paused, "messages now wait in the stream", log
         )
         self._stop = asyncio.Event()
