@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import re
+import time
 import zlib
 from dataclasses import dataclass, replace
 
@@ -105,6 +106,14 @@ class Scrape:
     def group(self) -> tuple[str, str, str]:
         """The Pushgateway group this scrape replaces."""
         return (self.publisher, self.job, self.instance)
+
+    def beyond(self, max_age: float) -> float | None:
+        """The scrape's age in seconds when older than `max_age` (0: no limit), else None.
+
+        Measured from the scrape time, by poller and receiver alike.
+        """
+        age = time.time() - self.scrape_time_ms / 1000
+        return age if max_age and age > max_age else None
 
 
 def subject_for(topic: str, publisher: str, job: str, instance: str) -> str:

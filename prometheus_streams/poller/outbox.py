@@ -91,8 +91,8 @@ class Outbox:
             subject = next(iter(self._pending))
             scrape, payload = self._pending.pop(subject)
             self.metrics.buffered.set(len(self._pending))
-            age = time.time() - scrape.scrape_time_ms / 1000
-            if self.max_age and age > self.max_age:
+            age = scrape.beyond(self.max_age)
+            if age is not None:
                 self.metrics.dropped.labels("too_old").inc()
                 log.warning(
                     "dropping scrape of %s/%s: %.0fs old, beyond max_age",

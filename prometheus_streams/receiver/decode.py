@@ -8,7 +8,6 @@ whose headers name another target than its subject is terminated
 from __future__ import annotations
 
 import logging
-import time
 
 from nats.aio.msg import Msg
 
@@ -84,8 +83,8 @@ def take_body(item: Delivery, body_size_limit: int) -> bytes:
 
 def too_old(scrape: wire.Scrape, max_age: float) -> bool:
     """The max_age check: whether the scrape is older than max_age (0: no limit); logs it."""
-    age = time.time() - scrape.scrape_time_ms / 1000
-    if not max_age or age <= max_age:
+    age = scrape.beyond(max_age)
+    if age is None:
         return False
     log.info(
         "dropped scrape of %s/%s from %s: %.0fs old, max_age is %gs",

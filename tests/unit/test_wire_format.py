@@ -310,3 +310,11 @@ def test_wire_error_carries_reason_and_message() -> None:
 
 def test_decompress_returns_body_within_limit() -> None:
     assert wire.decompress(gzip.compress(b"hello"), 5) == b"hello"
+
+
+def test_beyond_max_age_is_measured_from_the_scrape_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    scrape = replace(BASE, scrape_time_ms=1_000_000)
+    monkeypatch.setattr(time, "time", lambda: 1_060.0)  # 60 s after the scrape
+    assert scrape.beyond(59.0) == pytest.approx(60.0)
+    assert scrape.beyond(60.0) is None
+    assert scrape.beyond(0) is None  # no limit
