@@ -152,3 +152,14 @@ def nats_tls_block(ca_file: Path, cert_file: Path, key_file: Path, verify: bool 
         "  timeout: 5\n"
         "}\n"
     )
+
+
+def manual_tls(ca: TestCA, name: str) -> dict[str, str]:
+    """A `tls` config section (scheme manual) with a certificate for `name` from `ca`."""
+    issued = ca.issue(name)
+    return {
+        "scheme": "manual",
+        "ca": str(ca.ca_file),
+        "cert": str(issued.cert_file),
+        "key": str(issued.key_file),
+    }

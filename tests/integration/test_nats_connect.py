@@ -14,7 +14,7 @@ from harness import group_samples, new_poller, poller_config, running, sample, w
 from prometheus_client.parser import text_string_to_metric_families
 from servers import NatsServer, Pushgateway, Target, async_wait_for, free_port, http_request
 from test_cli import Daemon
-from testca import TestCA, nats_tls_block
+from testca import TestCA, manual_tls, nats_tls_block
 
 from prometheus_streams.monitor import MonitorServer
 
@@ -22,16 +22,6 @@ REFUSED = "server's certificate was not accepted"
 ERRORS = "prometheus_streams_nats_errors_total"
 CONNECTED = "prometheus_streams_nats_connected"
 RECONNECTS = "prometheus_streams_nats_reconnects_total"
-
-
-def _tls(ca: TestCA, name: str) -> dict[str, str]:
-    issued = ca.issue(name)
-    return {
-        "scheme": "manual",
-        "ca": str(ca.ca_file),
-        "cert": str(issued.cert_file),
-        "key": str(issued.key_file),
-    }
 
 
 def _nats_with_server_cert(
@@ -85,7 +75,7 @@ async def test_roles_connect_on_their_own_once_the_server_certificate_is_fixed(
             "scrape_interval": "500ms",
             "monitor_port": poller_port,
             "monitor_address": "127.0.0.1",
-            "tls": _tls(ca, "dc1"),
+            "tls": manual_tls(ca, "dc1"),
             "poller_stream": {"urls": url},
             "jobs": {"node": {"targets": [{"name": "web-1", "url": target.url}]}},
         },
@@ -97,7 +87,11 @@ async def test_roles_connect_on_their_own_once_the_server_certificate_is_fixed(
             "identity": "central",
             "monitor_port": receiver_port,
             "monitor_address": "127.0.0.1",
-            "receiver_stream": {"urls": url, "client_id": "central", "tls": _tls(ca, "central")},
+            "receiver_stream": {
+                "urls": url,
+                "client_id": "central",
+                "tls": manual_tls(ca, "central"),
+            },
             "push_gateway": {"url": pushgateway.url, "publisher_label": True},
         },
         "receiver.yaml",
@@ -160,7 +154,7 @@ async def test_fixing_the_clients_ca_file_needs_no_restart(
 ) -> None:
     ca = TestCA(tmp_path / "ca")
     stranger = TestCA(tmp_path / "stranger", name="Some Other CA")
-    tls = _tls(ca, "dc1")
+    tls = manual_tls(ca, "dc1")
     trusted = tmp_path / "trusted-ca.pem"
     trusted.write_bytes(stranger.ca_file.read_bytes())  # the wrong CA, at first
     tls["ca"] = str(trusted)

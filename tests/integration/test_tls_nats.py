@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 from harness import group_samples, new_poller, new_receiver, poller_config, receiver_config, running
 from servers import NatsServer, Pushgateway, Target, async_wait_for
-from testca import TestCA, nats_tls_block
-
-
-def _tls(ca: TestCA, name: str) -> dict[str, str]:
-    issued = ca.issue(name)
-    return {
-        "scheme": "manual",
-        "ca": str(ca.ca_file),
-        "cert": str(issued.cert_file),
-        "key": str(issued.key_file),
-    }
+from testca import TestCA, manual_tls, nats_tls_block
 
 
 def _tls_nats(
@@ -41,9 +31,11 @@ async def test_poller_and_receiver_with_good_certificates_deliver(
         url = f"tls://127.0.0.1:{nats.port}"
         jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
         # The poller inherits the top-level tls; the receiver has its own in the stream.
-        poller, _ = new_poller(poller_config(tmp_path, url, jobs, tls=_tls(ca, "dc1")))
+        poller, _ = new_poller(poller_config(tmp_path, url, jobs, tls=manual_tls(ca, "dc1")))
         receiver, _ = new_receiver(
-            receiver_config(tmp_path, url, pushgateway.url, stream={"tls": _tls(ca, "central")})
+            receiver_config(
+                tmp_path, url, pushgateway.url, stream={"tls": manual_tls(ca, "central")}
+            )
         )
         async with running(poller), running(receiver):
             value = await async_wait_for(
@@ -61,7 +53,7 @@ async def test_client_certificate_from_another_ca_is_refused_and_logged(
     ca = TestCA(tmp_path / "ca")
     stranger = TestCA(tmp_path / "stranger", name="Some Other CA")
     # Trust the right CA for the server, but present a certificate the server cannot verify.
-    foreign = _tls(stranger, "intruder")
+    foreign = manual_tls(stranger, "intruder")
     foreign["ca"] = str(ca.ca_file)
     with _tls_nats(tmp_path, ca) as nats:
         jobs = {"node": {"targets": [{"url": target.url}]}}
@@ -98,7 +90,9 @@ async def test_server_certificate_for_another_host_is_refused(
     ca = TestCA(tmp_path / "ca")
     with _tls_nats(tmp_path, ca, dns=("nats.elsewhere.example",), ips=()) as nats:
         jobs = {"node": {"targets": [{"url": target.url}]}}
-        cfg = poller_config(tmp_path, f"tls://127.0.0.1:{nats.port}", jobs, tls=_tls(ca, "dc1"))
+        cfg = poller_config(
+            tmp_path, f"tls://127.0.0.1:{nats.port}", jobs, tls=manual_tls(ca, "dc1")
+        )
         poller, _ = new_poller(cfg)
         with caplog.at_level(logging.WARNING):
             async with running(poller):
