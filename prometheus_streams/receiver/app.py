@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import runtime
@@ -25,24 +23,16 @@ from prometheus_streams.receiver.acks import Acks
 from prometheus_streams.receiver.breaker import Breaker
 from prometheus_streams.receiver.checks import BodyChecker
 from prometheus_streams.receiver.consumer import Consumer
-from prometheus_streams.receiver.decode import Decoder, too_old
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
-from prometheus_streams.receiver.output import Action, Context, Delivery, Wants
-from prometheus_streams.receiver.outputs import build_output
+from prometheus_streams.receiver.output import Delivery, Output
+from prometheus_streams.receiver.outputs import build_lanes
 from prometheus_streams.receiver.outputs.pushgateway import PushgatewayOutput
+from prometheus_streams.receiver.outputs.remote_write import RemoteWriteOutput
 from prometheus_streams.receiver.pushgateway import PushGateway
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _GroupLock:
-    """Serialises deliveries of one group; dropped when nobody uses it."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
 
 
 def warn_without_c_pass(native: object = NATIVE_SHAPE) -> bool:
@@ -55,7 +45,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
     """Consumes the stream through a durable pull consumer shared by every copy."""
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
-        assert config.receiver_stream is not None and config.push_gateway is not None
+        assert config.receiver_stream is not None
+        assert config.push_gateway is not None or config.remote_write
         self.config = config
         self.stream: StreamConfig = config.receiver_stream
         self.metrics = ReceiverMetrics(registry)
@@ -70,41 +61,41 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self.management = Management(config.management, "receiver", config.identity)
         self.publishers = Publishers(self.metrics)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
-        self.consumer = Consumer(
-            self.conn, self.stream, self.acks, self.metrics, self.publishers, self._note_error
-        )
-        self.decoder = Decoder(self.stream.topic, self.acks, self.publishers)
         self.checker = BodyChecker(self.metrics)
-        self.output = build_output(config, registry, self._context())
-        self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}
-        self.readiness = runtime.Readiness(self.conn, lambda: self.consumer.stream_ready)
+        self.lanes = build_lanes(self, config, registry)
+        self.readiness = runtime.Readiness(
+            self.conn, lambda: all(lane.consumer.stream_ready for lane in self.lanes)
+        )
         self.gate = runtime.PauseGate(
             "receiver", self.metrics.paused, "messages now wait in the stream", log
         )
         self._stop = asyncio.Event()
-        self._consumer_task: asyncio.Task[None] | None = None
+        self._consumer_tasks: list[asyncio.Task[None]] = []
 
-    def _context(self) -> Context:
-        return Context(
-            conn=self.conn,
-            stream=self.stream,
-            checker=self.checker,
-            per_subject=lambda: self.consumer.per_subject,
-            publishers_seen=self.publishers.seen,
-            paused=lambda: self.paused,
-            ack_floor=self.consumer.ack_floor,
-            in_progress=self.acks.in_progress,
-            note_error=self._note_error,
-            spawn=self._supervisor.spawn,
-        )
+    @property
+    def output(self) -> Output:
+        """The first lane's output (the Pushgateway when there is one)."""
+        output = self.lanes[0].output
+        assert output is not None
+        return output
+
+    @property
+    def consumer(self) -> Consumer:
+        """The first lane's consumer."""
+        return self.lanes[0].consumer
 
     def status(self) -> dict[str, Any]:
         """Publishers and when they were last seen, for the status page."""
         return {
             **self._shared_status("receiver"),
-            "durable": self.stream.durable,
-            **self.output.status(),
+            "durable": self.lanes[0].stream.durable,
+            **(self.output.status() if self.config.push_gateway is not None else {}),
             "consumer_pending": self.consumer.pending,
+            "remote_write": [
+                lane.output.status()
+                for lane in self.lanes
+                if isinstance(lane.output, RemoteWriteOutput)
+            ],
             "publishers": [
                 {"publisher": p, "last_seen": seen, "age_seconds": round(time.time() - seen, 3)}
                 for p, seen in sorted(self.publishers.seen.items())
@@ -118,93 +109,49 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         await self.run_phases(stop, self.config.shutdown_grace)
 
     async def start(self) -> None:
-        """Start the output, then the consume loop (it connects and binds first)."""
+        """Start the outputs, then the consume loops (they connect and bind first)."""
         warn_without_c_pass()
-        await self.output.start()
-        self._consumer_task = self._supervisor.spawn(self._consume(self._stop), "consume")
-        self._supervisor.spawn(self.output.run(self._stop), "output")
+        for lane in self.lanes:
+            assert lane.output is not None
+            await lane.output.start()
+        self._consumer_tasks = [self._supervisor.spawn(self._consume(self._stop), "consume")]
+        for lane in self.lanes:
+            assert lane.output is not None
+            self._supervisor.spawn(lane.output.run(self._stop), f"output {lane.output.name}")
 
     async def shutdown(self, grace: float) -> None:
         """Let the batches in flight finish within `grace`, settle their acks, close."""
         try:
             # The consume loop notices `stop` between batches and returns by itself;
             # while it is still connecting there is nothing in flight to wait for.
-            if self.readiness.stream_checked and self._consumer_task is not None:
-                await asyncio.wait_for(asyncio.shield(self._consumer_task), grace)
+            if self.readiness.stream_checked and self._consumer_tasks:
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._consumer_tasks)), grace)
         except TimeoutError:
             log.warning("in-flight pushes did not finish within the grace period")
         except Exception:  # noqa: S110 - already reported by the supervisor
             pass
         await self.acks.flush()  # before cancel_all: acks under way are not cut off
-        await self._release(self.acks.flush, self.output.close, self.conn.close)
+        closers = [lane.output.close for lane in self.lanes if lane.output is not None]
+        await self._release(self.acks.flush, *closers, self.conn.close)
 
-    async def _subscribe(self) -> None:
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Connect, then run every lane (each binds its own consumer) until `stop`."""
         await self.conn.connect()
-        await self.consumer.bind()
+        for lane in self.lanes:
+            if lane.lease is not None:
+                self._supervisor.spawn(lane.lease.run(stop), f"lease {lane.lease.key}")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
         log.info(
-            "receiver %s consuming %s from stream %s as %s, pushing to %s",
+            "receiver %s consuming %s from stream %s to %s",
             self.config.identity,
             self.stream.subjects,
             self.stream.stream,
-            self.stream.durable,
-            self.output.name,
+            ", ".join(f"{lane.output.name} as {lane.stream.durable}" for lane in self.lanes if lane.output),
         )
+        await asyncio.gather(*(lane.consume(stop) for lane in self.lanes))
 
-    async def _consume(self, stop: asyncio.Event) -> None:
-        await self._subscribe()
-        batches: list[asyncio.Task[None]] = []
-        async for msgs in self.consumer.batches(
-            stop, self.output, lambda: self.paused, self.gate.wait_resumed
-        ):
-            # The next fetch overlaps this batch's pushes, so the output is not
-            # left idle between batches; at most two batches are in flight.
-            batches.append(self._supervisor.spawn(self._handle_batch(msgs), "batch"))
-            if len(batches) >= 2:
-                await batches.pop(0)
-        await asyncio.gather(*batches)
-        await self.consumer.close()
-        await self.acks.flush()
-
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
-        """Decode one fetched batch and deliver it, each group in turn."""
-        self.metrics.received.inc(len(msgs))
-        self.metrics.received_bytes.inc(sum(len(msg.data) for msg in msgs))
-        if msgs:
-            self.consumer.note_pending(msgs[-1])
-        newest_only = self.output.wants is Wants.NEWEST_PER_GROUP
-        items = await self.decoder.batch(msgs, self.config.body_size_limit, newest_only)
-        await asyncio.gather(*(self._process(item) for item in items))
-
-    async def _process(self, item: Delivery) -> None:
-        """Deliver one message once the group's earlier ones are answered."""
-        # Two batches may hold the same group: one delivery per group at a time,
-        # in fetch order, so the group never goes back in time.
-        group = item.scrape.group
-        entry = self._group_locks.get(group)
-        if entry is None:
-            entry = self._group_locks[group] = _GroupLock()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                await self._deliver(item)
-        finally:
-            entry.users -= 1
-            if not entry.users:
-                del self._group_locks[group]
-
-    async def _deliver(self, item: Delivery) -> None:
-        if too_old(item.scrape, self.config.max_age):
-            await self.acks.drop(item.msg, "too_old")
-            return
-        outcome = await self.output.deliver(item)
-        if outcome.action is Action.DELIVERED:
-            self._delivered(item)
-            self.acks.ack_soon(item.msg)  # settle() would too, one await later
-        else:
-            await self.acks.settle(item.msg, outcome)
-
-    def _delivered(self, item: Delivery) -> None:
+    def delivered(self, item: Delivery) -> None:
+        """Note a delivered scrape: latency, clock check, publisher last seen."""
         scrape = item.scrape
         now = time.time()
         seen = scrape.scrape_time_ms / 1000
@@ -224,7 +171,9 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         """Apply a new config: limits, max_age and output settings; NATS stays."""
         if config.receiver_stream != self.stream:
             log.warning("receiver_stream changed: that takes effect only after a restart")
-        self.output.reload(config)
+        for lane in self.lanes:
+            assert lane.output is not None
+            lane.output.reload(config)
         # The limits or the grouping labels may have changed what passes.
         self.checker.clear()
         self.config = config

@@ -36,6 +36,7 @@ class Consumer:
         metrics: ReceiverMetrics,
         publishers: Publishers,
         note_error: Callable[[str], None],
+        on_pending: Callable[[int], None] | None = None,
     ) -> None:
         self.conn = conn
         self.stream = stream
@@ -43,6 +44,7 @@ class Consumer:
         self.metrics = metrics
         self.publishers = publishers
         self.note_error = note_error
+        self.on_pending = on_pending or metrics.pending.set
         self.sub: Puller | None = None
         self.stream_ready = False
         self.per_subject = -1  # the stream's max_msgs_per_subject, once bound
@@ -156,7 +158,16 @@ class Consumer:
 
     def _set_pending(self, pending: int) -> None:
         self.pending = pending
-        self.metrics.pending.set(pending)
+        self.on_pending(pending)
+
+    async def info(self) -> js_api.ConsumerInfo:
+        """The consumer's state as the server has it; raises NATSError or TimeoutError."""
+        assert self.sub is not None, "bind() first"
+        return await self.sub.consumer_info()
+
+    def take_all(self) -> list[Msg]:
+        """What was delivered and not handed out yet, to give back."""
+        return self.sub.take_all() if self.sub is not None else []
 
     async def ack_floor(self) -> tuple[bool, int | None]:
         """Whether the consumer could be asked; then the stream sequence through

@@ -29,10 +29,11 @@ INFLATE_AHEAD = 32 * 1024 * 1024
 class Decoder:
     """Decodes a fetched batch; terminates what the wire format refuses."""
 
-    def __init__(self, topic: str, acks: Acks, publishers: Publishers) -> None:
+    def __init__(self, topic: str, acks: Acks, publishers: Publishers, count: bool = True) -> None:
         self.topic = topic
         self._acks = acks
         self._publishers = publishers
+        self._count = count  # one lane counts each publisher's messages, not every lane
 
     async def batch(
         self, msgs: list[Msg], body_size_limit: int, newest_only: bool
@@ -54,7 +55,8 @@ class Decoder:
             except wire.WireError as exc:
                 await self._acks.term(msg, exc.reason, str(exc))
                 continue
-            self._publishers.of(scrape.publisher).messages.inc()
+            if self._count:
+                self._publishers.of(scrape.publisher).messages.inc()
             item = Delivery(msg, scrape, encoding, body)
             if not newest_only:
                 every.append(item)

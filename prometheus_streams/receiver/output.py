@@ -124,6 +124,11 @@ class Context:
     note_error: Callable[[str], None]
     # Start a supervised task: one that crashes stops the receiver.
     spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
+    # Whether this receiver may deliver now (false while another one holds the
+    # output's lease); checked right before each write.
+    fence: Callable[[], bool] = lambda: True
+    # Messages in the stream not yet fetched by the output's consumer (-1: not known).
+    pending: Callable[[], int] = lambda: -1
 
 
 class Output(Protocol):
