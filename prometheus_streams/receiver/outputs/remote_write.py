@@ -192,6 +192,7 @@ class RemoteWriteOutput:
         self._refusals_logged: set[str] = set()
         self.last_error = ""
         self.last_error_time = 0.0
+        self._written = False
         for name in ("samples", "stale_markers", "retried"):
             getattr(metrics, name).labels(self.label)
         for result in REQUEST_RESULTS:
@@ -374,6 +375,7 @@ class RemoteWriteOutput:
         now = time.time()
         newest = max(job.item.scrape.scrape_time_ms for job in batch) / 1000
         self.metrics.lag.labels(self.label).set(max(0.0, now - newest))
+        self._written = True
         for job in batch:
             _answer(job, DELIVERED)
 
@@ -391,7 +393,7 @@ class RemoteWriteOutput:
         delay = self.rw.min_backoff
         touched = time.monotonic()
         while True:
-            if stop.is_set() or self._stopping or not self.ctx.fence():
+            if stop.is_set() or self._stopping or not self._leading():
                 raise _Abort()
             if time.monotonic() - touched > self.ctx.stream.ack_wait / 3:
                 for job in batch:
@@ -500,15 +502,32 @@ class RemoteWriteOutput:
 
     def status(self) -> dict[str, Any]:
         """This output's entry of the status page's remote_write list."""
+        m = self.metrics
+        dropped = sum(
+            sample.value
+            for family in m.dropped.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("output") == self.label
+        )
         return {
             "name": self.label,
             "url": redact_url(self.rw.url),
-            "leading": self.ctx.fence(),
+            "leading": self._leading(),
             "pending": self.ctx.pending(),
+            "lag_seconds": m.lag.labels(self.label)._value.get() if self._written else None,
+            "samples_sent": int(m.samples.labels(self.label)._value.get()),
+            "samples_retried": int(m.retried.labels(self.label)._value.get()),
+            "samples_dropped": int(dropped),
             "targets": len(self._groups),
             "last_error": self.last_error,
             "last_error_time": self.last_error_time or None,
         }
+
+    def _leading(self) -> bool:
+        """Whether we may write now; kept on the `remote_write_leading` gauge."""
+        leading = self.ctx.fence()
+        self.metrics.leading.labels(self.label).set(1 if leading else 0)
+        return leading
 
     async def close(self) -> None:
         """Close the HTTP session."""
