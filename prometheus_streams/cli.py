@@ -72,11 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "receiver",
         parents=[common],
-        help="consume scrapes from JetStream and push them to the Pushgateway",
+        help="consume scrapes from JetStream into the Pushgateway and/or remote-write stores",
         description="Fetch scrapes from the durable consumer of `receiver_stream`, drop "
-        "those older than `max_age`, and PUT each to `push_gateway`, acknowledging a "
-        "message only after the Pushgateway accepted it. Several receivers may share one "
-        "durable consumer.",
+        "those older than `max_age`, PUT the newest of each target to `push_gateway` "
+        "and write every scrape, at its own time, to each `remote_write` store, "
+        "acknowledging a message only after the destination accepted it. Each output has "
+        "its own durable consumer. Several receivers may share them: the Pushgateway's "
+        "work is shared, a remote-write output is written by one receiver at a time "
+        "(the others stand by).",
     )
     commands.add_parser(
         "check-config",

@@ -232,6 +232,8 @@ class RemoteWriteOutput:
     async def deliver(self, item: Delivery) -> Outcome:
         """Turn one scrape into samples, queue them for a request, answer when it is written."""
         scrape = item.scrape
+        if self._stopping:
+            return retry("shutting_down", 0.0)
         try:
             body = take_body(item, self.config.body_size_limit)
         except wire.WireError as exc:
