@@ -56,8 +56,8 @@ QUEUE_KEYS = {"max_samples_per_send", "batch_send_deadline", "min_backoff", "max
 # Accepted so a pasted Prometheus entry loads; what they tune does not exist here.
 _IGNORED_QUEUE_KEYS = {
     "capacity": "not used: scrapes wait in the JetStream stream, not in a memory queue",
-    "max_shards": "not used: one request in flight per output, to keep each series in order",
-    "min_shards": "not used: one request in flight per output, to keep each series in order",
+    "max_shards": "not used: the receiver spreads requests itself, keeping each series in order",
+    "min_shards": "not used: the receiver spreads requests itself, keeping each series in order",
     "retry_on_http_429": "not used: a 429 is always retried, honouring Retry-After",
     "sample_age_limit": "not used: max_age (top level) drops scrapes that are too old",
 }
