@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_streams.config import ROLES, Config, StreamConfig, TLSConfig
+from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
 from prometheus_streams.secret import redact_url
 
 
@@ -43,6 +43,44 @@ def describe_stream(s: StreamConfig | None) -> dict[str, Any] | None:
     }
 
 
+def describe_outputs(config: Config) -> list[str]:
+    """The receiver's outputs in one line each: where to, and how it logs in."""
+    outputs = []
+    if config.push_gateway is not None:
+        push = config.push_gateway
+        outputs.append(f"pushgateway {redact_url(push.url)} ({push.describe_auth()})")
+    outputs.extend(
+        f"remote_write {rw.name} → {rw.url} ({rw.describe_auth()})" for rw in config.remote_write
+    )
+    return outputs
+
+
+def describe_remote_write(rw: RemoteWriteConfig) -> dict[str, Any]:
+    """One remote_write destination; header values are not shown (they may hold keys)."""
+    return {
+        "name": rw.name,
+        "url": redact_url(rw.url),
+        "headers": [name for name, _ in rw.headers],
+        "auth": rw.describe_auth(),
+        "tls": None
+        if rw.tls_server_name is None
+        else {
+            "ca": rw.ca,
+            "cert": rw.cert_file,
+            "key": rw.key_file,
+            "server_name": rw.tls_server_name,
+            "insecure_skip_verify": rw.insecure_skip_verify,
+            "min_version": rw.min_version or "TLS12",
+            "max_version": rw.max_version,
+        },
+        "remote_timeout_seconds": rw.remote_timeout,
+        "max_samples_per_send": rw.max_samples_per_send,
+        "batch_send_deadline_seconds": rw.batch_send_deadline,
+        "min_backoff_seconds": rw.min_backoff,
+        "max_backoff_seconds": rw.max_backoff,
+    }
+
+
 def describe(config: Config) -> dict[str, Any]:
     """The resolved configuration as plain data, for check-config."""
     return {
@@ -78,6 +116,9 @@ def describe(config: Config) -> dict[str, Any]:
             "insecure_skip_verify": config.push_gateway.insecure_skip_verify,
             "auth": config.push_gateway.describe_auth(),
         },
+        "remote_write": [describe_remote_write(rw) for rw in config.remote_write],
+        "publisher_label": config.publisher_label,
+        "outputs": describe_outputs(config),
         "limits": {
             "max_line_length_bytes": config.max_line_length,
             "max_label_count": config.max_label_count,

@@ -209,6 +209,8 @@ class { 'prometheus_streams':
   poller_stream   => { 'urls' => 'nats://nats.dc1.example.net:4222', 'topic' => 'prometheus', 'cluster_id' => 'dc1_stream' },
   receiver_stream => { 'urls' => ['nats://nats.central.example.net:4222'], 'client_id' => 'prometheus_receiver', 'ack_wait' => '1m' },
   push_gateway    => { 'url' => 'http://pushgateway.example.net:9091', 'publisher_label' => true },
+  remote_write    => [{ 'url' => 'http://vm.example.net:8428/api/v1/write', 'name' => 'vm', 'headers' => { 'X-Scope-OrgID' => 'dc1' } }],
+  publisher_label => 'datacenter',
   management      => { 'name' => 'app', 'brokers' => ['choria1.example.net:4222'] },
   jobs            => { 'node' => { 'scrape_interval' => '30s', 'targets' => [{ 'name' => 'web1', 'url' => 'http://web1.dc1.example.net:9100/metrics' }] } },
 }

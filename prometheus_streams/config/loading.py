@@ -19,6 +19,7 @@ from prometheus_streams.config.model import SELF_JOB, Config
 from prometheus_streams.config.nats import read_stream
 from prometheus_streams.config.pushgateway import read_push_gateway
 from prometheus_streams.config.reader import Reader, Section
+from prometheus_streams.config.remote_write import read_publisher_label, read_remote_write
 from prometheus_streams.config.tls import read_tls
 from prometheus_streams.config.values import as_name
 from prometheus_streams.errors import ConfigError
@@ -74,6 +75,8 @@ def _sections(top: Section, path: str) -> Config:
         poller_stream=read_stream(top, "poller_stream", identity, tls),
         receiver_stream=read_stream(top, "receiver_stream", identity, tls),
         push_gateway=read_push_gateway(top),
+        remote_write=read_remote_write(top),
+        publisher_label=read_publisher_label(top),
         tls=tls,
         management=read_management(top, identity, tls),
     )
@@ -95,6 +98,7 @@ def _check_across_sections(top: Section, config: Config) -> None:
                 f"({rounds} rounds of push_gateway.timeout {push.timeout:g}s): messages "
                 "could be redelivered while still queued; raise it or lower fetch_batch",
             )
+    _check_remote_write(top, config)
     if push is not None and push.stale_after and not push.publisher_label:
         top.problem(
             "push_gateway.stale_after",
@@ -105,3 +109,21 @@ def _check_across_sections(top: Section, config: Config) -> None:
         top.warn("push_gateway.stale_publishers", "has no effect without stale_after")
     if any(job.name == SELF_JOB for job in config.jobs) and config.monitor_port:
         top.problem(f"jobs.{SELF_JOB}", "reserved for the poller's own metrics (monitor_port)")
+
+
+def _check_remote_write(top: Section, config: Config) -> None:
+    """The remote_write rules that involve other sections."""
+    if top.given("publisher_label") and not config.remote_write:
+        top.warn(
+            "publisher_label",
+            "used by remote_write only; the Pushgateway's grouping label stays publisher",
+        )
+    stream = config.receiver_stream
+    slowest = max(config.remote_write, key=lambda rw: rw.remote_timeout, default=None)
+    if stream is not None and slowest is not None and stream.ack_wait < slowest.remote_timeout:
+        top.warn(
+            "receiver_stream.ack_wait",
+            f"{stream.ack_wait:g}s is shorter than remote_write {slowest.name}'s "
+            f"remote_timeout {slowest.remote_timeout:g}s: messages could be redelivered "
+            "while their request is still waiting; raise ack_wait",
+        )

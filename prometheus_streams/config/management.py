@@ -52,6 +52,8 @@ TOP_KEYS = {
     "poller_stream",
     "receiver_stream",
     "push_gateway",
+    "remote_write",
+    "publisher_label",
     "management",
     "tls",
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import Secret
@@ -15,6 +18,12 @@ DEFAULT_BODY_SIZE_LIMIT = 32 * 1024 * 1024
 DEFAULT_MAX_LINE_LENGTH = 64 * 1024
 DEFAULT_MAX_LABEL_COUNT = 128
 ROLES = ("poller", "receiver")
+DEFAULT_PUBLISHER_LABEL = "publisher"
+# Prometheus' names; TLS10 and TLS11 are left out: Python's ssl deprecates them.
+TLS_VERSIONS = {
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,88 @@ class PushGatewayConfig:
 
 
 @dataclass(frozen=True)
+class RemoteWriteConfig:
+    """One Prometheus Remote-Write 1.0 destination, in the keys of Prometheus' `remote_write`."""
+
+    url: str
+    # Unique across the list; [A-Za-z0-9_-]+, so it fits a NATS consumer name and a label.
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    username: str | None = None
+    password: Secret | None = None
+    bearer_token: Secret | None = None
+    # The scheme of `authorization` (Prometheus sends `<type> <credentials>`).
+    authorization_type: str = "Bearer"
+    ca: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    insecure_skip_verify: bool = False
+    min_version: str | None = None
+    max_version: str | None = None
+    remote_timeout: float = 30.0
+    max_samples_per_send: int = 2000
+    batch_send_deadline: float = 5.0
+    min_backoff: float = 0.03
+    max_backoff: float = 5.0
+
+    def request_headers(self) -> dict[str, str]:
+        """The user's headers and Authorization; the protocol's own headers are the sender's."""
+        headers = dict(self.headers)
+        if self.username is not None:
+            password = self.password.reveal() if self.password is not None else ""
+            pair = f"{self.username}:{password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        elif self.bearer_token is not None:
+            headers["Authorization"] = f"{self.authorization_type} {self.bearer_token.reveal()}"
+        return headers
+
+    @property
+    def tls_server_name(self) -> str | None:
+        """The name to send (SNI) and to check the certificate against; None for http://."""
+        if not self.url.startswith("https:"):
+            return None
+        return self.server_name or urlsplit(self.url).hostname
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """CA, client certificate and versions for https:// (None for http://).
+
+        The server name is per connection, not per context: pass `tls_server_name`
+        as `server_hostname` when connecting.
+        """
+        if not self.url.startswith("https:"):
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        # Prometheus' default minimum, as for NATS.
+        context.minimum_version = TLS_VERSIONS[self.min_version or "TLS12"]
+        if self.max_version is not None:
+            context.maximum_version = TLS_VERSIONS[self.max_version]
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def describe_auth(self) -> str:
+        """How the receiver authenticates to this destination, never the secret."""
+        methods = []
+        if self.username is not None:
+            source = self.password.source if self.password else "nowhere"
+            methods.append(f"basic auth as {self.username} with password from {source}")
+        elif self.bearer_token is not None:
+            kind = (
+                "bearer token"
+                if self.authorization_type == "Bearer"
+                else (f"{self.authorization_type} credentials")
+            )
+            methods.append(f"{kind} from {self.bearer_token.source}")
+        if self.cert_file is not None:
+            methods.append(f"client certificate {self.cert_file}")
+        return ", ".join(methods) or "none"
+
+
+@dataclass(frozen=True)
 class ManagementConfig:
     """Pause/resume/status over NATS and on the local HTTP port."""
 
@@ -194,6 +285,9 @@ class Config:
     poller_stream: StreamConfig | None = None
     receiver_stream: StreamConfig | None = None
     push_gateway: PushGatewayConfig | None = None
+    remote_write: tuple[RemoteWriteConfig, ...] = ()
+    # The label naming the poller on every remote-written series.
+    publisher_label: str = DEFAULT_PUBLISHER_LABEL
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -209,8 +303,11 @@ class Config:
         elif role == "receiver":
             if self.receiver_stream is None:
                 problems.append(f"{self.path}: receiver_stream: required by the receiver")
-            if self.push_gateway is None:
-                problems.append(f"{self.path}: push_gateway: required by the receiver")
+            if self.push_gateway is None and not self.remote_write:
+                problems.append(
+                    f"{self.path}: push_gateway, remote_write: the receiver needs at least "
+                    "one output: a push_gateway section or a remote_write list"
+                )
         return problems
 
     def require(self, role: str) -> None:

@@ -19,12 +19,14 @@ class prometheus_streams::config {
     'poller_stream'   => $prometheus_streams::poller_stream,
     'receiver_stream' => $prometheus_streams::receiver_stream,
     'push_gateway'    => $prometheus_streams::push_gateway,
+    'remote_write'    => $prometheus_streams::remote_write,
+    'publisher_label' => $prometheus_streams::publisher_label,
     'management'      => $prometheus_streams::management,
     'jobs'            => $prometheus_streams::jobs,
   }
   # Unset and empty sections are left out, so the daemon's defaults apply.
   $set = $settings.filter |$key, $value| {
-    $value =~ NotUndef and !($value =~ Hash and $value.empty)
+    $value =~ NotUndef and !($value =~ Collection and $value.empty)
   }
   $config = deep_merge($set, $prometheus_streams::extra_config)
 

@@ -1,7 +1,7 @@
 # @summary Install, configure and run prometheus-streams: Prometheus federation over NATS JetStream.
 #
 # A poller scrapes targets and publishes to JetStream; a receiver consumes and
-# pushes to a Pushgateway. This class writes /etc/prometheus-streams/prometheus-streams.yaml
+# pushes to a Pushgateway, remote-writes to a store, or both. This class writes /etc/prometheus-streams/prometheus-streams.yaml
 # from its parameters, installs the package and runs the services selected.
 # Configuration changes reload the services (SIGHUP), they do not restart them.
 #
@@ -31,6 +31,8 @@
 # @param poller_stream NATS and JetStream settings of the poller.
 # @param receiver_stream NATS and JetStream settings of the receiver.
 # @param push_gateway The Pushgateway the receiver pushes to.
+# @param remote_write Remote-write stores the receiver writes to (Prometheus' remote_write keys).
+# @param publisher_label Label naming the poller on every remote-written series (default publisher).
 # @param management The original's Choria backplane settings (accepted with a warning, unused).
 # @param tls TLS for every NATS connection that has none of its own.
 # @param jobs Jobs the poller scrapes: job name to targets and settings.
@@ -63,6 +65,8 @@ class prometheus_streams (
   Variant[Prometheus_streams::Stream, Hash[0, 0]] $poller_stream = {},
   Variant[Prometheus_streams::Stream, Hash[0, 0]] $receiver_stream = {},
   Variant[Prometheus_streams::Push_gateway, Hash[0, 0]] $push_gateway = {},
+  Array[Prometheus_streams::Remote_write] $remote_write = [],
+  Optional[Pattern[/\A[a-zA-Z_][a-zA-Z0-9_]*\z/]] $publisher_label = undef,
   Variant[Prometheus_streams::Management, Hash[0, 0]] $management = {},
   Optional[Prometheus_streams::Tls] $tls = undef,
   Hash[String[1], Prometheus_streams::Job] $jobs = {},
@@ -82,8 +86,8 @@ class prometheus_streams (
     if $poller and ($poller_stream.empty or $jobs.empty) {
       fail('prometheus_streams: the poller needs poller_stream and at least one job')
     }
-    if $receiver and ($receiver_stream.empty or $push_gateway.empty) {
-      fail('prometheus_streams: the receiver needs receiver_stream and push_gateway')
+    if $receiver and ($receiver_stream.empty or ($push_gateway.empty and $remote_write.empty)) {
+      fail('prometheus_streams: the receiver needs receiver_stream, and push_gateway or remote_write')
     }
     contain prometheus_streams::install
     contain prometheus_streams::config

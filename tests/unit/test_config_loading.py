@@ -560,7 +560,10 @@ def test_problems_for_receiver_lists_missing_sections(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     assert config.problems_for("receiver") == [
         f"{path}: receiver_stream: required by the receiver",
-        f"{path}: push_gateway: required by the receiver",
+        (
+            f"{path}: push_gateway, remote_write: the receiver needs at least one output: "
+            "a push_gateway section or a remote_write list"
+        ),
     ]
     with pytest.raises(ConfigError):
         config.require("receiver")

@@ -9,6 +9,13 @@ from prometheus_streams.config.jobs import FILE_SD_KEYS, JOB_KEYS, TARGET_KEYS
 from prometheus_streams.config.management import MANAGEMENT_KEYS, TOP_KEYS
 from prometheus_streams.config.nats import STREAM_KEYS
 from prometheus_streams.config.pushgateway import PUSH_KEYS
+from prometheus_streams.config.remote_write import (
+    AUTHORIZATION_KEYS,
+    BASIC_AUTH_KEYS,
+    QUEUE_KEYS,
+    RW_KEYS,
+    TLS_CONFIG_KEYS,
+)
 from prometheus_streams.config.tls import TLS_KEYS
 
 ROOT = Path(__file__).parent.parent.parent
@@ -47,6 +54,11 @@ def test_config_sample_mentions_every_key_the_loader_knows() -> None:
         | TLS_KEYS
         | MANAGEMENT_KEYS
         | FILE_SD_KEYS
+        | RW_KEYS
+        | BASIC_AUTH_KEYS
+        | AUTHORIZATION_KEYS
+        | TLS_CONFIG_KEYS
+        | QUEUE_KEYS
     )
     missing = sorted(known - documented)
     assert not missing, f"config.sample.yaml does not show: {missing}"

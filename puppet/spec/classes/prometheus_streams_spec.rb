@@ -95,10 +95,45 @@ describe 'prometheus_streams' do
       expect(rendered['push_gateway']).to eq(params[:push_gateway])
     end
 
-    context 'without a Pushgateway' do
+    context 'without an output' do
       let(:params) { { receiver: true, receiver_stream: RECEIVER_STREAM } }
 
-      it { is_expected.to compile.and_raise_error(%r{receiver needs receiver_stream and push_gateway}) }
+      it { is_expected.to compile.and_raise_error(%r{receiver needs receiver_stream, and push_gateway or remote_write}) }
+    end
+
+    context 'with remote_write only' do
+      let(:remote_write) do
+        [
+          { 'url' => 'http://vm.example.net:8428/api/v1/write' },
+          {
+            'url' => 'https://mimir.example.net/api/v1/push', 'name' => 'mimir', 'headers' => { 'X-Scope-OrgID' => 'dc1' },
+            'basic_auth' => { 'username' => 'u', 'password_file' => '/etc/prometheus-streams/mimir.pw' },
+            'tls_config' => { 'ca_file' => '/etc/pki/ca.pem', 'insecure_skip_verify' => false },
+            'remote_timeout' => '10s', 'queue_config' => { 'max_samples_per_send' => 500, 'batch_send_deadline' => '2s' }
+          },
+        ]
+      end
+      let(:params) { { receiver: true, receiver_stream: RECEIVER_STREAM, remote_write: remote_write, publisher_label: 'datacenter' } }
+
+      it { is_expected.to compile.with_all_deps }
+
+      it 'renders the list and the label, and no Pushgateway' do
+        expect(rendered['remote_write']).to eq(remote_write)
+        expect(rendered['publisher_label']).to eq('datacenter')
+        expect(rendered).not_to include('push_gateway')
+      end
+    end
+
+    context 'with a remote_write name a consumer cannot carry' do
+      let(:params) { { receiver: true, receiver_stream: RECEIVER_STREAM, remote_write: [{ 'url' => 'http://vm:8428/api/v1/write', 'name' => 'vm.prod' }] } }
+
+      it { is_expected.to compile.and_raise_error(%r{remote_write}) }
+    end
+
+    context 'with a publisher_label that is no label name' do
+      let(:params) { { publisher_label: 'dc-name' } }
+
+      it { is_expected.to compile.and_raise_error(%r{publisher_label}) }
     end
 
     context 'with a Pushgateway URL that is not http(s)' do

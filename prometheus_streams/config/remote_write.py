@@ -1,0 +1,409 @@
+"""The `remote_write` list and `publisher_label`, in Prometheus' keys so users can paste theirs."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_streams.config.credentials import file_path, secret
+from prometheus_streams.config.model import (
+    DEFAULT_PUBLISHER_LABEL,
+    TLS_VERSIONS,
+    RemoteWriteConfig,
+)
+from prometheus_streams.config.reader import Section
+from prometheus_streams.config.values import (
+    NAME_RE,
+    VISIBLE_ASCII,
+    as_bool,
+    as_str,
+    http_url,
+    int_in,
+    one_of,
+    positive_duration,
+)
+from prometheus_streams.secret import Secret, SecretSourceError, read_secret_file
+
+RW_KEYS = {
+    "url",
+    "name",
+    "headers",
+    "basic_auth",
+    "authorization",
+    "bearer_token",
+    "bearer_token_file",
+    "bearer_token_env",
+    "tls_config",
+    "remote_timeout",
+    "queue_config",
+    "protobuf_message",
+}
+BASIC_AUTH_KEYS = {"username", "username_file", "password", "password_file", "password_env"}
+AUTHORIZATION_KEYS = {"type", "credentials", "credentials_file", "credentials_env"}
+TLS_CONFIG_KEYS = {
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "server_name",
+    "insecure_skip_verify",
+    "min_version",
+    "max_version",
+}
+QUEUE_KEYS = {"max_samples_per_send", "batch_send_deadline", "min_backoff", "max_backoff"}
+
+# Accepted so a pasted Prometheus entry loads; what they tune does not exist here.
+_IGNORED_QUEUE_KEYS = {
+    "capacity": "not used: scrapes wait in the JetStream stream, not in a memory queue",
+    "max_shards": "not used: the receiver spreads requests itself, keeping each series in order",
+    "min_shards": "not used: the receiver spreads requests itself, keeping each series in order",
+    "retry_on_http_429": "not used: a 429 is always retried, honouring Retry-After",
+    "sample_age_limit": "not used: max_age (top level) drops scrapes that are too old",
+}
+_IGNORED_KEYS = {
+    "metadata_config": "not supported: no metric metadata is sent",
+    "send_exemplars": "not supported: the text format carries no exemplars",
+    "send_native_histograms": "not supported: the text format carries no native histograms",
+    "proxy_url": "not supported: the receiver connects to the url directly",
+    "no_proxy": "not supported: the receiver connects to the url directly",
+    "proxy_from_environment": "not supported: the receiver connects to the url directly",
+    "proxy_connect_header": "not supported: the receiver connects to the url directly",
+    "follow_redirects": "not supported: a redirect is not followed (counted as an error)",
+    "enable_http2": "not supported: requests go over HTTP/1.1",
+    "round_robin_dns": "not supported: the url's host is resolved by the system",
+}
+# Refused: ignoring them would change what is sent (relabelling) or leave every
+# request unauthenticated, where the user asked for a login.
+_REFUSED_KEYS = {
+    "write_relabel_configs": "not supported: relabel on the poller (jobs' targets) instead; "
+    "ignoring it would send series it drops or renames",
+    "sigv4": "not supported (AWS SigV4 signing); use basic_auth or authorization",
+    "azuread": "not supported (Azure AD); use basic_auth or authorization",
+    "oauth2": "not supported (OAuth 2.0); use basic_auth or authorization",
+    "google_iam": "not supported (Google IAM); use basic_auth or authorization",
+}
+_REFUSED_TLS_KEYS = {
+    "ca": "inline PEM is not supported: give ca_file",
+    "cert": "inline PEM is not supported: give cert_file",
+    "key": "inline PEM is not supported: give key_file",
+    "ca_ref": "not supported: give ca_file",
+    "cert_ref": "not supported: give cert_file",
+    "key_ref": "not supported: give key_file",
+}
+# Prometheus' reserved headers (prometheus/common): set by the sender itself or
+# hop-by-hop; Authorization comes from basic_auth or authorization.
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "host",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "user-agent",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "www-authenticate",
+        "accept-encoding",
+        "x-prometheus-remote-write-version",
+        "x-prometheus-remote-read-version",
+        "x-prometheus-scrape-timeout-seconds",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+    }
+)
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+OUTPUT_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+MAX_NAME_LENGTH = 64
+
+
+def read_remote_write(parent: Section) -> tuple[RemoteWriteConfig, ...]:
+    """The `remote_write` list; entries with problems are left out (the problems say why)."""
+    if not parent.given("remote_write"):
+        return ()
+    if not isinstance(parent.raw("remote_write"), list):
+        parent.problem("remote_write", "must be a list of destinations (- url: ...)")
+        return ()
+    outputs: list[RemoteWriteConfig] = []
+    seen: dict[str, str] = {}
+    for s in parent.entries("remote_write"):
+        output = _read_one(s)
+        if output is None:
+            continue
+        if output.name in seen:
+            hint = "" if s.given("name") else " (the default from the url's host): set `name`"
+            s.problem(
+                "name",
+                f"{output.name!r} is also the name of {seen[output.name]}{hint}; "
+                "names must be unique",
+            )
+            continue
+        seen[output.name] = s.path()
+        outputs.append(output)
+    return tuple(outputs)
+
+
+def read_publisher_label(top: Section) -> str:
+    """The top-level `publisher_label`: the label naming the poller on remote-written series."""
+    value = top.raw("publisher_label")
+    if value is None:
+        return DEFAULT_PUBLISHER_LABEL
+    if isinstance(value, bool):
+        top.problem(
+            "publisher_label",
+            "the top-level key is a label name (default publisher); "
+            "true/false belongs under push_gateway.publisher_label",
+        )
+        return DEFAULT_PUBLISHER_LABEL
+    if not isinstance(value, str) or not _LABEL_NAME_RE.fullmatch(value):
+        top.problem("publisher_label", f"not a valid label name: {value!r}")
+        return DEFAULT_PUBLISHER_LABEL
+    if value in ("job", "instance") or value.startswith("__"):
+        top.problem("publisher_label", f"label {value!r} is reserved (job, instance, __*)")
+        return DEFAULT_PUBLISHER_LABEL
+    return value
+
+
+def default_name(url: str) -> str:
+    """The URL's host (host_port with a port), in the characters a consumer name allows."""
+    parts = urlsplit(url)
+    host = parts.hostname or "remote_write"
+    if parts.port is not None:
+        host = f"{host}_{parts.port}"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", host)[:MAX_NAME_LENGTH]
+
+
+def _read_one(s: Section) -> RemoteWriteConfig | None:
+    for key, reason in _REFUSED_KEYS.items():
+        if key in s and not (key == "write_relabel_configs" and not s.raw(key)):
+            s.problem(key, reason)
+    s.check_keys(RW_KEYS | _REFUSED_KEYS.keys(), _IGNORED_KEYS)
+    if not s.given("url"):
+        s.problem("url", "required: the store's remote-write endpoint")
+        return None
+    problems = len(s.reader.problems)
+    url = s.get("url", http_url, "")
+    if url and "@" in urlsplit(url).netloc:
+        s.problem("url", "holds credentials: give them as basic_auth (username, password_file)")
+    name = _name(s, url)
+    protobuf = s.raw("protobuf_message")
+    if protobuf is not None and protobuf != "prometheus.WriteRequest":
+        s.problem(
+            "protobuf_message",
+            f"only Remote-Write 1.0 (prometheus.WriteRequest) is spoken, got {protobuf!r}",
+        )
+    output = RemoteWriteConfig(
+        url=url,
+        name=name,
+        headers=_headers(s),
+        **_auth(s, url),
+        **_tls(s, url),
+        remote_timeout=s.get("remote_timeout", positive_duration, 30.0),
+        **_queue(s),
+    )
+    return output if len(s.reader.problems) == problems and url else None
+
+
+def _name(s: Section, url: str) -> str:
+    if not s.given("name"):
+        return default_name(url) if url else ""
+    name = s.get("name", as_str, "")
+    if name and (len(name) > MAX_NAME_LENGTH or not OUTPUT_NAME_RE.fullmatch(name)):
+        suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:MAX_NAME_LENGTH]
+        s.problem(
+            "name",
+            f"must be 1-{MAX_NAME_LENGTH} of A-Z a-z 0-9 _ - (it names a NATS consumer "
+            f"and a label value), got {name!r}; for example {suggestion!r}",
+        )
+    return name
+
+
+def _headers(s: Section) -> tuple[tuple[str, str], ...]:
+    h = s.mapping("headers")
+    if h is None:
+        return ()
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name in h:
+        if not _HEADER_NAME_RE.fullmatch(name):
+            h.problem(name, f"not an HTTP header name: {name!r}")
+            continue
+        lower = name.lower()
+        if lower in RESERVED_HEADERS:
+            where = (
+                "use basic_auth or authorization"
+                if lower == "authorization"
+                else "the receiver sets it itself"
+            )
+            h.problem(name, f"reserved header, it must not be changed: {where}")
+            continue
+        if lower in seen:
+            h.problem(name, "given twice (header names ignore case)")
+            continue
+        seen.add(lower)
+        value = h.raw(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        # Never quote the value: some stores take an API key in a header.
+        if not isinstance(value, str) or not value.strip():
+            h.problem(name, f"must be a non-empty string, got {type(value).__name__}")
+        elif not NAME_RE.fullmatch(value):
+            h.problem(name, "must not contain control characters (value not shown)")
+        else:
+            headers.append((name, value))
+    return tuple(headers)
+
+
+def _auth(s: Section, url: str) -> dict[str, Any]:
+    """Basic auth, or an Authorization scheme with credentials; at most one form."""
+    forms = [k for k in ("basic_auth", "authorization", "bearer_token") if k in s]
+    if "bearer_token" not in forms and any(
+        k in s for k in ("bearer_token_file", "bearer_token_env")
+    ):
+        forms.append("bearer_token_file")
+    if len(forms) > 1:
+        s.problem(None, f"give one of basic_auth, authorization, bearer_token, not {forms}")
+        return {}
+    auth: dict[str, Any] = {}
+    if "basic_auth" in s:
+        auth = _basic_auth(s)
+    elif "authorization" in s:
+        auth = _authorization(s)
+    elif forms:
+        token = secret(s, "bearer_token")
+        _check_token(s, "bearer_token", token)
+        auth = {"bearer_token": token}
+    if forms and urlsplit(url).scheme == "http":
+        s.warn("url", "credentials would travel over plain http; use https")
+    return auth
+
+
+def _basic_auth(parent: Section) -> dict[str, Any]:
+    s = parent.mapping("basic_auth")
+    if s is None:
+        return {}
+    s.check_keys(BASIC_AUTH_KEYS)
+    username = s.get("username", as_str, None)
+    if s.given("username_file"):
+        if username is not None:
+            s.problem("username_file", "give only one of username, username_file")
+        path = file_path(s, "username_file", private=False)
+        if path is not None:
+            try:
+                username = read_secret_file(path)
+            except SecretSourceError as exc:
+                s.problem("username_file", str(exc))
+    if username is None:
+        s.problem("username", "required with basic_auth")
+    if username is not None and ":" in username:
+        s.problem("username", "must not contain ':' (basic auth joins user and password with it)")
+    password = secret(s, "password")
+    if password is None and not any(
+        s.given(k) for k in ("password", "password_file", "password_env")
+    ):
+        s.problem("password", "required with basic_auth (or password_file)")
+    return {"username": username, "password": password}
+
+
+def _authorization(parent: Section) -> dict[str, Any]:
+    s = parent.mapping("authorization")
+    if s is None:
+        return {}
+    s.check_keys(AUTHORIZATION_KEYS)
+    scheme = s.get("type", as_str, "Bearer")
+    if scheme.strip().lower() == "basic":
+        s.problem("type", 'cannot be "Basic": use basic_auth (username, password_file)')
+    elif not VISIBLE_ASCII.fullmatch(scheme):
+        s.problem("type", f"must be one word (an HTTP auth scheme), got {scheme!r}")
+    credentials = secret(s, "credentials")
+    if credentials is None and not any(
+        s.given(k) for k in ("credentials", "credentials_file", "credentials_env")
+    ):
+        s.problem("credentials", "required with authorization (or credentials_file)")
+    _check_token(s, "credentials", credentials)
+    return {"bearer_token": credentials, "authorization_type": scheme}
+
+
+def _check_token(s: Section, key: str, token: Secret | None) -> None:
+    if token is not None and not VISIBLE_ASCII.fullmatch(token.reveal()):
+        # It goes into the Authorization header as it is.
+        s.problem(
+            key,
+            f"the value from {token.source} must be visible ASCII without spaces (value not shown)",
+        )
+
+
+def _tls(parent: Section, url: str) -> dict[str, Any]:
+    if not parent.given("tls_config"):
+        return {}
+    s = parent.mapping("tls_config")
+    if s is None:
+        return {}
+    for refused, reason in _REFUSED_TLS_KEYS.items():
+        if refused in s:
+            s.problem(refused, reason)
+    s.check_keys(TLS_CONFIG_KEYS | _REFUSED_TLS_KEYS.keys())
+    if urlsplit(url).scheme == "http" and s.data:
+        parent.problem("tls_config", "needs an https:// url")
+    ca = file_path(s, "ca_file", private=False)
+    if ca is not None:
+        try:
+            ssl.create_default_context(cafile=ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            s.problem("ca_file", f"{ca} is not a PEM CA bundle: {exc}")
+    cert = file_path(s, "cert_file", private=False)
+    key = file_path(s, "key_file")
+    if s.given("cert_file") != s.given("key_file"):
+        s.problem(
+            "key_file" if s.given("cert_file") else "cert_file",
+            "cert_file and key_file go together",
+        )
+    elif cert is not None and key is not None:
+        try:
+            ssl.create_default_context().load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            s.problem("cert_file", f"{cert} and {key} cannot be used together: {exc}")
+    skip_verify = s.get("insecure_skip_verify", as_bool, False)
+    if skip_verify:
+        s.warn(
+            "insecure_skip_verify",
+            "the store's certificate is not checked: anyone in the path can read "
+            "the credentials and the metrics",
+        )
+    versions = one_of(*TLS_VERSIONS)
+    low: str | None = s.get("min_version", versions, None)
+    high: str | None = s.get("max_version", versions, None)
+    if low and high and TLS_VERSIONS[low] > TLS_VERSIONS[high]:
+        s.problem("max_version", f"{high} is below min_version {low}")
+    return {
+        "ca": ca,
+        "cert_file": cert,
+        "key_file": key,
+        "server_name": s.get("server_name", as_str, None),
+        "insecure_skip_verify": skip_verify,
+        "min_version": low,
+        "max_version": high,
+    }
+
+
+def _queue(parent: Section) -> dict[str, Any]:
+    if not parent.given("queue_config"):
+        return {}
+    s = parent.mapping("queue_config")
+    if s is None:
+        return {}
+    s.check_keys(QUEUE_KEYS, _IGNORED_QUEUE_KEYS)
+    low = s.get("min_backoff", positive_duration, 0.03)
+    high = s.get("max_backoff", positive_duration, 5.0)
+    if high < low:
+        s.problem("max_backoff", f"{high:g}s is below min_backoff {low:g}s")
+    return {
+        "max_samples_per_send": s.get("max_samples_per_send", int_in(1, 1_000_000), 2000),
+        "batch_send_deadline": s.get("batch_send_deadline", positive_duration, 5.0),
+        "min_backoff": low,
+        "max_backoff": high,
+    }
