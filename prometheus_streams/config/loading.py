@@ -127,3 +127,12 @@ def _check_remote_write(top: Section, config: Config) -> None:
             f"remote_timeout {slowest.remote_timeout:g}s: messages could be redelivered "
             "while their request is still waiting; raise ack_wait",
         )
+    if stream is not None and config.remote_write:
+        # The stream is what remote write catches up from after an outage.
+        keeps = stream.stream_max_age
+        if config.max_age and keeps < config.max_age:
+            top.warn(
+                "receiver_stream.stream_max_age",
+                f"{keeps:g}s is shorter than max_age {config.max_age:g}s: remote write can "
+                "catch up only on what the stream still holds; raise stream_max_age",
+            )

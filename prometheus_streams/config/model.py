@@ -194,6 +194,9 @@ class RemoteWriteConfig:
     batch_send_deadline: float = 5.0
     min_backoff: float = 0.03
     max_backoff: float = 5.0
+    # Ours, not Prometheus': a target silent this long gets its series marked
+    # stale (0: never).
+    stale_after: float = 300.0
 
     def request_headers(self) -> dict[str, str]:
         """The user's headers and Authorization; the protocol's own headers are the sender's."""

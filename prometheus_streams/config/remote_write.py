@@ -24,6 +24,7 @@ from prometheus_streams.config.values import (
     one_of,
     positive_duration,
 )
+from prometheus_streams.units import parse_duration
 from prometheus_streams.secret import Secret, SecretSourceError, read_secret_file
 
 RW_KEYS = {
@@ -39,6 +40,7 @@ RW_KEYS = {
     "remote_timeout",
     "queue_config",
     "protobuf_message",
+    "stale_after",
 }
 BASIC_AUTH_KEYS = {"username", "username_file", "password", "password_file", "password_env"}
 AUTHORIZATION_KEYS = {"type", "credentials", "credentials_file", "credentials_env"}
@@ -56,8 +58,8 @@ QUEUE_KEYS = {"max_samples_per_send", "batch_send_deadline", "min_backoff", "max
 # Accepted so a pasted Prometheus entry loads; what they tune does not exist here.
 _IGNORED_QUEUE_KEYS = {
     "capacity": "not used: scrapes wait in the JetStream stream, not in a memory queue",
-    "max_shards": "not used: the receiver spreads requests itself, keeping each series in order",
-    "min_shards": "not used: the receiver spreads requests itself, keeping each series in order",
+    "max_shards": "not used: one receiver writes an output at a time, in order per series",
+    "min_shards": "not used: one receiver writes an output at a time, in order per series",
     "retry_on_http_429": "not used: a 429 is always retried, honouring Retry-After",
     "sample_age_limit": "not used: max_age (top level) drops scrapes that are too old",
 }
@@ -203,6 +205,7 @@ def _read_one(s: Section) -> RemoteWriteConfig | None:
         **_auth(s, url),
         **_tls(s, url),
         remote_timeout=s.get("remote_timeout", positive_duration, 30.0),
+        stale_after=s.get("stale_after", parse_duration, 300.0),
         **_queue(s),
     )
     return output if len(s.reader.problems) == problems and url else None
