@@ -423,7 +423,7 @@ class RemoteWriteOutput:
         started = time.monotonic()
         try:
             async with self._session.post(
-                self.rw.url, data=body, headers=headers, server_hostname=self.rw.server_name
+                self.rw.url, data=body, headers=headers, server_hostname=self.rw.tls_server_name
             ) as response:
                 text = (await response.content.read(512)).decode("utf-8", "replace").strip()
                 wait = retry_after(response.headers.get("Retry-After"))
