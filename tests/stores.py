@@ -40,6 +40,7 @@ from testca import Issued, TestCA
 
 __all__ = [
     "EMPTY_WRITE_REQUEST",
+    "STALE_MARKER",
     "FakeStore",
     "PrometheusStore",
     "RecordedRequest",
@@ -62,6 +63,8 @@ WRITE_HEADERS = {
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
 REQUEST_TIMEOUT = 10.0
+# how VictoriaMetricsStore.samples(stale_markers=True) shows a Prometheus staleness marker
+STALE_MARKER = "stale"
 
 
 def metric_sum(
@@ -277,6 +280,10 @@ class PrometheusStore(_HttpProcess):
     (HTTPS, with a client certificate required unless `require_client_cert`
     is False) go into a --web.config.file. With `ca`, `client_cert` holds the
     certificate and key a client must present.
+
+    Remote-written samples are queryable at once. Scraping is not: 2.42's
+    scrape manager applies new targets on a fixed 5 s tick, so the first
+    direct scrape comes about 5 s after start() or reload().
     """
 
     name = "prometheus"
@@ -465,10 +472,14 @@ class VictoriaMetricsStore(_HttpProcess):
         await self.flush()
         return await self._query(expr, time)
 
-    async def samples(self, selector: str, start: float, end: float | None = None) -> SeriesSamples:
+    async def samples(
+        self, selector: str, start: float, end: float | None = None, stale_markers: bool = False
+    ) -> SeriesSamples:
         """Raw samples of `selector` with start <= timestamp <= end (unix seconds), per series.
 
-        Read from /api/v1/export after a flush; values are the text VictoriaMetrics wrote.
+        Read from /api/v1/export after a flush; values are the text VictoriaMetrics
+        wrote. Staleness markers (exported as null) are left out, as Prometheus's
+        range selectors do, or kept as the value STALE_MARKER with `stale_markers`.
         """
         await self.flush()
         end = time.time() if end is None else end
@@ -482,7 +493,11 @@ class VictoriaMetricsStore(_HttpProcess):
             # numbers as text: the values stay exactly as exported, NaN included
             series = json.loads(line, parse_int=str, parse_float=str, parse_constant=str)
             points = zip(series["timestamps"], series["values"], strict=True)
-            kept = [(int(ts), value) for ts, value in points if first <= int(ts) <= last]
+            kept = [
+                (int(ts), STALE_MARKER if value is None else value)
+                for ts, value in points
+                if first <= int(ts) <= last and (value is not None or stale_markers)
+            ]
             if kept:
                 key = frozenset(series["metric"].items())
                 found[key] = sorted(found.get(key, []) + kept)

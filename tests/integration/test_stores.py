@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from servers import Target, async_wait_for
 from stores import (
     EMPTY_WRITE_REQUEST,
+    STALE_MARKER,
     FakeStore,
     PrometheusStore,
     Reply,
@@ -84,6 +86,10 @@ async def test_prometheus_store_keeps_scraped_timestamps_and_counts_out_of_order
     assert await probe() == {PROBE: [(first, "1"), (second, "2")]}
     assert await prometheus_store.rejected_writes() == 0
 
+    # stop() keeps the TSDB: a restarted store (a destination back from an outage) still has it
+    await asyncio.to_thread(prometheus_store.restart)
+    assert await probe() == {PROBE: [(first, "1"), (second, "2")]}
+
 
 async def test_prometheus_store_remote_write_refusals_are_counted(
     prometheus_store: PrometheusStore,
@@ -139,6 +145,8 @@ async def test_victoria_store_keeps_imported_timestamps(
     }
     result = await victoria_store.query('vm_probe{k="a"}')
     assert [r["value"][1] for r in result] == ["3"]
+    await asyncio.to_thread(victoria_store.restart)
+    assert await victoria_store.samples("vm_probe", time.time() - 60) == found
     assert await victoria_store.write(EMPTY_WRITE_REQUEST) == (204, b"")
 
 
@@ -173,6 +181,18 @@ async def test_vmagent_scrapes_into_victoria_store(
         )
         assert result[0]["value"][1] == "21.5"
         assert await agent.counter("vmagent_remotewrite_requests_total") >= 1
+
+        # a series gone from the page: vmagent writes a staleness marker for it
+        target.body = b"other 1\n"
+        start = time.time() - 60
+
+        async def marked() -> bool:
+            found = await victoria_store.samples("test_temperature_celsius", start, None, True)
+            return any(points[-1][1] == STALE_MARKER for points in found.values())
+
+        await async_wait_for(marked, message="no staleness marker in victoria-metrics")
+        without = await victoria_store.samples("test_temperature_celsius", start)
+        assert all(value == "21.5" for points in without.values() for _, value in points)
 
 
 async def test_fake_store_answers_from_its_script(fake_store: FakeStore) -> None:
