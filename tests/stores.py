@@ -48,6 +48,7 @@ __all__ = [
     "SeriesSamples",
     "VictoriaMetricsStore",
     "VmAgent",
+    "VmAuth",
     "metric_sum",
 ]
 
@@ -122,6 +123,7 @@ class _HttpProcess(_ProcessServer):
         self._port = free_port()
         self.data_dir = self.tmp_dir / "data"
         self.basic_auth = basic_auth
+        self.bearer_token: str | None = None
         self.started_in: float | None = None
         self.ca_file: Path | None = None
         self.server_cert: Issued | None = None
@@ -160,6 +162,8 @@ class _HttpProcess(_ProcessServer):
         return self.process.pid
 
     def _headers(self, credentials: bool) -> dict[str, str]:
+        if credentials and self.bearer_token is not None:
+            return {"Authorization": f"Bearer {self.bearer_token}"}
         if not credentials or self.basic_auth is None:
             return {}
         token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
@@ -543,6 +547,55 @@ class VmAgent(_HttpProcess):
             f"-httpListenAddr={HOST}:{self._port}",
             *self.extra_args,
         ]
+
+
+# --------------------------------------------------------------------------- #
+# vmauth: a real bearer-token check in front of a store
+# --------------------------------------------------------------------------- #
+
+
+class VmAuth(_HttpProcess):
+    """vmauth passing requests with `bearer_token` on to `backend_url`, refusing others with 401.
+
+    Neither Prometheus 2.42 nor VictoriaMetrics 1.79 checks bearer tokens
+    itself; users put vmauth (or a proxy like it) in front.
+    """
+
+    name = "vmauth"
+    ready_path = "/health"
+
+    def __init__(
+        self,
+        tmp_dir: Path,
+        backend_url: str,
+        bearer_token: str,
+        ca: TestCA | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(tmp_dir, "vmauth", ca=ca)
+        self.bearer_token = bearer_token
+        self.config_path = self.tmp_dir / "vmauth.yml"
+        users = [{"bearer_token": bearer_token, "url_prefix": backend_url.rstrip("/")}]
+        self.config_path.write_text(yaml.safe_dump({"users": users}))
+        self.extra_args = list(extra_args)
+
+    @property
+    def write_url(self) -> str:
+        return f"{self.url}/api/v1/write"
+
+    def _command(self) -> list[str]:
+        command = [
+            self.binary,
+            f"-auth.config={self.config_path}",
+            f"-httpListenAddr={HOST}:{self._port}",
+        ]
+        if self.server_cert is not None:
+            command += [
+                "-tls",
+                f"-tlsCertFile={self.server_cert.cert_file}",
+                f"-tlsKeyFile={self.server_cert.key_file}",
+            ]
+        return [*command, *self.extra_args]
 
 
 # --------------------------------------------------------------------------- #

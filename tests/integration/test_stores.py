@@ -19,6 +19,7 @@ from stores import (
     SeriesSamples,
     VictoriaMetricsStore,
     VmAgent,
+    VmAuth,
 )
 from testca import TestCA
 
@@ -161,6 +162,27 @@ async def test_victoria_store_basic_auth_over_tls(tmp_path: Path) -> None:
         # 1.79 cannot ask for client certificates: a client without one gets in
         assert await store.write(EMPTY_WRITE_REQUEST, client_cert=False) == (204, b"")
     assert not store.data_dir.exists()
+
+
+async def test_vmauth_checks_bearer_token_before_victoria_store(
+    victoria_store: VictoriaMetricsStore, tmp_path: Path
+) -> None:
+    token = secrets.token_hex(8)
+    with VmAuth(tmp_path / "vmauth", victoria_store.url, token) as proxy:
+        print(f"\nvmauth ready in {proxy.started_in:.2f}s")
+        assert (await proxy.write(EMPTY_WRITE_REQUEST, credentials=False))[0] == 401
+        # vmauth 1.79 answers an unknown token 400, not 401
+        wrong = {"Authorization": "Bearer wrong"}
+        status, body = await proxy.request(
+            "POST", "/api/v1/write", headers=wrong, credentials=False
+        )
+        assert (status, body) == (
+            400,
+            b'cannot find the provided auth token "Bearer wrong" in config\n',
+        )
+        assert await proxy.write(EMPTY_WRITE_REQUEST) == (204, b"")
+        requests = await victoria_store.counter("vm_http_requests_total", {"path": "/api/v1/write"})
+        assert requests == 1
 
 
 async def test_vmagent_scrapes_into_victoria_store(
