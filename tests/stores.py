@@ -156,6 +156,21 @@ class _HttpProcess(_ProcessServer):
         return f"{self.url}/metrics"
 
     @property
+    def write_url(self) -> str:
+        """The remote-write endpoint (all of these servers accept remote write there)."""
+        return f"{self.url}/api/v1/write"
+
+    def _vm_tls_args(self) -> list[str]:
+        """VictoriaMetrics's flags for HTTPS (server side only: 1.79 has none for client certs)."""
+        if self.server_cert is None:
+            return []
+        return [
+            "-tls",
+            f"-tlsCertFile={self.server_cert.cert_file}",
+            f"-tlsKeyFile={self.server_cert.key_file}",
+        ]
+
+    @property
     def pid(self) -> int:
         if self.process is None:
             raise RuntimeError(f"{self.name} not running")
@@ -310,10 +325,6 @@ class PrometheusStore(_HttpProcess):
         self._write_config(scrape_configs)
         self._write_web_config()
 
-    @property
-    def write_url(self) -> str:
-        return f"{self.url}/api/v1/write"
-
     def _write_config(self, scrape_configs: Sequence[Mapping[str, Any]]) -> None:
         document = {"scrape_configs": [dict(c) for c in scrape_configs]}
         self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -435,10 +446,6 @@ class VictoriaMetricsStore(_HttpProcess):
         super().__init__(tmp_dir, "victoria-metrics", basic_auth, ca)
         self.extra_args = list(extra_args)
 
-    @property
-    def write_url(self) -> str:
-        return f"{self.url}/api/v1/write"
-
     def _command(self) -> list[str]:
         command = [
             self.binary,
@@ -453,13 +460,7 @@ class VictoriaMetricsStore(_HttpProcess):
         if self.basic_auth is not None:
             user, password = self.basic_auth
             command += [f"-httpAuth.username={user}", f"-httpAuth.password={password}"]
-        if self.server_cert is not None:
-            command += [
-                "-tls",
-                f"-tlsCertFile={self.server_cert.cert_file}",
-                f"-tlsKeyFile={self.server_cert.key_file}",
-            ]
-        return [*command, *self.extra_args]
+        return [*command, *self._vm_tls_args(), *self.extra_args]
 
     async def flush(self) -> None:
         """Make every sample received so far searchable (/internal/force_flush)."""
@@ -579,23 +580,13 @@ class VmAuth(_HttpProcess):
         self.config_path.write_text(yaml.safe_dump({"users": users}))
         self.extra_args = list(extra_args)
 
-    @property
-    def write_url(self) -> str:
-        return f"{self.url}/api/v1/write"
-
     def _command(self) -> list[str]:
         command = [
             self.binary,
             f"-auth.config={self.config_path}",
             f"-httpListenAddr={HOST}:{self._port}",
         ]
-        if self.server_cert is not None:
-            command += [
-                "-tls",
-                f"-tlsCertFile={self.server_cert.cert_file}",
-                f"-tlsKeyFile={self.server_cert.key_file}",
-            ]
-        return [*command, *self.extra_args]
+        return [*command, *self._vm_tls_args(), *self.extra_args]
 
 
 # --------------------------------------------------------------------------- #
