@@ -17,6 +17,9 @@ if [ "${1:-}" = "--test" ]; then
   # status page tests drive a real headless browser; alert rules are checked by promtool
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  # remote-write tests write into a real VictoriaMetrics (tests/stores.py, on free loopback
+  # ports; the package's own service on :8428 is not used); benchmarks run its vmagent
+  command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 fi
 if [ "${1:-}" = "--test" ]; then
   # `enroll` tests run a real Puppet CA: Debian's puppetserver (Java, ~600 MB), started by

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from puppetserver import PuppetServer
 from servers import NatsServer, Pushgateway, Target
+from stores import FakeStore, PrometheusStore, VictoriaMetricsStore
 
 
 @pytest.fixture
@@ -46,6 +47,39 @@ async def target() -> AsyncIterator[Target]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def prometheus_store(tmp_path: Path) -> Iterator[PrometheusStore]:
+    """A started Prometheus 2.42 receiving remote write; stopped and its TSDB removed after."""
+    store = PrometheusStore(tmp_path / "prometheus-store")
+    store.start()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def victoria_store(tmp_path: Path) -> Iterator[VictoriaMetricsStore]:
+    """A started single-node VictoriaMetrics; stopped and its storage removed after."""
+    store = VictoriaMetricsStore(tmp_path / "victoria-store")
+    store.start()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest_asyncio.fixture
+async def fake_store() -> AsyncIterator[FakeStore]:
+    """A started FakeStore answering 204 until scripted otherwise, stopped after."""
+    store = FakeStore()
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, TypeVar, cast
+from typing import IO, Any, Self, TypeVar, cast, overload
 
 from aiohttp import web
 
@@ -140,6 +140,24 @@ def wait_for(
                 (message or f"condition not met within {timeout}s") + _describe(value)
             )
         time.sleep(interval)
+
+
+@overload
+async def async_wait_for(
+    predicate: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def async_wait_for(
+    predicate: Callable[[], T | bool | None],
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
 
 
 async def async_wait_for(
