@@ -49,6 +49,13 @@ def test_labels_are_sorted_by_name() -> None:
     assert labels == dict(unsorted)
 
 
+@pytest.mark.parametrize("length", [0, 1, 118, 119, 120, 121, 122, 123, 124, 125, 200, 20_000])
+def test_label_lengths_across_varint_boundaries(length: int) -> None:
+    labels = [("n", "v" * length), ("x" * length, "")]
+    series = encode_series(encode_labels(labels), [(1.0, 1)])
+    assert decode_write_request(series) == [(dict(labels), [(1.0, 1)])]
+
+
 @pytest.mark.parametrize(
     "stamp",
     [0, 1, 127, 128, 16383, 16384, 1_764_758_400_123, 2**63 - 1, -1, -1_000, -(2**63)],

@@ -84,12 +84,22 @@ def _sample_frame(stamp: int) -> tuple[bytes, bytes]:
 
 def encode_labels(labels: Sequence[tuple[str, str]]) -> bytes:
     """The `labels` fields of one TimeSeries, sorted by name as the spec requires."""
-    out = []
+    out = bytearray()
     for name, value in sorted(labels, key=_by_name):
         raw_name, raw_value = name.encode(), value.encode()
+        size = len(raw_name) + len(raw_value)
+        if size < 0x80 - 4:  # every length a one-byte varint: one formatting, no varint calls
+            out += b"\x0a%c\x0a%c%b\x12%c%b" % (
+                size + 4,
+                len(raw_name),
+                raw_name,
+                len(raw_value),
+                raw_value,
+            )
+            continue
         label = _LEN_1 + _varint(len(raw_name)) + raw_name + _LEN_2 + _varint(len(raw_value))
-        out.append(_LEN_1 + _varint(len(label) + len(raw_value)) + label + raw_value)
-    return b"".join(out)
+        out += _LEN_1 + _varint(len(label) + len(raw_value)) + label + raw_value
+    return bytes(out)
 
 
 def _by_name(label: tuple[str, str]) -> str:
