@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.servers import free_port
+from servers import free_port
 
 
 class TcpProxy:

@@ -24,8 +24,8 @@ from prometheus_streams.config.values import (
     one_of,
     positive_duration,
 )
-from prometheus_streams.units import parse_duration
 from prometheus_streams.secret import Secret, SecretSourceError, read_secret_file
+from prometheus_streams.units import parse_duration
 
 RW_KEYS = {
     "url",

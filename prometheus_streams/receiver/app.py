@@ -146,7 +146,9 @@ class Receiver(runtime.SharedRole, runtime.Phases):
             self.config.identity,
             self.stream.subjects,
             self.stream.stream,
-            ", ".join(f"{lane.output.name} as {lane.stream.durable}" for lane in self.lanes if lane.output),
+            ", ".join(
+                f"{lane.output.name} as {lane.stream.durable}" for lane in self.lanes if lane.output
+            ),
         )
         await asyncio.gather(*(lane.consume(stop) for lane in self.lanes))
 

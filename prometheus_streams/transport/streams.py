@@ -67,7 +67,9 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
     have = info.config
     _check_fits(config, have, wanted)
     changes = _changes(have, wanted)
-    if "max_msgs_per_subject" in changes and await _history_needed(js, config, *changes["max_msgs_per_subject"]):
+    if "max_msgs_per_subject" in changes and await _history_needed(
+        js, config, *changes["max_msgs_per_subject"]
+    ):
         del changes["max_msgs_per_subject"]
     if changes:
         updated = js_api.StreamConfig.from_response(have.as_dict())

@@ -107,7 +107,7 @@ async def test_samples_match_a_direct_scrape_at_the_pollers_scrape_times(
         "static_configs": [{"targets": [instance_of(target)]}],
     }
     store = PrometheusStore(tmp_path / "prom", scrape_configs=[direct])
-    await store.start()
+    store.start()
     try:
         poller, _ = new_poller(
             poller_config(tmp_path, nats_server.url, jobs_for(target), scrape_interval="1s")
@@ -115,8 +115,9 @@ async def test_samples_match_a_direct_scrape_at_the_pollers_scrape_times(
         receiver, registry = new_receiver(rw_receiver(tmp_path, nats_server.url, store.write_url))
         async with running(poller), running(receiver):
             await async_wait_for(
-                lambda: metric(registry, "receiver_remote_write_samples_total", output="store")
-                >= 30,
+                lambda: (
+                    metric(registry, "receiver_remote_write_samples_total", output="store") >= 30
+                ),
                 timeout=60,
                 message="the pipeline wrote no samples",
             )
@@ -145,7 +146,7 @@ async def test_samples_match_a_direct_scrape_at_the_pollers_scrape_times(
         # The body's own `job` label is kept as exported_job, as Prometheus does.
         assert any(("exported_job", "inner") in key for key in via_pipeline)
     finally:
-        await store.stop()
+        store.close()
 
 
 @pytest.mark.parametrize("kind", ["prometheus", "victoria"])
@@ -154,9 +155,11 @@ async def test_an_outage_of_the_store_is_written_afterwards_in_order(
 ) -> None:
     target.body = BODY
     store: PrometheusStore | VictoriaMetricsStore = (
-        PrometheusStore(tmp_path / "store") if kind == "prometheus" else VictoriaMetricsStore(tmp_path / "store")
+        PrometheusStore(tmp_path / "store")
+        if kind == "prometheus"
+        else VictoriaMetricsStore(tmp_path / "store")
     )
-    await store.start()
+    store.start()
     host, port = store.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
     proxy = TcpProxy(host, int(port))
     await proxy.start()
@@ -202,7 +205,7 @@ async def test_an_outage_of_the_store_is_written_afterwards_in_order(
         assert catch_up <= 2 * INTERVAL + 1.0 + 3.0, catch_up
     finally:
         await proxy.stop()
-        await store.stop()
+        store.close()
 
 
 async def test_vanished_series_and_dead_targets_go_stale_at_once(
@@ -210,7 +213,7 @@ async def test_vanished_series_and_dead_targets_go_stale_at_once(
 ) -> None:
     target.body = BODY
     store = PrometheusStore(tmp_path / "prom")
-    await store.start()
+    store.start()
     try:
         poller, _ = new_poller(
             poller_config(tmp_path, nats_server.url, jobs_for(target), scrape_interval="1s")
@@ -221,7 +224,9 @@ async def test_vanished_series_and_dead_targets_go_stale_at_once(
             return bool(await store.query(expr))
 
         async with running(poller), running(receiver):
-            await async_wait_for(lambda: present('demo_value{kind="b",publisher="dc1"}'), timeout=60)
+            await async_wait_for(
+                lambda: present('demo_value{kind="b",publisher="dc1"}'), timeout=60
+            )
             target.body = BODY.replace(b'demo_value{kind="b"} 2\n', b"")
             # Without a staleness marker the series would stay for 5 minutes.
             await async_wait_for(
@@ -238,9 +243,11 @@ async def test_vanished_series_and_dead_targets_go_stale_at_once(
             )
             up = await store.query('up{publisher="dc1"}')
             assert [row["value"][1] for row in up] == ["0"]
-            assert metric(registry, "receiver_remote_write_stale_markers_total", output="store") >= 3
+            assert (
+                metric(registry, "receiver_remote_write_stale_markers_total", output="store") >= 3
+            )
     finally:
-        await store.stop()
+        store.close()
 
 
 async def not_(result: Any) -> bool:
@@ -252,7 +259,7 @@ async def test_history_stays_on_the_stream_for_remote_write(
 ) -> None:
     """The receiver lifts the per-subject limit; a poller started later does not lower it."""
     store = PrometheusStore(tmp_path / "prom")
-    await store.start()
+    store.start()
     try:
         receiver, _ = new_receiver(rw_receiver(tmp_path, nats_server.url, store.write_url))
         async with running(receiver):
@@ -270,12 +277,14 @@ async def test_history_stays_on_the_stream_for_remote_write(
                 await async_wait_for(lambda: _is(limit(), -1), message="limit not lifted")
                 poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs_for(target)))
                 async with running(poller):
-                    await async_wait_for(lambda: stream_scrape_times(nats_server.url, instance_of(target)))
+                    await async_wait_for(
+                        lambda: stream_scrape_times(nats_server.url, instance_of(target))
+                    )
                     assert await limit() == -1
             finally:
                 await nc.close()
     finally:
-        await store.stop()
+        store.close()
 
 
 async def _is(result: Any, value: Any) -> bool:
@@ -326,7 +335,7 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
 ) -> None:
     target.body = BODY
     store = PrometheusStore(tmp_path / "prom")
-    await store.start()
+    store.start()
     daemons: list[Daemon] = []
     ports = [free_port(), free_port()]
     try:
@@ -339,17 +348,20 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
             path.write_text(yaml.safe_dump(data))
             assert cfg.remote_write
             daemons.append(Daemon(tmp_path, path, name))
-        poller, preg = new_poller(
+        poller, _ = new_poller(
             poller_config(tmp_path, nats_server.url, jobs_for(target), scrape_interval="1s")
         )
         async with running(poller):
-            leader = await async_wait_for(
-                lambda: next(
-                    (i + 1 for i, d in enumerate(daemons) if d.leading(ports[i])), None
-                ),
-                timeout=60,
-                message="no receiver leads the output",
-            ) - 1
+            leader = (
+                await async_wait_for(
+                    lambda: next(
+                        (i + 1 for i, d in enumerate(daemons) if d.leading(ports[i])), None
+                    ),
+                    timeout=60,
+                    message="no receiver leads the output",
+                )
+                - 1
+            )
             await async_wait_for(lambda: up_times(store), timeout=60, message="nothing written")
             daemons[leader].proc.kill()  # SIGKILL: no lease given up, messages left unacked
             daemons[leader].proc.wait()
@@ -372,7 +384,7 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
     finally:
         for daemon in daemons:
             daemon.stop()
-        await store.stop()
+        store.close()
 
 
 async def _at_least(times: Any, newest: int) -> bool:

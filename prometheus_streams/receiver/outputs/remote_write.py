@@ -290,7 +290,9 @@ class RemoteWriteOutput:
                 continue
             written.add(labels)
             present[key] = labels
-            out.append(protocol.encode_series(labels, ((value, at if timestamp is None else timestamp),)))
+            out.append(
+                protocol.encode_series(labels, ((value, at if timestamp is None else timestamp),))
+            )
         stale = 0
         for key, labels in known.items():
             if key not in present and labels not in written:
@@ -387,10 +389,14 @@ class RemoteWriteOutput:
         limit = self.rw.max_samples_per_send
         for start in range(0, max(1, len(flat)), limit):
             chunk = flat[start : start + limit]
-            await self._post(protocol.compress(protocol.write_request(chunk)), len(chunk), batch, stop)
+            await self._post(
+                protocol.compress(protocol.write_request(chunk)), len(chunk), batch, stop
+            )
         self.metrics.samples.labels(self.label).inc(len(flat))
 
-    async def _post(self, body: bytes, samples: int, batch: list[_Job], stop: asyncio.Event) -> None:
+    async def _post(
+        self, body: bytes, samples: int, batch: list[_Job], stop: asyncio.Event
+    ) -> None:
         """One request, retried in place until 2xx; raises _Refused or _Abort."""
         delay = self.rw.min_backoff
         touched = time.monotonic()
@@ -475,7 +481,9 @@ class RemoteWriteOutput:
         try:
             for start in range(0, len(series), self.rw.max_samples_per_send):
                 chunk = series[start : start + self.rw.max_samples_per_send]
-                await self._post(protocol.compress(protocol.write_request(chunk)), len(chunk), [], stop)
+                await self._post(
+                    protocol.compress(protocol.write_request(chunk)), len(chunk), [], stop
+                )
         except (_Abort, _Refused) as exc:
             log.warning("remote write %s: stale markers not written: %s", self.label, exc)
             return
