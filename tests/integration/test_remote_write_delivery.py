@@ -50,7 +50,7 @@ async def unacked(nats_url: str, durable: str) -> int:
         await nc.close()
 
 
-DURABLE = "receiver-central-rw-store"
+DURABLE = "central-rw-store"
 
 
 async def test_a_store_that_fails_is_retried_in_place_and_acked_after_2xx(
