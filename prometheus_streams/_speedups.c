@@ -1,4 +1,4 @@
-/* The receiver's per-message pass over a body, in C.
+/* The receiver's per-message passes over a body, in C.
  *
  * strip_final_values(body) returns what exposition._FINAL_NUMBER.subn(b"\n",
  * body) returns: the body with every line's final value taken out, and how
@@ -526,6 +526,141 @@ check_exposition(PyObject *module, PyObject *arg)
     return PyLong_FromLong(answer);
 }
 
+/* parse_samples(body) is remote_write.text.python_parse_page for a page that
+ * parses: a list of (series key, value, timestamp or None), the same objects
+ * with the same values. For anything else (a bad line, or a number too long
+ * to decide here) it returns None and the Python parser, which is the
+ * reference, says what is wrong. */
+
+/* One label block from s[i] == '{'; the index after its '}', or -1 when malformed. */
+static Py_ssize_t
+skip_label_block(const char *s, Py_ssize_t i, Py_ssize_t n)
+{
+    i++;
+    for (;;) {
+        while (i < n && is_blank(s[i])) i++;
+        if (i < n && s[i] == '}') return i + 1;
+        if (i >= n || !label_start(s[i])) return -1;
+        while (i < n && label_char(s[i])) i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i >= n || s[i] != '=') return -1;
+        i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i >= n || s[i] != '"') return -1;
+        i++;
+        while (i < n && s[i] != '"') {
+            if (s[i] == '\\') {
+                if (i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == 'n')) {
+                    i += 2;
+                    continue;
+                }
+                return -1;
+            }
+            i++;
+        }
+        if (i >= n) return -1;
+        i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i < n && s[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i < n && s[i] == '}') return i + 1;
+        return -1;
+    }
+}
+
+/* One sample line s[0, n) (no leading blank, not a comment) appended to list:
+ * 1 done, 0 leave it to Python, -2 error set. */
+static int
+parse_sample(PyObject *list, const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (!name_start(s[0])) return 0;
+    while (i < n && name_char(s[i])) i++;
+    Py_ssize_t key_end = i;
+    while (i < n && is_blank(s[i])) i++;
+    if (i < n && s[i] == '{') {
+        i = skip_label_block(s, i, n);
+        if (i < 0) return 0;
+        key_end = i;
+        while (i < n && is_blank(s[i])) i++;
+    }
+    Py_ssize_t start = i;
+    while (i < n && !is_blank(s[i])) i++;
+    if (check_float(s + start, i - start) != 1) return 0;
+    /* The bytes object's buffer ends in a NUL, so the number always ends. */
+    char *end = NULL;
+    double value = PyOS_string_to_double(s + start, &end, NULL);
+    if (value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end != s + i) return 0;
+    while (i < n && is_blank(s[i])) i++;
+    PyObject *stamp = NULL;
+    if (i < n) {
+        start = i;
+        while (i < n && !is_blank(s[i])) i++;
+        if (check_int64(s + start, i - start) != 1) return 0;
+        while (i < n && is_blank(s[i])) i++;
+        if (i != n) return 0;
+        long long ms = 0;
+        Py_ssize_t k = (s[start] == '+' || s[start] == '-') ? start + 1 : start;
+        for (Py_ssize_t e = k; e < i && is_digit(s[e]); e++) ms = ms * 10 + (s[e] - '0');
+        stamp = PyLong_FromLongLong(s[start] == '-' ? -ms : ms);
+        if (stamp == NULL) return -2;
+    } else {
+        stamp = Py_NewRef(Py_None);
+    }
+    PyObject *key = PyBytes_FromStringAndSize(s, key_end);
+    PyObject *number = key ? PyFloat_FromDouble(value) : NULL;
+    PyObject *sample = number ? PyTuple_New(3) : NULL;
+    if (sample == NULL) {
+        Py_XDECREF(key);
+        Py_XDECREF(number);
+        Py_DECREF(stamp);
+        return -2;
+    }
+    PyTuple_SET_ITEM(sample, 0, key);
+    PyTuple_SET_ITEM(sample, 1, number);
+    PyTuple_SET_ITEM(sample, 2, stamp);
+    int failed = PyList_Append(list, sample);
+    Py_DECREF(sample);
+    return failed ? -2 : 1;
+}
+
+static PyObject *
+parse_samples(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *body = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    Py_ssize_t pos = 0;
+    while (pos < size) {
+        const char *newline = memchr(body + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = newline ? newline - body : size;
+        Py_ssize_t i = pos;
+        while (i < end && is_blank(body[i])) i++;
+        if (i < end && body[i] != '#') {
+            int ok = parse_sample(list, body + i, end - i);
+            if (ok != 1) {
+                Py_DECREF(list);
+                if (ok == -2) return NULL;
+                Py_RETURN_NONE;
+            }
+        }
+        pos = end + 1;
+    }
+    return list;
+}
+
 static PyMethodDef methods[] = {
     {"strip_final_values", strip_final_values, METH_O,
      "strip_final_values(body, /)\n--\n\n"
@@ -534,6 +669,10 @@ static PyMethodDef methods[] = {
      "check_exposition(body, /)\n--\n\n"
      "0 when the body is valid exposition text, else the first bad line's number"
      " (-1: undecided here)."},
+    {"parse_samples", parse_samples, METH_O,
+     "parse_samples(body, /)\n--\n\n"
+     "Every sample line as (series key, value, timestamp or None); None when a line"
+     " does not parse (or is left to the Python parser)."},
     {NULL, NULL, 0, NULL},
 };
 
