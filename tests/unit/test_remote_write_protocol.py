@@ -56,6 +56,14 @@ def test_label_lengths_across_varint_boundaries(length: int) -> None:
     assert decode_write_request(series) == [(dict(labels), [(1.0, 1)])]
 
 
+@pytest.mark.parametrize("length", [*range(95, 125), *range(16_340, 16_375)])
+def test_series_lengths_across_varint_boundaries(length: int) -> None:
+    labels = encode_labels([("a", "v" * length)])
+    for samples in ([(1.0, 1_764_758_400_123)], [(1.0, -1)], [(1.0, 1), (2.0, 2)]):
+        series = encode_series(labels, samples)
+        assert decode_write_request(series) == [({"a": "v" * length}, samples)]
+
+
 @pytest.mark.parametrize(
     "stamp",
     [0, 1, 127, 128, 16383, 16384, 1_764_758_400_123, 2**63 - 1, -1, -1_000, -(2**63)],

@@ -108,16 +108,26 @@ def _by_name(label: tuple[str, str]) -> str:
 
 def encode_series(labels: bytes, samples: Sequence[tuple[float, int]]) -> bytes:
     """One `timeseries` field of a WriteRequest: encoded labels, then (value, ms) samples."""
-    if len(samples) == 1:  # the common case, without the list
+    if len(samples) == 1:  # the common case: one formatting, no list
         value, stamp = samples[0]
         head, tail = _sample_frame(stamp)
-        body = labels + head + _pack_double(value) + tail
-    else:
-        parts = [labels]
-        for value, stamp in samples:
-            head, tail = _sample_frame(stamp)
-            parts += (head, _pack_double(value), tail)
-        body = b"".join(parts)
+        size = len(labels) + len(head) + 8 + len(tail)
+        if size < 0x80:
+            return b"\x0a%c%b%b%b%b" % (size, labels, head, _pack_double(value), tail)
+        if size < 0x4000:
+            return b"\x0a%c%c%b%b%b%b" % (
+                (size & 0x7F) | 0x80,
+                size >> 7,
+                labels,
+                head,
+                _pack_double(value),
+                tail,
+            )
+    parts = [labels]
+    for value, stamp in samples:
+        head, tail = _sample_frame(stamp)
+        parts += (head, _pack_double(value), tail)
+    body = b"".join(parts)
     return _LEN_1 + _varint(len(body)) + body
 
 
