@@ -661,6 +661,105 @@ parse_samples(PyObject *module, PyObject *arg)
     return list;
 }
 
+/* encode_series(labels, samples) is remote_write.protocol.python_encode_series:
+ * one `timeseries` field of a remote-write WriteRequest, the labels (already
+ * encoded) followed by a Sample{double value = 1, int64 timestamp = 2} for
+ * each (value, timestamp ms). */
+
+static Py_ssize_t
+varint_size(uint64_t v)
+{
+    Py_ssize_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static char *
+put_varint(char *out, uint64_t v)
+{
+    while (v >= 0x80) {
+        *out++ = (char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    *out++ = (char)v;
+    return out;
+}
+
+static PyObject *
+encode_series(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "encode_series expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *labels = args[0];
+    if (!PyBytes_Check(labels)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(labels)->tp_name);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[1], "samples must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    /* The samples' values and timestamps, read once: a small array on the stack
+     * for the common case of a few samples. */
+    double small_values[8];
+    uint64_t small_stamps[8];
+    double *values = small_values;
+    uint64_t *stamps = small_stamps;
+    PyObject *result = NULL;
+    if (count > 8) {
+        values = PyMem_Malloc((size_t)count * sizeof(double));
+        stamps = PyMem_Malloc((size_t)count * sizeof(uint64_t));
+        if (values == NULL || stamps == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(labels);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = items[k];
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a sample is a (value, timestamp) tuple");
+            goto done;
+        }
+        values[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
+        if (values[k] == -1.0 && PyErr_Occurred()) goto done;
+        long long stamp = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 1));
+        if (stamp == -1 && PyErr_Occurred()) goto done;
+        stamps[k] = (uint64_t)stamp; /* an int64 goes on the wire as its two's complement */
+        size += 2 + 10 + varint_size(stamps[k]);
+    }
+    result = PyBytes_FromStringAndSize(NULL, 1 + varint_size((uint64_t)size) + size);
+    if (result == NULL) goto done;
+    char *out = PyBytes_AS_STRING(result);
+    *out++ = 0x0a;
+    out = put_varint(out, (uint64_t)size);
+    memcpy(out, PyBytes_AS_STRING(labels), (size_t)PyBytes_GET_SIZE(labels));
+    out += PyBytes_GET_SIZE(labels);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        *out++ = 0x12;
+        *out++ = (char)(10 + varint_size(stamps[k]));
+        *out++ = 0x09;
+        if (PyFloat_Pack8(values[k], out, 1) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        out += 8;
+        *out++ = 0x10;
+        out = put_varint(out, stamps[k]);
+    }
+done:
+    if (values != small_values) PyMem_Free(values);
+    if (stamps != small_stamps) PyMem_Free(stamps);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"strip_final_values", strip_final_values, METH_O,
      "strip_final_values(body, /)\n--\n\n"
@@ -673,6 +772,9 @@ static PyMethodDef methods[] = {
      "parse_samples(body, /)\n--\n\n"
      "Every sample line as (series key, value, timestamp or None); None when a line"
      " does not parse (or is left to the Python parser)."},
+    {"encode_series", (PyCFunction)(void (*)(void))encode_series, METH_FASTCALL,
+     "encode_series(labels, samples, /)\n--\n\n"
+     "One remote-write TimeSeries field: encoded labels, then (value, timestamp ms) samples."},
     {NULL, NULL, 0, NULL},
 };
 

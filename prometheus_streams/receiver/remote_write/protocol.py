@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import cramjam
 
@@ -106,8 +106,8 @@ def _by_name(label: tuple[str, str]) -> str:
     return label[0]
 
 
-def encode_series(labels: bytes, samples: Sequence[tuple[float, int]]) -> bytes:
-    """One `timeseries` field of a WriteRequest: encoded labels, then (value, ms) samples."""
+def python_encode_series(labels: bytes, samples: Sequence[tuple[float, int]], /) -> bytes:
+    """encode_series in Python: the reference, and the fallback without the C pass."""
     if len(samples) == 1:  # the common case: one formatting, no list
         value, stamp = samples[0]
         head, tail = _sample_frame(stamp)
@@ -129,6 +129,23 @@ def encode_series(labels: bytes, samples: Sequence[tuple[float, int]]) -> bytes:
         parts += (head, _pack_double(value), tail)
     body = b"".join(parts)
     return _LEN_1 + _varint(len(body)) + body
+
+
+def _native_encoder() -> Callable[[bytes, Sequence[tuple[float, int]]], bytes] | None:
+    try:
+        from prometheus_streams._speedups import encode_series as native
+    except ImportError:
+        return None
+    return native
+
+
+# The same bytes from C (_speedups.c) in a fraction of the time; optional at build time.
+NATIVE_ENCODE = _native_encoder()
+encode_series = NATIVE_ENCODE or python_encode_series
+"""One `timeseries` field of a WriteRequest: encoded labels, then (value, ms) sample tuples.
+
+encode_series(labels, samples, /): labels from encode_labels; timestamps int64.
+"""
 
 
 def write_request(series: Iterable[bytes]) -> bytes:
