@@ -570,6 +570,26 @@ skip_label_block(const char *s, Py_ssize_t i, Py_ssize_t n)
     }
 }
 
+/* 1 and *out set when s[0, n) is [+-]?[0-9]+ within int64 (leading zeros
+ * and all), else 0. */
+static int
+parse_int64(const char *s, Py_ssize_t n, long long *out)
+{
+    Py_ssize_t i = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+    int negative = n > 0 && s[0] == '-';
+    if (i == n) return 0;
+    uint64_t v = 0;
+    const uint64_t limit = (uint64_t)INT64_MAX + (uint64_t)negative;
+    for (; i < n; i++) {
+        if (!is_digit(s[i])) return 0;
+        if (v > limit / 10) return 0; /* v * 10 alone is beyond the limit */
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > limit) return 0;
+    }
+    *out = negative ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(long long)v) : (long long)v;
+    return 1;
+}
+
 /* One sample line s[0, n) (no leading blank, not a comment) appended to list:
  * 1 done, 0 leave it to Python, -2 error set. */
 static int
@@ -588,7 +608,8 @@ parse_sample(PyObject *list, const char *s, Py_ssize_t n)
     }
     Py_ssize_t start = i;
     while (i < n && !is_blank(s[i])) i++;
-    if (check_float(s + start, i - start) != 1) return 0;
+    /* UNDECIDED: well-formed, but too long for check_float to say it is in range */
+    if (check_float(s + start, i - start) == 0) return 0;
     /* The bytes object's buffer ends in a NUL, so the number always ends. */
     char *end = NULL;
     double value = PyOS_string_to_double(s + start, &end, NULL);
@@ -597,18 +618,20 @@ parse_sample(PyObject *list, const char *s, Py_ssize_t n)
         return 0;
     }
     if (end != s + i) return 0;
+    if (Py_IS_INFINITY(value)) {
+        char first = (s[start] == '+' || s[start] == '-') ? s[start + 1] : s[start];
+        if (first != 'i' && first != 'I') return 0; /* beyond float64: Go refuses it */
+    }
     while (i < n && is_blank(s[i])) i++;
     PyObject *stamp = NULL;
     if (i < n) {
         start = i;
         while (i < n && !is_blank(s[i])) i++;
-        if (check_int64(s + start, i - start) != 1) return 0;
+        long long ms;
+        if (!parse_int64(s + start, i - start, &ms)) return 0;
         while (i < n && is_blank(s[i])) i++;
         if (i != n) return 0;
-        long long ms = 0;
-        Py_ssize_t k = (s[start] == '+' || s[start] == '-') ? start + 1 : start;
-        for (Py_ssize_t e = k; e < i && is_digit(s[e]); e++) ms = ms * 10 + (s[e] - '0');
-        stamp = PyLong_FromLongLong(s[start] == '-' ? -ms : ms);
+        stamp = PyLong_FromLongLong(ms);
         if (stamp == NULL) return -2;
     } else {
         stamp = Py_NewRef(Py_None);
