@@ -248,6 +248,13 @@ def test_the_c_pass_refuses_what_is_no_sample(
         c_encode_series(labels, samples)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("stamp", [2**63, -(2**63) - 1, 2**64])
+def test_timestamps_beyond_int64_raise_in_both(stamp: int) -> None:
+    for encode in (c_encode_series, protocol.python_encode_series):
+        with pytest.raises(OverflowError):
+            encode(b"", [(1.0, stamp)])
+
+
 def test_headers_are_those_of_remote_write_1_0() -> None:
     expected = {
         "Content-Encoding": "snappy",

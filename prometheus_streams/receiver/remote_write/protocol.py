@@ -32,20 +32,20 @@ HEADERS = {
 }
 
 _DOUBLE = struct.Struct("<d")
+_pack_double = _DOUBLE.pack
 _BITS = struct.Struct("<Q")
 _STALE_BITS = 0x7FF0000000000002
+_STALE_PACKED = _BITS.pack(_STALE_BITS)
 # Prometheus' staleness marker: a NaN that no arithmetic produces. Only its
 # bits tell it from another NaN, and struct keeps them on the way out.
-_pack_double = _DOUBLE.pack
-_STALE_PACKED = _BITS.pack(_STALE_BITS)
 STALE_NAN: float = _DOUBLE.unpack(_STALE_PACKED)[0]
 
 # Field keys: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
 _LEN_1 = b"\x0a"  # field 1, length-delimited: timeseries, labels, label name
 _LEN_2 = b"\x12"  # field 2, length-delimited: label value
-_SAMPLE_HEAD = b"\x12"  # field 2, length-delimited: a sample; then its length and
-_VALUE_KEY = b"\x09"  # field 1, fixed64: the value
-_STAMP_KEY = b"\x10"  # field 2, varint: the timestamp
+_SAMPLE_HEAD = b"\x12"  # field 2, length-delimited: a sample of a series
+_VALUE_KEY = b"\x09"  # field 1, fixed64: the sample's value
+_STAMP_KEY = b"\x10"  # field 2, varint: the sample's timestamp
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _UINT64 = 1 << 64
 
@@ -77,6 +77,8 @@ def _sample_frame(stamp: int) -> tuple[bytes, bytes]:
 
     A scrape's samples share their timestamp, so this is computed once a scrape.
     """
+    if not -(2**63) <= stamp < 2**63:
+        raise OverflowError(f"timestamp {stamp} is beyond int64")
     time = _varint(stamp)
     # 1 + 8 + 1 + at most 10 bytes: the sample's length is a one-byte varint
     return _SAMPLE_HEAD + bytes((10 + len(time),)) + _VALUE_KEY, _STAMP_KEY + time
