@@ -1,4 +1,4 @@
-/* The receiver's per-message pass over a body, in C.
+/* The receiver's per-message passes over a body, in C.
  *
  * strip_final_values(body) returns what exposition._FINAL_NUMBER.subn(b"\n",
  * body) returns: the body with every line's final value taken out, and how
@@ -526,6 +526,263 @@ check_exposition(PyObject *module, PyObject *arg)
     return PyLong_FromLong(answer);
 }
 
+/* parse_samples(body) is remote_write.text.python_parse_page for a page that
+ * parses: a list of (series key, value, timestamp or None), the same objects
+ * with the same values. For anything else (a bad line, or a number too long
+ * to decide here) it returns None and the Python parser, which is the
+ * reference, says what is wrong. */
+
+/* One label block from s[i] == '{'; the index after its '}', or -1 when malformed. */
+static Py_ssize_t
+skip_label_block(const char *s, Py_ssize_t i, Py_ssize_t n)
+{
+    i++;
+    for (;;) {
+        while (i < n && is_blank(s[i])) i++;
+        if (i < n && s[i] == '}') return i + 1;
+        if (i >= n || !label_start(s[i])) return -1;
+        while (i < n && label_char(s[i])) i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i >= n || s[i] != '=') return -1;
+        i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i >= n || s[i] != '"') return -1;
+        i++;
+        while (i < n && s[i] != '"') {
+            if (s[i] == '\\') {
+                if (i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\' || s[i + 1] == 'n')) {
+                    i += 2;
+                    continue;
+                }
+                return -1;
+            }
+            i++;
+        }
+        if (i >= n) return -1;
+        i++;
+        while (i < n && is_blank(s[i])) i++;
+        if (i < n && s[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i < n && s[i] == '}') return i + 1;
+        return -1;
+    }
+}
+
+/* 1 and *out set when s[0, n) is [+-]?[0-9]+ within int64 (leading zeros
+ * and all), else 0. */
+static int
+parse_int64(const char *s, Py_ssize_t n, long long *out)
+{
+    Py_ssize_t i = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+    int negative = n > 0 && s[0] == '-';
+    if (i == n) return 0;
+    uint64_t v = 0;
+    const uint64_t limit = (uint64_t)INT64_MAX + (uint64_t)negative;
+    for (; i < n; i++) {
+        if (!is_digit(s[i])) return 0;
+        if (v > limit / 10) return 0; /* v * 10 alone is beyond the limit */
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > limit) return 0;
+    }
+    *out = negative ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(long long)v) : (long long)v;
+    return 1;
+}
+
+/* One sample line s[0, n) (no leading blank, not a comment) appended to list:
+ * 1 done, 0 leave it to Python, -2 error set. */
+static int
+parse_sample(PyObject *list, const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (!name_start(s[0])) return 0;
+    while (i < n && name_char(s[i])) i++;
+    Py_ssize_t key_end = i;
+    while (i < n && is_blank(s[i])) i++;
+    if (i < n && s[i] == '{') {
+        i = skip_label_block(s, i, n);
+        if (i < 0) return 0;
+        key_end = i;
+        while (i < n && is_blank(s[i])) i++;
+    }
+    Py_ssize_t start = i;
+    while (i < n && !is_blank(s[i])) i++;
+    /* UNDECIDED: well-formed, but too long for check_float to say it is in range */
+    if (check_float(s + start, i - start) == 0) return 0;
+    /* The bytes object's buffer ends in a NUL, so the number always ends. */
+    char *end = NULL;
+    double value = PyOS_string_to_double(s + start, &end, NULL);
+    if (value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (end != s + i) return 0;
+    if (Py_IS_INFINITY(value)) {
+        char first = (s[start] == '+' || s[start] == '-') ? s[start + 1] : s[start];
+        if (first != 'i' && first != 'I') return 0; /* beyond float64: Go refuses it */
+    }
+    while (i < n && is_blank(s[i])) i++;
+    PyObject *stamp = NULL;
+    if (i < n) {
+        start = i;
+        while (i < n && !is_blank(s[i])) i++;
+        long long ms;
+        if (!parse_int64(s + start, i - start, &ms)) return 0;
+        while (i < n && is_blank(s[i])) i++;
+        if (i != n) return 0;
+        stamp = PyLong_FromLongLong(ms);
+        if (stamp == NULL) return -2;
+    } else {
+        stamp = Py_NewRef(Py_None);
+    }
+    PyObject *key = PyBytes_FromStringAndSize(s, key_end);
+    PyObject *number = key ? PyFloat_FromDouble(value) : NULL;
+    PyObject *sample = number ? PyTuple_New(3) : NULL;
+    if (sample == NULL) {
+        Py_XDECREF(key);
+        Py_XDECREF(number);
+        Py_DECREF(stamp);
+        return -2;
+    }
+    PyTuple_SET_ITEM(sample, 0, key);
+    PyTuple_SET_ITEM(sample, 1, number);
+    PyTuple_SET_ITEM(sample, 2, stamp);
+    int failed = PyList_Append(list, sample);
+    Py_DECREF(sample);
+    return failed ? -2 : 1;
+}
+
+static PyObject *
+parse_samples(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *body = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    Py_ssize_t pos = 0;
+    while (pos < size) {
+        const char *newline = memchr(body + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = newline ? newline - body : size;
+        Py_ssize_t i = pos;
+        while (i < end && is_blank(body[i])) i++;
+        if (i < end && body[i] != '#') {
+            int ok = parse_sample(list, body + i, end - i);
+            if (ok != 1) {
+                Py_DECREF(list);
+                if (ok == -2) return NULL;
+                Py_RETURN_NONE;
+            }
+        }
+        pos = end + 1;
+    }
+    return list;
+}
+
+/* encode_series(labels, samples) is remote_write.protocol.python_encode_series:
+ * one `timeseries` field of a remote-write WriteRequest, the labels (already
+ * encoded) followed by a Sample{double value = 1, int64 timestamp = 2} for
+ * each (value, timestamp ms). */
+
+static Py_ssize_t
+varint_size(uint64_t v)
+{
+    Py_ssize_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static char *
+put_varint(char *out, uint64_t v)
+{
+    while (v >= 0x80) {
+        *out++ = (char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    *out++ = (char)v;
+    return out;
+}
+
+static PyObject *
+encode_series(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "encode_series expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *labels = args[0];
+    if (!PyBytes_Check(labels)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(labels)->tp_name);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[1], "samples must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    /* The samples' values and timestamps, read once: a small array on the stack
+     * for the common case of a few samples. */
+    double small_values[8];
+    uint64_t small_stamps[8];
+    double *values = small_values;
+    uint64_t *stamps = small_stamps;
+    PyObject *result = NULL;
+    if (count > 8) {
+        values = PyMem_Malloc((size_t)count * sizeof(double));
+        stamps = PyMem_Malloc((size_t)count * sizeof(uint64_t));
+        if (values == NULL || stamps == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(labels);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = items[k];
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a sample is a (value, timestamp) tuple");
+            goto done;
+        }
+        values[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 0));
+        if (values[k] == -1.0 && PyErr_Occurred()) goto done;
+        long long stamp = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 1));
+        if (stamp == -1 && PyErr_Occurred()) goto done;
+        stamps[k] = (uint64_t)stamp; /* an int64 goes on the wire as its two's complement */
+        size += 2 + 10 + varint_size(stamps[k]);
+    }
+    result = PyBytes_FromStringAndSize(NULL, 1 + varint_size((uint64_t)size) + size);
+    if (result == NULL) goto done;
+    char *out = PyBytes_AS_STRING(result);
+    *out++ = 0x0a;
+    out = put_varint(out, (uint64_t)size);
+    memcpy(out, PyBytes_AS_STRING(labels), (size_t)PyBytes_GET_SIZE(labels));
+    out += PyBytes_GET_SIZE(labels);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        *out++ = 0x12;
+        *out++ = (char)(10 + varint_size(stamps[k]));
+        *out++ = 0x09;
+        if (PyFloat_Pack8(values[k], out, 1) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        out += 8;
+        *out++ = 0x10;
+        out = put_varint(out, stamps[k]);
+    }
+done:
+    if (values != small_values) PyMem_Free(values);
+    if (stamps != small_stamps) PyMem_Free(stamps);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"strip_final_values", strip_final_values, METH_O,
      "strip_final_values(body, /)\n--\n\n"
@@ -534,6 +791,13 @@ static PyMethodDef methods[] = {
      "check_exposition(body, /)\n--\n\n"
      "0 when the body is valid exposition text, else the first bad line's number"
      " (-1: undecided here)."},
+    {"parse_samples", parse_samples, METH_O,
+     "parse_samples(body, /)\n--\n\n"
+     "Every sample line as (series key, value, timestamp or None); None when a line"
+     " does not parse (or is left to the Python parser)."},
+    {"encode_series", (PyCFunction)(void (*)(void))encode_series, METH_FASTCALL,
+     "encode_series(labels, samples, /)\n--\n\n"
+     "One remote-write TimeSeries field: encoded labels, then (value, timestamp ms) samples."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prometheus_streams import __version__
+from prometheus_streams._speedups import encode_series as c_encode_series  # fails without C
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.protocol import (
     HEADERS,
@@ -54,6 +55,14 @@ def test_label_lengths_across_varint_boundaries(length: int) -> None:
     labels = [("n", "v" * length), ("x" * length, "")]
     series = encode_series(encode_labels(labels), [(1.0, 1)])
     assert decode_write_request(series) == [(dict(labels), [(1.0, 1)])]
+
+
+@pytest.mark.parametrize("length", [*range(95, 125), *range(16_340, 16_375)])
+def test_series_lengths_across_varint_boundaries(length: int) -> None:
+    labels = encode_labels([("a", "v" * length)])
+    for samples in ([(1.0, 1_764_758_400_123)], [(1.0, -1)], [(1.0, 1), (2.0, 2)]):
+        series = encode_series(labels, samples)
+        assert decode_write_request(series) == [({"a": "v" * length}, samples)]
 
 
 @pytest.mark.parametrize(
@@ -196,6 +205,54 @@ def test_any_request_round_trips(
         encode_series(encode_labels(list(labels.items())), s) for labels, s in request
     )
     assert decode_write_request(decompress(compress(body))) == request
+
+
+def test_the_receiver_encodes_with_the_c_pass() -> None:
+    assert protocol.encode_series is c_encode_series
+
+
+@MANY
+@given(
+    st.binary(max_size=300),
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=True, allow_infinity=True)
+            | st.sampled_from([STALE_NAN, math.nan, -0.0]),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        ),
+        max_size=12,
+    ),
+)
+def test_the_c_pass_writes_the_python_bytes(
+    labels: bytes, samples: list[tuple[float, int]]
+) -> None:
+    assert c_encode_series(labels, samples) == protocol.python_encode_series(labels, samples)
+
+
+@pytest.mark.parametrize(
+    ("labels", "samples", "error"),
+    [
+        ("text", [(1.0, 1)], TypeError),
+        (b"", [(1.0,)], TypeError),
+        (b"", [[1.0, 1]], TypeError),
+        (b"", [("1", 1)], TypeError),
+        (b"", [(1.0, 1.5)], TypeError),
+        (b"", [(1.0, 2**63)], OverflowError),
+        (b"", 5, TypeError),
+    ],
+)
+def test_the_c_pass_refuses_what_is_no_sample(
+    labels: object, samples: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        c_encode_series(labels, samples)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stamp", [2**63, -(2**63) - 1, 2**64])
+def test_timestamps_beyond_int64_raise_in_both(stamp: int) -> None:
+    for encode in (c_encode_series, protocol.python_encode_series):
+        with pytest.raises(OverflowError):
+            encode(b"", [(1.0, stamp)])
 
 
 def test_headers_are_those_of_remote_write_1_0() -> None:

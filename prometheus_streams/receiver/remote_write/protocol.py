@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import cramjam
 
@@ -32,20 +32,20 @@ HEADERS = {
 }
 
 _DOUBLE = struct.Struct("<d")
+_pack_double = _DOUBLE.pack
 _BITS = struct.Struct("<Q")
 _STALE_BITS = 0x7FF0000000000002
+_STALE_PACKED = _BITS.pack(_STALE_BITS)
 # Prometheus' staleness marker: a NaN that no arithmetic produces. Only its
 # bits tell it from another NaN, and struct keeps them on the way out.
-_pack_double = _DOUBLE.pack
-_STALE_PACKED = _BITS.pack(_STALE_BITS)
 STALE_NAN: float = _DOUBLE.unpack(_STALE_PACKED)[0]
 
 # Field keys: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
 _LEN_1 = b"\x0a"  # field 1, length-delimited: timeseries, labels, label name
 _LEN_2 = b"\x12"  # field 2, length-delimited: label value
-_SAMPLE_HEAD = b"\x12"  # field 2, length-delimited: a sample; then its length and
-_VALUE_KEY = b"\x09"  # field 1, fixed64: the value
-_STAMP_KEY = b"\x10"  # field 2, varint: the timestamp
+_SAMPLE_HEAD = b"\x12"  # field 2, length-delimited: a sample of a series
+_VALUE_KEY = b"\x09"  # field 1, fixed64: the sample's value
+_STAMP_KEY = b"\x10"  # field 2, varint: the sample's timestamp
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 _UINT64 = 1 << 64
 
@@ -77,6 +77,8 @@ def _sample_frame(stamp: int) -> tuple[bytes, bytes]:
 
     A scrape's samples share their timestamp, so this is computed once a scrape.
     """
+    if not -(2**63) <= stamp < 2**63:
+        raise OverflowError(f"timestamp {stamp} is beyond int64")
     time = _varint(stamp)
     # 1 + 8 + 1 + at most 10 bytes: the sample's length is a one-byte varint
     return _SAMPLE_HEAD + bytes((10 + len(time),)) + _VALUE_KEY, _STAMP_KEY + time
@@ -106,19 +108,46 @@ def _by_name(label: tuple[str, str]) -> str:
     return label[0]
 
 
-def encode_series(labels: bytes, samples: Sequence[tuple[float, int]]) -> bytes:
-    """One `timeseries` field of a WriteRequest: encoded labels, then (value, ms) samples."""
-    if len(samples) == 1:  # the common case, without the list
+def python_encode_series(labels: bytes, samples: Sequence[tuple[float, int]], /) -> bytes:
+    """encode_series in Python: the reference, and the fallback without the C pass."""
+    if len(samples) == 1:  # the common case: one formatting, no list
         value, stamp = samples[0]
         head, tail = _sample_frame(stamp)
-        body = labels + head + _pack_double(value) + tail
-    else:
-        parts = [labels]
-        for value, stamp in samples:
-            head, tail = _sample_frame(stamp)
-            parts += (head, _pack_double(value), tail)
-        body = b"".join(parts)
+        size = len(labels) + len(head) + 8 + len(tail)
+        if size < 0x80:
+            return b"\x0a%c%b%b%b%b" % (size, labels, head, _pack_double(value), tail)
+        if size < 0x4000:
+            return b"\x0a%c%c%b%b%b%b" % (
+                (size & 0x7F) | 0x80,
+                size >> 7,
+                labels,
+                head,
+                _pack_double(value),
+                tail,
+            )
+    parts = [labels]
+    for value, stamp in samples:
+        head, tail = _sample_frame(stamp)
+        parts += (head, _pack_double(value), tail)
+    body = b"".join(parts)
     return _LEN_1 + _varint(len(body)) + body
+
+
+def _native_encoder() -> Callable[[bytes, Sequence[tuple[float, int]]], bytes] | None:
+    try:
+        from prometheus_streams._speedups import encode_series as native
+    except ImportError:
+        return None
+    return native
+
+
+# The same bytes from C (_speedups.c) in a fraction of the time; optional at build time.
+NATIVE_ENCODE = _native_encoder()
+encode_series = NATIVE_ENCODE or python_encode_series
+"""One `timeseries` field of a WriteRequest: encoded labels, then (value, ms) sample tuples.
+
+encode_series(labels, samples, /): labels from encode_labels; timestamps int64.
+"""
 
 
 def write_request(series: Iterable[bytes]) -> bytes:

@@ -31,15 +31,11 @@ _FLOAT = (
     rb"[+-]?(?:(?:[0-9]++\.?[0-9]*+|\.[0-9]++)(?:[eE][+-]?[0-9]++)?|(?i:infinity|inf))|(?i:nan)"
 )
 _TIMESTAMP = rb"[+-]?[0-9]++"
-# A value follows a label block directly or after blanks, a bare name only after blanks.
+# Blanks before the value are optional, as in both of Prometheus' parsers: `m-1`
+# is m's -1 (a name takes every character that could start a value but a sign
+# or a point, so nothing is ambiguous).
 _SAMPLE = (
-    rb"("
-    + _KEY
-    + rb")(?:(?<=\})[ \t]*+|[ \t]++)("
-    + _FLOAT
-    + rb")(?:[ \t]++("
-    + _TIMESTAMP
-    + rb"))?[ \t]*+(?=\n|\Z)"
+    rb"(" + _KEY + rb")[ \t]*+(" + _FLOAT + rb")(?:[ \t]++(" + _TIMESTAMP + rb"))?[ \t]*+(?=\n|\Z)"
 )
 # Every line that is neither blank nor a comment matches once: as a sample,
 # or (the second branch) as an empty match that marks it bad.
@@ -51,6 +47,7 @@ _FLOAT_ONLY = re.compile(_FLOAT)
 _TIMESTAMP_ONLY = re.compile(_TIMESTAMP)
 _KEY_PARTS = re.compile(rb"(" + _NAME + rb")(?:[ \t]*+(" + _BLOCK + rb"))?")
 _PAIRS = re.compile(rb"(" + _LABEL_NAME + rb')[ \t]*+=[ \t]*+"(' + _VALUE_INSIDE + rb')"')
+_BLANKS = re.compile(rb"[ \t]+")
 _ESCAPE = re.compile(rb"\\(.)")
 _UNESCAPED = {b"\\": b"\\", b'"': b'"', b"n": b"\n"}
 
@@ -133,14 +130,10 @@ def line_error(line: bytes) -> str | None:
         if block is None:
             return "bad_label"
         rest = rest[block.end() :]
-    elif rest and len(rest) == len(after):
-        return "bad_line"  # the name runs into something that is no blank
-    tokens = rest.split()
-    if not tokens or not _FLOAT_ONLY.fullmatch(tokens[0]):
+    tokens = _BLANKS.split(rest.strip(b" \t"))
+    if not _FLOAT_ONLY.fullmatch(tokens[0]):
         return "bad_value"
-    if len(tokens) == 1:
-        return "bad_value"  # a blank other than space or tab inside (a carriage return)
-    if not _TIMESTAMP_ONLY.fullmatch(tokens[1]):
+    if len(tokens) > 1 and not _TIMESTAMP_ONLY.fullmatch(tokens[1]):
         return "bad_timestamp"
     return "bad_line"  # something after the timestamp
 
@@ -176,8 +169,20 @@ def _unescape(escape: re.Match[bytes]) -> bytes:
 
 
 def _native() -> Callable[[bytes], list[Sample]] | None:
-    return None
+    try:
+        from prometheus_streams._speedups import parse_samples
+    except ImportError:
+        return None
+
+    def native_parse_page(body: bytes) -> list[Sample]:
+        """parse_page with the C pass; a page it leaves (a bad line) goes to the Python one."""
+        found = parse_samples(body)
+        return found if found is not None else python_parse_page(body)
+
+    return native_parse_page
 
 
+# The C pass (_speedups.c) is optional at build time, as exposition's; the
+# Python parser is the reference, and says what is wrong with a bad page.
 NATIVE_PARSE = _native()
 _parse = NATIVE_PARSE or python_parse_page
