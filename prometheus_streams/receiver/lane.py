@@ -100,11 +100,15 @@ class Lane:
             await self._led(stop, self.lease)
         await self.consumer.close()
         await self.role.acks.flush()
+        if self.lease is not None:
+            # Settled: what we held is acked or back in the stream, so the next
+            # leader may start at once.
+            await self.lease.release()
 
     async def _led(self, stop: asyncio.Event, lease: Lease) -> None:
         """Consume during each term of the lease; between terms, fetch nothing."""
         while await lease.wait_leading(stop):
-            await self._settled(stop)
+            await self._settled(stop, lease)
             log.info(
                 "leading %s: consuming %s from stream %s",
                 self.stream.durable,
@@ -128,27 +132,33 @@ class Lane:
                 await asyncio.wait_for(stop.wait(), 0.2)
         term.set()
 
-    async def _settled(self, stop: asyncio.Event) -> None:
-        """Wait until no message of the consumer is out with anybody (a previous leader).
+    async def _settled(self, stop: asyncio.Event, lease: Lease) -> None:
+        """Wait until no previous leader can still hold a message of the consumer.
 
-        What a previous leader held comes back first once its ack_wait ran
-        out; fetching before that would let newer scrapes overtake it.
+        A leader that gave the lease up settled its messages first. One whose
+        lease expired may have held messages, with its last progress note
+        before we took the lease: they come back, ahead of newer ones, once
+        ack_wait has passed since then. Fetching earlier would let newer
+        scrapes overtake them.
         """
-        deadline = time.monotonic() + self.stream.ack_wait + 5.0
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                info = await self.consumer.info()
-            except (NATSError, TimeoutError):
-                await asyncio.sleep(0.5)
-                continue
-            if not info.num_ack_pending:
-                return
-            await asyncio.sleep(0.5)
-        if not stop.is_set():
-            log.warning(
-                "consumer %s still has messages out after ack_wait: consuming anyway",
+        if lease.clean_handover:
+            return
+        try:
+            info = await self.consumer.info()
+        except (NATSError, TimeoutError):
+            info = None
+        if info is not None and not info.num_ack_pending:
+            return
+        left = lease.taken_at + self.stream.ack_wait + 0.5 - time.monotonic()
+        if left > 0:
+            log.info(
+                "%s: the previous leader's lease expired; waiting %.1fs for what it held"
+                " to come back before fetching",
                 self.stream.durable,
+                left,
             )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), left)
 
     async def _term(self, stop: asyncio.Event) -> None:
         """Fetch and deliver until `stop` is set."""

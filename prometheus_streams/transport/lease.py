@@ -29,6 +29,8 @@ from nats.js.kv import KeyValue
 log = logging.getLogger(__name__)
 
 BUCKET = "prometheus-streams-leases"
+# The value a holder leaves when it gives the lease up after settling its work.
+RELEASED = b"released"
 
 
 class Lease:
@@ -56,6 +58,10 @@ class Lease:
         self._valid_until = 0.0  # monotonic
         self.changed = asyncio.Event()  # set on every gain or loss, cleared by the waiter
         self.terms = 0  # how many times we took the lease
+        # Whether the last holder gave the lease up after settling its work
+        # (else it expired: the holder died, was paused or cut off).
+        self.clean_handover = False
+        self.taken_at = 0.0  # monotonic, when we last took it
 
     def leading(self) -> bool:
         """Whether we hold the lease now (fenced: false as soon as it might have expired)."""
@@ -79,14 +85,15 @@ class Lease:
         return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take the lease when free and keep renewing it until `stop`; then give it up."""
-        try:
-            while not stop.is_set():
-                await self._step()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._pause())
-        finally:
-            await self.release()
+        """Take the lease when free and keep renewing it until `stop`.
+
+        It is not given up here: whoever works under it calls `release` once
+        that work is settled.
+        """
+        while not stop.is_set():
+            await self._step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._pause())
 
     def _pause(self) -> float:
         if self._revision:
@@ -102,8 +109,8 @@ class Lease:
             if self._revision and was:
                 self._revision = await kv.update(self.key, value, last=self._revision)
             else:
-                self._revision = await kv.create(self.key, value)
-                self.terms += 1
+                await self._take(kv, value)
+                self.taken_at = sent
             self._valid_until = sent + self.ttl - self.margin
         except KeyWrongLastSequenceError:
             self._revision = 0  # somebody else holds it
@@ -123,6 +130,22 @@ class Lease:
             )
             self.changed.set()
 
+    async def _take(self, kv: KeyValue, value: bytes) -> None:
+        """Take the key if nobody holds it; raises KeyWrongLastSequenceError if somebody does."""
+        try:
+            entry = await kv.get(self.key)
+        except (KeyNotFoundError, NotFoundError):
+            entry = None
+        if entry is not None and entry.value == RELEASED and entry.revision:
+            self._revision = await kv.update(self.key, value, last=entry.revision)
+            self.clean_handover = True
+        elif entry is None:
+            self._revision = await kv.create(self.key, value)
+            self.clean_handover = False
+        else:
+            raise KeyWrongLastSequenceError()
+        self.terms += 1
+
     async def current_holder(self) -> str | None:
         """Who holds the lease by the bucket, or None."""
         try:
@@ -132,13 +155,19 @@ class Lease:
         return entry.value.decode() if entry.value else None
 
     async def release(self) -> None:
-        """Give the lease up at once, so another holder need not wait for it to expire."""
+        """Give the lease up at once, so another holder need not wait for it to expire.
+
+        Call it once the work done under the lease is settled: the next
+        holder then starts at once, without waiting for that work to time out.
+        """
         revision, self._revision = self._revision, 0
         if not revision or self._kv is None:
             return
-        with contextlib.suppress(NATSError, TimeoutError):
-            await asyncio.wait_for(self._kv.delete(self.key, last=revision), 2.0)
-            log.info("lease %s released by %s", self.key, self.holder)
+        if time.monotonic() < self._valid_until:
+            with contextlib.suppress(NATSError, TimeoutError):
+                await asyncio.wait_for(self._kv.update(self.key, RELEASED, last=revision), 2.0)
+                log.info("lease %s released by %s", self.key, self.holder)
+        self._valid_until = 0.0
         self.changed.set()
 
     async def _bucket(self) -> KeyValue:
