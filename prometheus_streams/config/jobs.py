@@ -17,6 +17,7 @@ from prometheus_streams.config.model import (
 from prometheus_streams.config.reader import Section
 from prometheus_streams.config.values import (
     NAME_RE,
+    as_bool,
     as_name,
     http_url,
     one_of,
@@ -35,6 +36,7 @@ JOB_KEYS = {
     "scheme",
     "metrics_path",
     "file_sd_configs",
+    "honor_timestamps",
 }
 TARGET_KEYS = {"name", "url", "labels"}
 FILE_SD_KEYS = {"files", "refresh_interval"}
@@ -144,6 +146,7 @@ def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
         scheme=s.get("scheme", one_of("http", "https"), "http"),
         metrics_path=s.get("metrics_path", url_path, "/metrics"),
         file_sd=file_sd,
+        honor_timestamps=s.get("honor_timestamps", as_bool, True),
     )
 
 

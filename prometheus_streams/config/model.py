@@ -137,6 +137,9 @@ class Job:
     scheme: str = "http"
     metrics_path: str = "/metrics"
     file_sd: tuple[FileSD, ...] = ()
+    # False: timestamps in the page are dropped, samples take the scrape time
+    # (remote write; the Pushgateway drops them either way).
+    honor_timestamps: bool = True
 
 
 @dataclass(frozen=True)

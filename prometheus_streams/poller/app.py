@@ -203,7 +203,7 @@ class Poller(SharedRole, Phases):
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
     def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
-        payload = build_payload(result)
+        payload = build_payload(result, honor_timestamps=job.honor_timestamps)
         if payload.replaced:
             self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
         scrape = wire.Scrape(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_streams.exposition import (
     count_samples,
     drop_health_series,
     health_series,
+    strip_timestamps,
     with_health,
 )
 from prometheus_streams.poller.scraper import ScrapeResult
@@ -22,17 +23,24 @@ class Payload:
     replaced: int = 0
 
 
-def build_payload(result: ScrapeResult, level: int = 1) -> Payload:
+def build_payload(
+    result: ScrapeResult, level: int = 1, honor_timestamps: bool = True
+) -> Payload:
     """The gzipped body: the page plus its health series, or up 0 alone on failure.
 
     A page the target sent gzipped is forwarded as it came, with the health
     series as a second gzip member (members concatenate), so the common case
     costs an inflate to count samples and no deflate of the page at all.
+    Without `honor_timestamps` the page's own timestamps are dropped.
     """
     if not result.ok:
         health = health_series(False, result.duration, 0)
         return Payload(gzip.compress(health, compresslevel=level, mtime=0))
     body, replaced = drop_health_series(result.body)
+    if not honor_timestamps:
+        body, stripped = strip_timestamps(body)
+        if stripped:
+            result = replace(result, gzip=None)
     samples = count_samples(body)
     if result.gzip is not None and not replaced:
         health = health_series(True, result.duration, samples)

@@ -173,6 +173,15 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         """Apply a new config: limits, max_age and output settings; NATS stays."""
         if config.receiver_stream != self.stream:
             log.warning("receiver_stream changed: that takes effect only after a restart")
+        had = {rw.name for rw in self.config.remote_write}
+        has = {rw.name for rw in config.remote_write}
+        if had != has or (config.push_gateway is None) != (self.config.push_gateway is None):
+            log.warning(
+                "outputs added or removed (remote_write %s -> %s): that takes effect only"
+                " after a restart; the outputs running keep their new settings",
+                sorted(had) or "none",
+                sorted(has) or "none",
+            )
         for lane in self.lanes:
             assert lane.output is not None
             lane.output.reload(config)

@@ -401,3 +401,68 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
 
 async def _at_least(times: Any, newest: int) -> bool:
     return max(await times, default=0) >= newest
+
+
+async def test_a_silent_target_goes_stale_after_stale_after(
+    tmp_path: Path, nats_server: NatsServer, target: Target
+) -> None:
+    target.body = BODY
+    store = PrometheusStore(tmp_path / "prom")
+    store.start()
+    try:
+        poller, _ = new_poller(
+            poller_config(tmp_path, nats_server.url, jobs_for(target), scrape_interval="1s")
+        )
+        receiver, registry = new_receiver(
+            rw_receiver(tmp_path, nats_server.url, store.write_url, stale_after="2s")
+        )
+
+        async def present(expr: str) -> bool:
+            return bool(await store.query(expr))
+
+        async with running(receiver):
+            async with running(poller):
+                await async_wait_for(lambda: present('demo_value{publisher="dc1"}'), timeout=60)
+            # The poller is gone (a removed target, a silent publisher): without
+            # markers its series would stay in queries for Prometheus' 5 minutes.
+            await async_wait_for(
+                lambda: not_(present('{publisher="dc1"}')),
+                timeout=30,
+                message="the silent target's series did not go stale",
+            )
+            status = receiver.status()["remote_write"][0]
+            assert status["name"] == "store" and status["leading"] is True
+            assert status["samples_sent"] > 0 and status["targets"] == 0
+        assert metric(registry, "receiver_remote_write_stale_markers_total", output="store") >= 6
+    finally:
+        store.close()
+
+
+async def test_honor_timestamps_false_writes_at_the_scrape_time(
+    tmp_path: Path, nats_server: NatsServer, target: Target
+) -> None:
+    stamped = int(time.time() * 1000) - 90_000
+    target.body = f"# TYPE old gauge\nold 1 {stamped}\nnew 2\n".encode()
+    store = PrometheusStore(tmp_path / "prom")
+    store.start()
+    try:
+        jobs = jobs_for(target)
+        jobs["honest"] = {"targets": [{"name": "honest", "url": target.url}]}
+        jobs["node"]["honor_timestamps"] = False
+        poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs, scrape_interval="1s"))
+        receiver, _ = new_receiver(rw_receiver(tmp_path, nats_server.url, store.write_url))
+        async with running(poller), running(receiver):
+
+            async def old_samples(job: str) -> list[int]:
+                series = await store.samples(
+                    f'old{{job="{job}"}}', time.time() - 600, time.time() + 60
+                )
+                return [ts for samples in series.values() for ts, _ in samples]
+
+            kept = await async_wait_for(lambda: old_samples("honest"), timeout=60)
+            assert set(kept) == {stamped}
+            dropped = await async_wait_for(lambda: old_samples("node"), timeout=60)
+            assert stamped not in dropped
+            assert min(dropped) > stamped + 60_000
+    finally:
+        store.close()

@@ -232,9 +232,9 @@ class PushgatewayOutput:
 
     def reload(self, config: Config) -> None:
         """Take new Pushgateway settings; the old pool serves pushes under way, then closes."""
-        assert config.push_gateway is not None
         self.config = config
-        if config.push_gateway == self.push_config:
+        if config.push_gateway is None or config.push_gateway == self.push_config:
+            # Without push_gateway the output runs on as it was until a restart.
             return
         self.push_config = config.push_gateway
         new = PushGateway(self.push_config)
