@@ -101,6 +101,9 @@ class StreamConfig:
     ack_wait: float = 30.0
     tls: TLSConfig | None = None
     auth: NatsAuth | None = None
+    # Set by a receiver with remote write, not a config key: the stream keeps
+    # every scrape (no per-subject limit), marked in its metadata.
+    history: bool = False
 
     @property
     def subjects(self) -> str:

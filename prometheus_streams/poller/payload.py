@@ -23,9 +23,7 @@ class Payload:
     replaced: int = 0
 
 
-def build_payload(
-    result: ScrapeResult, level: int = 1, honor_timestamps: bool = True
-) -> Payload:
+def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool = True) -> Payload:
     """The gzipped body: the page plus its health series, or up 0 alone on failure.
 
     A page the target sent gzipped is forwarded as it came, with the health

@@ -26,6 +26,8 @@ from nats.js import api as js_api
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from prometheus_streams.transport.retry import ThrottledLog
+
 log = logging.getLogger(__name__)
 
 BUCKET = "prometheus-streams-leases"
@@ -62,6 +64,7 @@ class Lease:
         # (else it expired: the holder died, was paused or cut off).
         self.clean_handover = False
         self.taken_at = 0.0  # monotonic, when we last took it
+        self._failures = ThrottledLog(log, f"lease {key}: cannot take or renew it")
 
     def leading(self) -> bool:
         """Whether we hold the lease now (fenced: false as soon as it might have expired)."""
@@ -114,12 +117,15 @@ class Lease:
             self._valid_until = sent + self.ttl - self.margin
         except KeyWrongLastSequenceError:
             self._revision = 0  # somebody else holds it
+            self._failures.recovered()
         except (NATSError, TimeoutError) as exc:
             # Unknown whether the write landed: we keep leading only until the
             # last confirmed write's fence runs out.
-            log.debug("lease %s: %s", self.key, exc)
+            self._failures.failure(logging.WARNING, str(exc) or type(exc).__name__)
             if not self.leading():
                 self._revision = 0
+        else:
+            self._failures.recovered()
         now = self.leading()
         if now != was:
             log.info(

@@ -67,10 +67,23 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
     have = info.config
     _check_fits(config, have, wanted)
     changes = _changes(have, wanted)
-    if "max_msgs_per_subject" in changes and await _history_needed(
-        js, config, *changes["max_msgs_per_subject"]
-    ):
-        del changes["max_msgs_per_subject"]
+    if "max_msgs_per_subject" in changes and _keeps_history(have) and not config.history:
+        # A remote-write output needs the history; the larger limit wins,
+        # whichever role starts last.
+        old, new = changes.pop("max_msgs_per_subject")
+        log.info(
+            "stream %s keeps %s messages per subject (the config says %s): a receiver with"
+            " remote write needs every scrape (metadata %s)",
+            config.stream,
+            "unlimited" if old == -1 else old,
+            new,
+            HISTORY_KEY,
+        )
+    if config.history and not _keeps_history(have):
+        changes["metadata"] = (
+            have.metadata,
+            {**(have.metadata or {}), HISTORY_KEY: "remote_write"},
+        )
     if changes:
         updated = js_api.StreamConfig.from_response(have.as_dict())
         for key, (_, desired) in changes.items():
@@ -84,40 +97,13 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
     return info
 
 
-# Durable consumers of remote-write outputs have this in their name (receiver/outputs).
-HISTORY_CONSUMER = "-rw-"
+# Stream metadata a receiver with remote write sets: the stream must keep every
+# scrape of its max_age, not only the newest per target.
+HISTORY_KEY = "prometheus_streams_history"
 
 
-async def _history_needed(
-    js: JetStreamContext, config: StreamConfig, current: object, desired: object
-) -> bool:
-    """Whether lowering the per-subject limit would cut history a remote-write output needs.
-
-    A receiver with a remote-write output needs every scrape of max_age on
-    the stream, the Pushgateway and the poller only the newest: the larger
-    limit wins, whichever role starts last.
-    """
-    if not isinstance(current, int) or not isinstance(desired, int):
-        return False
-    lowering = current == -1 or (desired != -1 and desired < current)
-    if not lowering:
-        return False
-    try:
-        names = [c.name for c in await js.consumers_info(config.stream)]
-    except (NATSError, TimeoutError) as exc:
-        log.warning("cannot list the consumers of stream %s: %s", config.stream, exc)
-        return True  # when in doubt, keep the history
-    readers = [name for name in names if name and HISTORY_CONSUMER in name]
-    if readers:
-        log.info(
-            "stream %s keeps %s messages per subject (the config says %s): remote-write"
-            " consumers %s need every scrape of max_age",
-            config.stream,
-            "unlimited" if current == -1 else current,
-            desired,
-            ", ".join(sorted(readers)),
-        )
-    return bool(readers)
+def _keeps_history(have: js_api.StreamConfig) -> bool:
+    return bool(have.metadata and have.metadata.get(HISTORY_KEY))
 
 
 def _wanted(config: StreamConfig) -> js_api.StreamConfig:
@@ -134,6 +120,7 @@ def _wanted(config: StreamConfig) -> js_api.StreamConfig:
         num_replicas=config.replicas,
         duplicate_window=min(120.0, config.stream_max_age),
         allow_direct=True,
+        metadata={HISTORY_KEY: "remote_write"} if config.history else None,
     )
 
 

@@ -8,10 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import group_samples, metric, new_poller, new_receiver, publish_raw, running
+from harness import (
+    group_samples,
+    metric,
+    new_poller,
+    new_receiver,
+    publish_raw,
+    running,
+    write_config,
+)
 from harness import poller_config as base_poller_config
 from harness import receiver_config as base_receiver_config
 from servers import NatsServer, Pushgateway, Target, async_wait_for
+from stores import FakeStore
 
 from prometheus_streams import config, wire
 from prometheus_streams.secret import Secret
@@ -41,11 +50,21 @@ RECEIVER_PERMISSIONS = (
     '["_INBOX.>", "prometheus_streams.management.>", "$SRV.>"] }, allow_responses: true }'
 )
 
+BUCKET = "KV_prometheus-streams-leases"
+# What docs/security-auth.md adds for a receiver with remote_write.
+REMOTE_WRITE_PERMISSIONS = RECEIVER_PERMISSIONS.replace(
+    '"$JS.ACK.',
+    f'"$JS.API.STREAM.INFO.{BUCKET}", "$JS.API.STREAM.CREATE.{BUCKET}", '
+    f'"$JS.API.STREAM.MSG.GET.{BUCKET}", '
+    '"$KV.prometheus-streams-leases.>", "$JS.ACK.',
+)
+
 SERVER_CONFIG = (
     "authorization { users: [\n"
     f'  {{ user: "dc1", password: "dc1-pw", permissions: {_poller_permissions("dc1")} }}\n'
     f'  {{ user: "dc2", password: "dc2-pw", permissions: {_poller_permissions("dc2")} }}\n'
     f'  {{ user: "central", password: "central-pw", permissions: {RECEIVER_PERMISSIONS} }}\n'
+    f'  {{ user: "rw", password: "rw-pw", permissions: {REMOTE_WRITE_PERMISSIONS} }}\n'
     "] }\n"
 )
 
@@ -148,3 +167,36 @@ async def test_receiver_refuses_publisher_header_that_disagrees_with_subject(
         info = await receiver.conn.js.consumer_info(STREAM, "receiver")
     assert info.num_redelivered == 0  # terminated, not retried
     assert pushgateway.group_labels() == []
+
+
+async def test_remote_write_receiver_works_with_the_documented_permissions(
+    tmp_path: Path,
+    restricted_nats: NatsServer,
+    fake_store: FakeStore,
+    target: Target,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    data = {
+        "identity": "central",
+        "receiver_stream": {
+            "urls": restricted_nats.url,
+            "topic": TOPIC,
+            "client_id": "central",
+            "user": "rw",
+            "password": "rw-pw",
+        },
+        "remote_write": [{"url": fake_store.write_url, "name": "store"}],
+        "shutdown_grace": "5s",
+    }
+    receiver, rreg = new_receiver(config.load(write_config(tmp_path, data, "rw.yaml")))
+    poller, _ = new_poller(_poller(tmp_path, restricted_nats.url, target, "dc1", "dc1"))
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0], message="receiver never bound")
+        async with running(poller):
+            await async_wait_for(lambda: fake_store.accepted, message="nothing was written")
+        assert metric(rreg, "receiver_remote_write_leading", output="store") == 1
+    violations = [
+        r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage()
+    ]
+    assert violations == []

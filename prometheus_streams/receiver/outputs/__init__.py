@@ -38,7 +38,7 @@ def build_lanes(role: Receiver, config: Config, registry: CollectorRegistry) -> 
         # Every scrape of max_age must stay on the stream for remote write, not
         # only the newest per target: no per-subject limit (max_age and
         # max_bytes of the stream still bound it).
-        stream = replace(stream, max_msgs_per_subject=-1)
+        stream = replace(stream, max_msgs_per_subject=-1, history=True)
     lanes: list[Lane] = []
     if config.push_gateway is not None:
         lane = Lane(role, stream, first=True)
