@@ -5,7 +5,8 @@ bearer token through a real vmauth in front of VictoriaMetrics, client
 certificates and `server_name` against Prometheus over HTTPS. Credentials the
 store refuses (401/403) are retried in place, never dropped, so a rotation
 loses nothing once the receiver is reloaded with the new secret. Only the 403
-comes from FakeStore: none of the real stores here answers one.
+comes from FakeStore: none of the real stores here answers one. Also here:
+the `remote_write_leading` gauge, which the no-leader alert reads.
 """
 
 from __future__ import annotations
@@ -307,3 +308,19 @@ async def test_server_name_checks_the_certificate_of_a_store_reached_by_address(
             )
     finally:
         store.close()
+
+
+async def test_the_leading_gauge_shows_an_idle_leader(
+    tmp_path: Path, nats_server: NatsServer, fake_store: FakeStore
+) -> None:
+    """The gauge the no-leader alert reads is right before the first request, and after."""
+    receiver, registry = new_receiver(rw_receiver(tmp_path, nats_server.url, fake_store.write_url))
+
+    def leading() -> float:
+        return metric(registry, "receiver_remote_write_leading", output="store")
+
+    async with running(receiver):
+        await async_wait_for(lambda: output_of(receiver).ctx.fence(), message="never led")
+        assert leading() == 1
+        assert not fake_store.requests
+    assert leading() == 0

@@ -202,7 +202,9 @@ class RemoteWriteOutput:
             getattr(metrics, name).labels(self.label)
         for result in REQUEST_RESULTS:
             metrics.requests.labels(self.label, result)
-        metrics.leading.labels(self.label).set(0)
+        # Read at each scrape of /metrics: set only when sending, it would stay 0
+        # on an idle leader and 1 on a receiver that lost the lease while idle.
+        metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
 
     @property
     def name(self) -> str:
@@ -578,10 +580,8 @@ class RemoteWriteOutput:
         }
 
     def _leading(self) -> bool:
-        """Whether we may write now; kept on the `remote_write_leading` gauge."""
-        leading = self.ctx.fence()
-        self.metrics.leading.labels(self.label).set(1 if leading else 0)
-        return leading
+        """Whether we may write now (the `remote_write_leading` gauge reads the same)."""
+        return self.ctx.fence()
 
     async def close(self) -> None:
         """Close the HTTP session."""
