@@ -6,7 +6,7 @@ certificates and `server_name` against Prometheus over HTTPS. Credentials the
 store refuses (401/403) are retried in place, never dropped, so a rotation
 loses nothing once the receiver is reloaded with the new secret. Only the 403
 comes from FakeStore: none of the real stores here answers one. Also here:
-the `remote_write_leading` gauge, which the no-leader alert reads.
+what docs/alerts.yaml reads of an idle output (leading gauge, drops at 0).
 """
 
 from __future__ import annotations
@@ -310,10 +310,10 @@ async def test_server_name_checks_the_certificate_of_a_store_reached_by_address(
         store.close()
 
 
-async def test_the_leading_gauge_shows_an_idle_leader(
+async def test_an_idle_output_shows_that_it_leads_and_its_drops_at_zero(
     tmp_path: Path, nats_server: NatsServer, fake_store: FakeStore
 ) -> None:
-    """The gauge the no-leader alert reads is right before the first request, and after."""
+    """What the alerts read is right before the first request (and the gauge after the last)."""
     receiver, registry = new_receiver(rw_receiver(tmp_path, nats_server.url, fake_store.write_url))
 
     def leading() -> float:
@@ -323,4 +323,8 @@ async def test_the_leading_gauge_shows_an_idle_leader(
         await async_wait_for(lambda: output_of(receiver).ctx.fence(), message="never led")
         assert leading() == 1
         assert not fake_store.requests
+        for reason in ("out_of_order", "bad_page", "not_newer"):
+            labels = {"output": "store", "reason": reason}
+            name = "prometheus_streams_receiver_remote_write_samples_dropped_total"
+            assert registry.get_sample_value(name, labels) == 0, reason
     assert leading() == 0

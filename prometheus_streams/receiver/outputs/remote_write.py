@@ -52,6 +52,16 @@ LINGER = 0.01
 # Requests in flight at once per output; one group is in at most one of them.
 CONCURRENCY = 4
 REQUEST_RESULTS = ("success", "retried", "refused")
+# dropped_total reasons known in advance (at 0 from the start); refusals add http_<status>.
+DROP_REASONS = (
+    "not_newer",
+    "bad_page",
+    "bad_label",
+    "duplicate_series",
+    "out_of_order",
+    "duplicate",
+    "out_of_bounds",
+)
 # Refusals of our credentials are retried like a 5xx, not dropped: during a
 # rotation the store may already want the new secret while we still send the
 # old one, and the stream keeps the scrapes until a reload brings the new one.
@@ -202,6 +212,8 @@ class RemoteWriteOutput:
             getattr(metrics, name).labels(self.label)
         for result in REQUEST_RESULTS:
             metrics.requests.labels(self.label, result)
+        for reason in DROP_REASONS:
+            metrics.dropped.labels(self.label, reason)
         # Read at each scrape of /metrics: set only when sending, it would stay 0
         # on an idle leader and 1 on a receiver that lost the lease while idle.
         metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
