@@ -211,7 +211,8 @@ async def test_vmauth_answers_an_unknown_token_with_400_which_is_dropped_and_log
         assert dropped > 0
         assert metric(registry, "receiver_dropped_total", reason="remote_write_http_400") == 1
         # vmauth's answer, readable (it gzips it for a client that accepts gzip) ...
-        assert "cannot find the provided auth token" in caplog.text
+        assert "HTTP 400: cannot find the provided auth token" in caplog.text
+        assert "HTTP 400: HTTP 400" not in caplog.text
         assert "\ufffd" not in caplog.text
         # ... without the token it quotes.
         assert "a-wrong-token" not in caplog.text

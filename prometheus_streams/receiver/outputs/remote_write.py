@@ -145,7 +145,7 @@ class _Refused(Exception):
     """The store refused a request for good (a 4xx other than 429)."""
 
     def __init__(self, status: int, answer: str) -> None:
-        super().__init__(f"HTTP {status}: {answer}")
+        super().__init__(answer)  # it starts with "HTTP <status>:" already
         self.status = status
         self.answer = answer
 
