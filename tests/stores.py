@@ -118,6 +118,7 @@ class _HttpProcess(_ProcessServer):
         binary: str,
         basic_auth: tuple[str, str] | None = None,
         ca: TestCA | None = None,
+        server_name: str | None = None,
     ) -> None:
         super().__init__(tmp_dir, binary)
         self._port = free_port()
@@ -133,10 +134,18 @@ class _HttpProcess(_ProcessServer):
         if ca is not None:
             # the port in the names keeps two stores sharing one CA apart
             self.ca_file = ca.ca_file
-            self.server_cert = ca.server(f"{self.name}-{self._port}")
+            self.server_cert = (
+                ca.server(f"{self.name}-{self._port}")
+                if server_name is None
+                else ca.issue(f"{self.name}-{self._port}", dns=(server_name,))
+            )
             self.client_cert = ca.issue(f"{self.name}-{self._port}-client")
             self._client_ssl_without_cert = ssl.create_default_context(cafile=str(ca.ca_file))
             self._client_ssl = ssl.create_default_context(cafile=str(ca.ca_file))
+            if server_name is not None:
+                # The helper itself connects to 127.0.0.1, which that certificate does not name.
+                self._client_ssl.check_hostname = False
+                self._client_ssl_without_cert.check_hostname = False
             self._client_ssl.load_cert_chain(
                 str(self.client_cert.cert_file), str(self.client_cert.key_file)
             )
@@ -298,7 +307,8 @@ class PrometheusStore(_HttpProcess):
     can also scrape targets directly. `basic_auth` (user, password) and `ca`
     (HTTPS, with a client certificate required unless `require_client_cert`
     is False) go into a --web.config.file. With `ca`, `client_cert` holds the
-    certificate and key a client must present.
+    certificate and key a client must present. With `server_name` too, the
+    server's certificate names only that host (not 127.0.0.1).
 
     Remote-written samples are queryable at once. Scraping is not: 2.42's
     scrape manager applies new targets on a fixed 5 s tick, so the first
@@ -316,8 +326,9 @@ class PrometheusStore(_HttpProcess):
         ca: TestCA | None = None,
         require_client_cert: bool = True,
         extra_args: Sequence[str] = (),
+        server_name: str | None = None,
     ) -> None:
-        super().__init__(tmp_dir, "prometheus", basic_auth, ca)
+        super().__init__(tmp_dir, "prometheus", basic_auth, ca, server_name)
         self.config_path = self.tmp_dir / "prometheus.yml"
         self.web_config_path = self.tmp_dir / "web-config.yml"
         self.require_client_cert = require_client_cert

@@ -6,7 +6,7 @@ the body's own timestamp), labelled as Prometheus labels a scraped target
 `exported_*`) plus the publisher label, and staleness markers for the
 series that the scrape no longer has. Scrapes are batched into requests of
 at most `max_samples_per_send` samples. A request the store cannot take for
-now (5xx, 429, no answer) is retried in place, with backoff, while its
+now (5xx, 429, 401/403, no answer) is retried in place, with backoff, while its
 messages stay unacked and in progress: retrying by redelivery would let a
 newer scrape of the same series overtake it, which stores without
 out-of-order ingestion refuse. Order across receivers is the lane's lease
@@ -42,7 +42,7 @@ from prometheus_streams.receiver.output import (
 )
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page, series_labels
-from prometheus_streams.secret import redact_url
+from prometheus_streams.secret import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,20 @@ LINGER = 0.01
 # Requests in flight at once per output; one group is in at most one of them.
 CONCURRENCY = 4
 REQUEST_RESULTS = ("success", "retried", "refused")
+# dropped_total reasons known in advance (at 0 from the start); refusals add http_<status>.
+DROP_REASONS = (
+    "not_newer",
+    "bad_page",
+    "bad_label",
+    "duplicate_series",
+    "out_of_order",
+    "duplicate",
+    "out_of_bounds",
+)
+# Refusals of our credentials are retried like a 5xx, not dropped: during a
+# rotation the store may already want the new secret while we still send the
+# old one, and the stream keeps the scrapes until a reload brings the new one.
+AUTH_REFUSALS = (401, 403)
 
 
 class RemoteWriteMetrics:
@@ -131,7 +145,7 @@ class _Refused(Exception):
     """The store refused a request for good (a 4xx other than 429)."""
 
     def __init__(self, status: int, answer: str) -> None:
-        super().__init__(f"HTTP {status}: {answer}")
+        super().__init__(answer)  # it starts with "HTTP <status>:" already
         self.status = status
         self.answer = answer
 
@@ -190,6 +204,7 @@ class RemoteWriteOutput:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._refusals_logged: set[str] = set()
+        self._auth_refused = False
         self.last_error = ""
         self.last_error_time = 0.0
         self._written = False
@@ -197,7 +212,11 @@ class RemoteWriteOutput:
             getattr(metrics, name).labels(self.label)
         for result in REQUEST_RESULTS:
             metrics.requests.labels(self.label, result)
-        metrics.leading.labels(self.label).set(0)
+        for reason in DROP_REASONS:
+            metrics.dropped.labels(self.label, reason)
+        # Read at each scrape of /metrics: set only when sending, it would stay 0
+        # on an idle leader and 1 on a receiver that lost the lease while idle.
+        metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
 
     @property
     def name(self) -> str:
@@ -410,8 +429,13 @@ class RemoteWriteOutput:
             status, answer, wait = await self._request(body)
             if 200 <= status < 300:
                 self.metrics.requests.labels(self.label, "success").inc()
+                if self._auth_refused:
+                    self._auth_refused = False
+                    log.info("remote write %s: the store accepts our credentials again", self.label)
                 return
-            if status and status != 429 and status < 500:
+            if status in AUTH_REFUSALS:
+                self._auth_refused_once(answer)
+            elif status and status != 429 and status < 500:
                 self.metrics.requests.labels(self.label, "refused").inc()
                 raise _Refused(status, answer)
             self.metrics.requests.labels(self.label, "retried").inc()
@@ -422,22 +446,47 @@ class RemoteWriteOutput:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(pause, 0.001))
 
+    def _auth_refused_once(self, answer: str) -> None:
+        """Log the first refusal of our credentials until the store accepts them again."""
+        if self._auth_refused:
+            return
+        self._auth_refused = True
+        log.error(
+            "remote write %s: the store refused our credentials (%s); retrying with backoff,"
+            " nothing is dropped while the stream keeps the scrapes (max_age): check %s,"
+            " and reload (SIGHUP) after rotating them",
+            self.label,
+            answer,
+            self.rw.describe_auth(),
+        )
+
     async def _request(self, body: bytes) -> tuple[int, str, float | None]:
         """POST one request: (status or 0 for no answer, what it said, Retry-After)."""
         assert self._session is not None
-        headers = {**self.rw.request_headers(), **protocol.HEADERS}
+        # Identity: the answer is logged and searched for the refusal's reason, and
+        # VictoriaMetrics gzips it for a client that accepts gzip (aiohttp's default).
+        headers = {**self.rw.request_headers(), **protocol.HEADERS, "Accept-Encoding": "identity"}
         started = time.monotonic()
         try:
             async with self._session.post(
                 self.rw.url, data=body, headers=headers, server_hostname=self.rw.tls_server_name
             ) as response:
                 text = (await response.content.read(512)).decode("utf-8", "replace").strip()
+                # Some stores quote the credentials they refused (vmauth: the token).
+                text = redact_text(text, self._secrets())
                 wait = retry_after(response.headers.get("Retry-After"))
                 return response.status, f"HTTP {response.status}: {text}", wait
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, f"no answer: {exc or type(exc).__name__}", None
         finally:
             self.metrics.duration.labels(self.label).observe(time.monotonic() - started)
+
+    def _secrets(self) -> tuple[str, ...]:
+        """The credentials we send, never to be shown."""
+        given = [s.reveal() for s in (self.rw.password, self.rw.bearer_token) if s is not None]
+        # Basic auth's user:password in base64, as it went into the header.
+        given.append(self.rw.request_headers().get("Authorization", "").partition(" ")[2])
+        return tuple(sorted({s for s in given if s}, key=len, reverse=True))
 
     def _note(self, error: str) -> None:
         self.last_error = error
@@ -504,11 +553,20 @@ class RemoteWriteOutput:
         """Take the new settings of this output (matched by name); the session is replaced."""
         self.config = config
         for rw in config.remote_write:
-            if rw.name == self.label and rw != self.rw:
+            # Every time, not only when the settings differ: a rotated password or
+            # certificate keeps its file name, so the settings compare equal.
+            if rw.name == self.label:
                 self.rw = rw
                 old, self._session = self._session, self._new_session()
                 if old is not None:
-                    self.ctx.spawn(old.close(), "close old session")
+                    self.ctx.spawn(self._close_later(old), "close old session")
+
+    async def _close_later(self, session: aiohttp.ClientSession) -> None:
+        """Close a replaced session once the requests under way on it have ended."""
+        try:
+            await asyncio.sleep(self.rw.remote_timeout)
+        finally:
+            await session.close()
 
     def status(self) -> dict[str, Any]:
         """This output's entry of the status page's remote_write list."""
@@ -534,10 +592,8 @@ class RemoteWriteOutput:
         }
 
     def _leading(self) -> bool:
-        """Whether we may write now; kept on the `remote_write_leading` gauge."""
-        leading = self.ctx.fence()
-        self.metrics.leading.labels(self.label).set(1 if leading else 0)
-        return leading
+        """Whether we may write now (the `remote_write_leading` gauge reads the same)."""
+        return self.ctx.fence()
 
     async def close(self) -> None:
         """Close the HTTP session."""
