@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, RemoteWriteConfig
+from prometheus_streams.exposition import count_samples
 from prometheus_streams.receiver.decode import take_body
 from prometheus_streams.receiver.metrics import counter, own
 from prometheus_streams.receiver.output import (
@@ -261,20 +262,22 @@ class RemoteWriteOutput:
         if group is not None and scrape.scrape_time_ms <= group.last_ms:
             # A newer scrape of this target is written already; the store would
             # refuse this one as out of order (it came back from another receiver).
-            self.metrics.dropped.labels(self.label, "not_newer").inc(body.count(b"\n"))
+            self.metrics.dropped.labels(self.label, "not_newer").inc(count_samples(body))
             return skipped("not_newer")
         try:
             rows = parse_page(body)
         except ParseError as exc:
-            self.metrics.dropped.labels(self.label, "bad_page").inc()
+            self.metrics.dropped.labels(self.label, "bad_page").inc(count_samples(body))
             return failed(
                 "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
             )
-        series, present = self._series(scrape, group, rows)
+        series, present, stale = self._series(scrape, group, rows)
         job = _Job(item, series, asyncio.get_running_loop().create_future())
         await self._queue.put(job)
         outcome = await job.done
         if outcome is DELIVERED:
+            if stale:
+                self.metrics.stale_markers.labels(self.label).inc(stale)
             if group is None:
                 group = self._groups[scrape.group] = _Group()
             group.series = present
@@ -287,8 +290,9 @@ class RemoteWriteOutput:
         scrape: wire.Scrape,
         group: _Group | None,
         rows: list[tuple[bytes, float, int | None]],
-    ) -> tuple[list[bytes], dict[bytes, bytes]]:
-        """The scrape's encoded samples and stale markers; the series it has (key -> labels)."""
+    ) -> tuple[list[bytes], dict[bytes, bytes], int]:
+        """The scrape's encoded samples and stale markers, the series it has (key -> labels),
+        and how many of the samples are stale markers."""
         known = group.series if group is not None else {}
         at = scrape.scrape_time_ms
         target = self._target_labels(scrape)
@@ -317,11 +321,9 @@ class RemoteWriteOutput:
             if key not in present and labels not in written:
                 out.append(protocol.encode_series(labels, ((protocol.STALE_NAN, at),)))
                 stale += 1
-        if stale:
-            self.metrics.stale_markers.labels(self.label).inc(stale)
         for reason, count in dropped.items():
             self.metrics.dropped.labels(self.label, reason).inc(count)
-        return out, present
+        return out, present, stale
 
     def _target_labels(self, scrape: wire.Scrape) -> list[tuple[str, str]]:
         labels = [("job", scrape.job), ("instance", scrape.instance), *scrape.labels]
