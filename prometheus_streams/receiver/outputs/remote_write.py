@@ -106,7 +106,8 @@ class RemoteWriteMetrics:
         )
         self.lag = Gauge(
             "remote_write_lag_seconds",
-            "Age of the newest scrape written, when it was written, by output",
+            "How far behind the output is, by output: the age of the newest scrape written"
+            " (growing while scrapes wait in the stream)",
             labels,
             **own(registry),
         )
@@ -218,6 +219,16 @@ class RemoteWriteOutput:
         # Read at each scrape of /metrics: set only when sending, it would stay 0
         # on an idle leader and 1 on a receiver that lost the lease while idle.
         metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
+        self._lag_at_write = 0.0
+        self._newest_written = 0.0  # scrape time (s) of the newest scrape written
+        metrics.lag.labels(self.label).set_function(self.lag)
+
+    def lag(self) -> float:
+        """How far behind the output is: while scrapes wait, the age of the newest written;
+        when none waits, that age when it was written (0 before the first write)."""
+        if self._newest_written and self.ctx.pending() > 0:
+            return max(self._lag_at_write, time.time() - self._newest_written)
+        return self._lag_at_write
 
     @property
     def name(self) -> str:
@@ -399,7 +410,8 @@ class RemoteWriteOutput:
             return
         now = time.time()
         newest = max(job.item.scrape.scrape_time_ms for job in batch) / 1000
-        self.metrics.lag.labels(self.label).set(max(0.0, now - newest))
+        self._newest_written = max(self._newest_written, newest)
+        self._lag_at_write = max(0.0, now - newest)
         self._written = True
         for job in batch:
             _answer(job, DELIVERED)
@@ -584,7 +596,7 @@ class RemoteWriteOutput:
             "url": redact_url(self.rw.url),
             "leading": self._leading(),
             "pending": self.ctx.pending(),
-            "lag_seconds": m.lag.labels(self.label)._value.get() if self._written else None,
+            "lag_seconds": self.lag() if self._written else None,
             "samples_sent": int(m.samples.labels(self.label)._value.get()),
             "samples_retried": int(m.retried.labels(self.label)._value.get()),
             "samples_dropped": int(dropped),
