@@ -188,6 +188,8 @@ async def test_an_outage_of_the_store_is_written_afterwards_in_order(
                 await async_wait_for(
                     lambda: scrapes() >= cut_at + 11, timeout=60, message="the poller stopped"
                 )
+                # The output shows how far behind it is while the store is away.
+                assert metric(registry, "receiver_remote_write_lag_seconds", output="store") > 5
                 await proxy.restore()
                 restored = time.monotonic()
                 newest = max(await stream_scrape_times(nats_server.url, instance_of(target)))

@@ -220,13 +220,14 @@ class RemoteWriteOutput:
         # on an idle leader and 1 on a receiver that lost the lease while idle.
         metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
         self._lag_at_write = 0.0
+        self._waiting = 0  # scrapes handed to deliver() and not answered yet
         self._newest_written = 0.0  # scrape time (s) of the newest scrape written
         metrics.lag.labels(self.label).set_function(self.lag)
 
     def lag(self) -> float:
         """How far behind the output is: while scrapes wait, the age of the newest written;
         when none waits, that age when it was written (0 before the first write)."""
-        if self._newest_written and self.ctx.pending() > 0:
+        if self._newest_written and (self._waiting or self.ctx.pending() > 0):
             return max(self._lag_at_write, time.time() - self._newest_written)
         return self._lag_at_write
 
@@ -284,8 +285,12 @@ class RemoteWriteOutput:
             )
         series, present, stale = self._series(scrape, group, rows)
         job = _Job(item, series, asyncio.get_running_loop().create_future())
-        await self._queue.put(job)
-        outcome = await job.done
+        self._waiting += 1
+        try:
+            await self._queue.put(job)
+            outcome = await job.done
+        finally:
+            self._waiting -= 1
         if outcome is DELIVERED:
             if stale:
                 self.metrics.stale_markers.labels(self.label).inc(stale)
