@@ -209,6 +209,9 @@ async def test_an_outage_of_the_store_is_written_afterwards_in_order(
         times = await up_times(store)
         assert len(times) == len(set(times)), "a scrape was written twice"
         assert set(on_stream) - set(times) == set(), "scrapes of the outage are missing"
+        # What a user would query: one `up` sample per scrape the poller made.
+        counted = await store.query('count_over_time(up{publisher="dc1"}[1h])')
+        assert [row["value"][1] for row in counted] == [str(len(on_stream))]
         assert metric(registry, "receiver_remote_write_samples_retried_total", output="store") > 0
         if isinstance(store, PrometheusStore):
             assert await store.out_of_order_rejections() == 0
