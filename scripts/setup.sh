@@ -17,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
   # status page tests drive a real headless browser; alert rules are checked by promtool
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v vmagent >/dev/null 2>&1 || need_apt+=(victoria-metrics)  # remote-write store, vmagent
 fi
 if [ "${1:-}" = "--test" ]; then
   # `enroll` tests run a real Puppet CA: Debian's puppetserver (Java, ~600 MB), started by
