@@ -170,8 +170,11 @@ class Outbox:
         t0 = time.perf_counter()
         # Asynchronous publish shares one reply subscription instead of a request
         # inbox per message; the ack is still awaited before the scrape counts as sent.
+        # No wait_stall: with it nats-py wraps its semaphore's acquire in wait_for,
+        # a task per publish; our workers never have more acks pending (one each)
+        # than its 4,000, so the acquire never waits.
         ack = await self.conn.js.publish_async(
-            subject, payload, wait_stall=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
+            subject, payload, stream=self.stream.stream, headers=headers
         )
         try:
             await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)
