@@ -1,7 +1,7 @@
 """Which asyncio event loop the roles run on: uvloop when installed, else asyncio's own.
 
 uvloop is an optional speedup (the `fast` extra; the test and demo venvs have
-it): on the poller's workload it takes about 4 % off its CPU
+it): on the poller's workload it takes 2-4 % off its CPU
 (docs/performance.md, "Against vmagent"). PROMETHEUS_STREAMS_LOOP=asyncio
 keeps asyncio's loop with uvloop installed, to compare or to rule the loop out.
 """
