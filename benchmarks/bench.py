@@ -8,6 +8,7 @@ directory; measures; stops every process it started, also on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import gateway, hotpath, pipeline, report
+from benchmarks import gateway, hotpath, pipeline, report, vmagent
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
 from benchmarks.services import binary, start_targets
 
@@ -35,6 +36,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "agent": pipeline.agent,
     "scale": pipeline.scale,
     "recovery": pipeline.recovery,
+    "vmagent": vmagent.poller_vs_vmagent,
 }
 
 
@@ -67,6 +69,10 @@ def _meta(ctx: Context, command: str) -> dict[str, object]:
             "nats-server": _version([binary("nats-server"), "--version"]),
             "pushgateway": _version([binary("prometheus-pushgateway"), "--version"]),
             "prometheus": _version([binary("prometheus"), "--version"]),
+            # Debian's build prints an empty -version: the package's version instead.
+            "vmagent, victoria-metrics": _version(
+                ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"]
+            ),
         },
         "pages": {
             "node": {"bytes": len(NODE_PAGE), "samples": NODE_SAMPLES},
@@ -111,8 +117,27 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--vmagent-targets", type=int, metavar="N", help="targets of the vmagent scenario"
+    )
+    parser.add_argument(
+        "--vmagent-interval",
+        type=float,
+        metavar="S",
+        help="scrape interval of the vmagent scenario",
+    )
+    parser.add_argument(
+        "--profile-poller",
+        metavar="FILE",
+        help="run the poller under cProfile (CPU time), stats to FILE (its CPU figures then "
+        "include the profiler's cost)",
+    )
     args = parser.parse_args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.vmagent_targets is not None:
+        profile = dataclasses.replace(profile, vmagent_targets=args.vmagent_targets)
+    if args.vmagent_interval is not None:
+        profile = dataclasses.replace(profile, vmagent_interval=args.vmagent_interval)
     names = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -121,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="prometheus-streams-bench-"))
     ctx = Context(profile, work, quiet=False)
+    if args.profile_poller:
+        stats = Path(args.profile_poller).resolve()
+        os.environ["BENCH_PROFILE_OUT"] = str(stats)  # the poller inherits it
+        ctx.poller_launcher = [sys.executable, str(Path(__file__).with_name("profiled.py"))]
     failed = False
     loads: dict[str, float] = {}
     try:

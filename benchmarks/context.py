@@ -36,6 +36,10 @@ class Profile:
     recovery_outage_intervals: int = 11  # more than max_msgs_per_subject (10) scrapes pile up
     # Fresh processes for every run (full), or one set measured `runs` times in a row.
     fresh_processes: bool = False
+    # Against vmagent: node-sized targets, interval, window (in intervals).
+    vmagent_targets: int = 200
+    vmagent_interval: float = 5.0
+    vmagent_window_intervals: float = 4.0
 
 
 PROFILES = {
@@ -55,6 +59,8 @@ PROFILES = {
         scale_probes=(),
         recovery_targets=20,
         recovery_interval=0.5,
+        vmagent_targets=20,
+        vmagent_interval=1.0,
     ),
     "quick": Profile(
         name="quick",
@@ -90,6 +96,7 @@ PROFILES = {
         scale_probes=((10_000, 7.5), (10_000, 5.0)),
         recovery_targets=500,
         recovery_interval=2.0,
+        vmagent_targets=500,
     ),
 }
 
@@ -133,6 +140,8 @@ class Context:
         self.figures: dict[str, Figure] = {}
         self.notes: list[str] = []
         self.targets: Service | None = None
+        # How to start the poller, when not the venv's prometheus-streams (a profiler).
+        self.poller_launcher: list[str] | None = None
         self.started = time.monotonic()
 
     def log(self, text: str) -> None:

@@ -18,6 +18,7 @@ SECTIONS = (
     ("agent", "Prometheus agent mode, same targets and interval"),
     ("scale", "One poller, many node-sized targets"),
     ("recovery", "Recovery after a receiver outage"),
+    ("vmagent", "Against vmagent (issue 16): same targets and interval, measured side by side"),
 )
 
 
@@ -92,6 +93,16 @@ def goals(ctx: Context) -> list[Goal]:
                 _check(value, (value or math.inf) <= bound),
             )
         )
+    vm = m("vm_poller_ratio")
+    out.append(
+        Goal(
+            "poller CPU/sample / vmagent CPU/sample (issue 16)",
+            vm,
+            "<= 1.0",
+            _check(vm, (vm or math.inf) <= 1.0),
+            f"runs {_spread(ctx, 'vm_poller_ratio')}" if vm is not None else "",
+        )
+    )
     rec = m("recovery_ratio")
     out.append(
         Goal(

@@ -152,6 +152,7 @@ def start_poller(
     interval: float,
     settings: StreamSettings,
     name: str = "poller",
+    launcher: list[str] | None = None,
 ) -> Service:
     """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...)."""
     port = free_port()
@@ -166,7 +167,7 @@ def start_poller(
             "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
         },
     }
-    return _start_role(procs, work, "poller", name, config, port)
+    return _start_role(procs, work, "poller", name, config, port, launcher=launcher)
 
 
 def start_receiver(
@@ -198,16 +199,28 @@ def _start_role(
     config: dict[str, object],
     port: int,
     cpus: frozenset[int] | None = None,
+    launcher: list[str] | None = None,
 ) -> Service:
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = procs.start(
         name,
-        [binary("prometheus-streams"), "--config", str(path), role],
+        [*(launcher or [binary("prometheus-streams")]), "--config", str(path), role],
         ready=lambda: _ok(f"http://{HOST}:{port}/-/ready"),
         cpus=cpus,
     )
     return Service(proc, port)
+
+
+def _static_targets(urls: list[str]) -> list[dict[str, object]]:
+    """Prometheus `static_configs`: one per URL, instance t0, t1, ... as our poller names them."""
+    static: list[dict[str, object]] = []
+    for i, url in enumerate(urls):
+        rest = url.removeprefix("http://")
+        address, metrics_path = rest.split("/", 1)
+        labels = {"instance": f"t{i}", "__metrics_path__": f"/{metrics_path}"}
+        static.append({"targets": [address], "labels": labels})
+    return static
 
 
 def start_prometheus_pair(
@@ -229,12 +242,7 @@ def start_prometheus_pair(
         ],
         ready=lambda: _ok(f"http://{HOST}:{sink_port}/-/ready"),
     )
-    static = []
-    for i, url in enumerate(urls):
-        rest = url.removeprefix("http://")
-        address, metrics_path = rest.split("/", 1)
-        labels = {"instance": f"t{i}", "__metrics_path__": f"/{metrics_path}"}
-        static.append({"targets": [address], "labels": labels})
+    static = _static_targets(urls)
     timeout = min(interval, 10.0)
     agent_config = {
         "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{timeout:g}s"},
@@ -256,3 +264,48 @@ def start_prometheus_pair(
         ready=lambda: _ok(f"http://{HOST}:{agent_port}/-/ready"),
     )
     return Service(agent_proc, agent_port), Service(sink_proc, sink_port)
+
+
+def start_victoria_metrics(procs: Processes, work: Path, name: str = "victoria-metrics") -> Service:
+    """A single-node VictoriaMetrics (Debian's build) taking remote writes on /api/v1/write."""
+    port = free_port()
+    proc = procs.start(
+        name,
+        [
+            binary("victoria-metrics"),
+            f"-storageDataPath={work / f'{name}-data'}",
+            f"-httpListenAddr={HOST}:{port}",
+            "-loggerLevel=WARN",
+        ],
+        ready=lambda: _ok(f"http://{HOST}:{port}/health"),
+    )
+    return Service(proc, port)
+
+
+def start_vmagent(
+    procs: Processes, work: Path, urls: list[str], interval: float, store: Service
+) -> Service:
+    """vmagent scraping `urls` (job node, instances t0, t1, ...), remote-writing into `store`."""
+    port = free_port()
+    config = {
+        "global": {
+            "scrape_interval": f"{interval:g}s",
+            "scrape_timeout": f"{min(interval, 10.0):g}s",
+        },
+        "scrape_configs": [{"job_name": "node", "static_configs": _static_targets(urls)}],
+    }
+    path = work / "vmagent.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = procs.start(
+        "vmagent",
+        [
+            binary("vmagent"),
+            f"-promscrape.config={path}",
+            f"-remoteWrite.url={store.url}/api/v1/write",
+            f"-remoteWrite.tmpDataPath={work / 'vmagent-data'}",
+            f"-httpListenAddr={HOST}:{port}",
+            "-loggerLevel=WARN",
+        ],
+        ready=lambda: _ok(f"http://{HOST}:{port}/health"),
+    )
+    return Service(proc, port)

@@ -783,10 +783,96 @@ done:
     return result;
 }
 
+/* count_samples(body) is what exposition._count_samples returns: the lines
+ * whose first character after blanks (space, tab) is neither '#' nor white
+ * space. The regex builds a list of one match per sample line; this only
+ * counts them. */
+static PyObject *
+count_samples(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *body = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    Py_ssize_t pos = 0, samples = 0;
+    while (pos < size) {
+        while (pos < size && (body[pos] == ' ' || body[pos] == '\t')) pos++;
+        if (pos < size) {
+            char c = body[pos];
+            /* The regex's \s: blanks (skipped), newline, CR, form feed, vertical tab. */
+            samples += c != '#' && c != '\n' && c != '\r' && c != '\f' && c != '\v';
+        }
+        const char *newline = pos < size ? memchr(body + pos, '\n', (size_t)(size - pos)) : NULL;
+        if (newline == NULL) break;
+        pos = newline - body + 1;
+    }
+    return PyLong_FromSsize_t(samples);
+}
+
+/* has_health_line(body) is False only when no line can be one of the
+ * target's own up / scrape_duration_seconds / scrape_samples_scraped lines
+ * that exposition.drop_health_series removes: a line that starts (optionally
+ * after "#", blanks, HELP or TYPE, blanks) with one of those names followed
+ * by a blank, '{', a newline or the end. True means "maybe": the regexes
+ * decide. Most pages have none, and this is a memchr per line instead of a
+ * regex attempt per line. */
+static int
+health_name_at(const char *p, const char *end)
+{
+    static const char *const names[] = {"up", "scrape_duration_seconds", "scrape_samples_scraped"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        size_t n = strlen(names[k]);
+        if ((size_t)(end - p) >= n && memcmp(p, names[k], n) == 0) {
+            const char *after = p + n;
+            if (after == end || *after == ' ' || *after == '\t' || *after == '{' || *after == '\n')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+has_health_line(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(arg);
+    const char *end = p + PyBytes_GET_SIZE(arg);
+    while (p < end) {
+        const char *name = p;
+        if (*p == '#') {
+            const char *q = p + 1;
+            while (q < end && (*q == ' ' || *q == '\t')) q++;
+            if (q > p + 1 && end - q >= 4 && (memcmp(q, "HELP", 4) == 0 || memcmp(q, "TYPE", 4) == 0)) {
+                const char *r = q + 4;
+                while (r < end && (*r == ' ' || *r == '\t')) r++;
+                if (r > q + 4) name = r;
+            }
+        }
+        if (health_name_at(name, end)) Py_RETURN_TRUE;
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        if (newline == NULL) break;
+        p = newline + 1;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"strip_final_values", strip_final_values, METH_O,
      "strip_final_values(body, /)\n--\n\n"
      "The body without the value ending each line, and how many were taken out."},
+    {"count_samples", count_samples, METH_O,
+     "count_samples(body, /)\n--\n\n"
+     "The number of sample lines: neither comments nor blank."},
+    {"has_health_line", has_health_line, METH_O,
+     "has_health_line(body, /)\n--\n\n"
+     "False when no line can be a target's own up or scrape_* line."},
     {"check_exposition", check_exposition, METH_O,
      "check_exposition(body, /)\n--\n\n"
      "0 when the body is valid exposition text, else the first bad line's number"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 
-from prometheus_streams import __version__, config, logs
+from prometheus_streams import __version__, config, event_loop, logs
 from prometheus_streams.check_config import describe
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.monitor import MonitorServer, build_info, standard_collectors
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if pid_file is not None:
             pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
-        return asyncio.run(run_role(args.command, cfg, pid_file))
+        return event_loop.run(run_role(args.command, cfg, pid_file))
     except OSError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE

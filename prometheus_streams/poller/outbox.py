@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import replace
 
 from nats.errors import Error as NATSError
@@ -44,7 +45,10 @@ class Outbox:
         self.readiness = readiness
         self.max_age = max_age  # the poller sets it again on reload
         self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
-        self._wake = asyncio.Event()
+        # Each idle worker waits on a future of its own, so that a scrape put
+        # wakes one worker, not all: waking all 32 for each scrape cost
+        # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
 
     def __len__(self) -> int:
@@ -56,8 +60,23 @@ class Outbox:
             supervisor.spawn(self._publish_loop(), "publisher")
 
     def wake(self) -> None:
-        """Let idle workers look again (connected, stream checked, a scrape put)."""
-        self._wake.set()
+        """Let every idle worker look again (connected, stream checked)."""
+        idle, self._idle = self._idle, deque()
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _wait_idle(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter
 
     def put(self, scrape: wire.Scrape, payload: bytes) -> None:
         """Queue a scrape; an older one of the same target still waiting is superseded."""
@@ -66,7 +85,7 @@ class Outbox:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload)
         self.metrics.buffered.set(len(self._pending))
-        self._wake.set()
+        self._wake_one()
 
     async def flush(self, grace: float) -> None:
         """Publish what is buffered within `grace`; count the rest as dropped."""
@@ -76,7 +95,7 @@ class Outbox:
         log.info("publishing %d buffered scrapes before exit", left)
         deadline = time.monotonic() + grace
         while (self._pending or self._in_flight) and time.monotonic() < deadline:
-            self._wake.set()
+            self.wake()
             await asyncio.sleep(0.05)
         left = len(self._pending) + self._in_flight
         if left:
@@ -116,8 +135,7 @@ class Outbox:
         backoff = 0.1
         while True:
             if not self.readiness.ok or not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
+                await self._wait_idle()
                 continue
             taken = self._take()
             if taken is None:
@@ -152,8 +170,11 @@ class Outbox:
         t0 = time.perf_counter()
         # Asynchronous publish shares one reply subscription instead of a request
         # inbox per message; the ack is still awaited before the scrape counts as sent.
+        # No wait_stall: with it nats-py wraps its semaphore's acquire in wait_for,
+        # a task per publish; our workers never have more acks pending (one each)
+        # than its 4,000, so the acquire never waits.
         ack = await self.conn.js.publish_async(
-            subject, payload, wait_stall=PUBLISH_TIMEOUT, stream=self.stream.stream, headers=headers
+            subject, payload, stream=self.stream.stream, headers=headers
         )
         try:
             await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)

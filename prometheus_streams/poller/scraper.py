@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import zlib
 from dataclasses import dataclass, replace
 
 import aiohttp
+from yarl import URL
 
 from prometheus_streams import __version__
 from prometheus_streams.exposition_check import exposition_error
@@ -27,6 +29,13 @@ RESULTS = (
     "invalid_exposition",
     "error",
 )
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(url: str) -> URL:
+    # aiohttp parses a str URL on every request; a target's URL is the same
+    # every time (docs/performance.md, "Against vmagent").
+    return URL(url)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class Scraper:
             # We inflate ourselves: one zlib call is far cheaper than aiohttp's
             # streaming inflate, and a gzip body can then be forwarded as it came.
             auto_decompress=False,
+            # Prometheus keeps no cookies between scrapes; nor do we.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # Each scrape runs within its own asyncio.timeout: no second timer.
+            timeout=aiohttp.ClientTimeout(total=None),
         )
 
     async def close(self) -> None:
@@ -109,7 +122,9 @@ class Scraper:
         headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{limit_s:g}"}
         try:
             async with asyncio.timeout(limit_s):
-                async with self._session.get(url, headers=headers, allow_redirects=True) as resp:
+                async with self._session.get(
+                    _parsed(url), headers=headers, allow_redirects=True
+                ) as resp:
                     if not 200 <= resp.status < 300:
                         return result(error="http_status", detail=f"HTTP {resp.status}")
                     if resp.content_length is not None and resp.content_length > body_limit:
@@ -117,16 +132,11 @@ class Scraper:
                             error="too_large",
                             detail=f"{resp.content_length} bytes exceeds {body_limit}",
                         )
-                    chunks = []
-                    size = 0
-                    async for chunk in resp.content.iter_chunked(65536):
-                        size += len(chunk)
-                        if size > body_limit:
-                            return result(
-                                error="too_large", detail=f"body exceeds {body_limit} bytes"
-                            )
-                        chunks.append(chunk)
-                    raw = b"".join(chunks)
+                    # Of a known length within the limit (checked above): one read.
+                    known = resp.content_length is not None
+                    raw = await (resp.read() if known else self._read_bounded(resp, body_limit))
+                    if raw is None:
+                        return result(error="too_large", detail=f"body exceeds {body_limit} bytes")
                     encoding = resp.headers.get("Content-Encoding", "identity").lower().strip()
         except TimeoutError:
             return result(error="timeout", detail=f"no answer within {limit_s:g}s")
@@ -149,3 +159,15 @@ class Scraper:
         if encoding not in ("identity", ""):
             return result(error="bad_body", detail=f"unsupported Content-Encoding {encoding!r}")
         return result(body=raw)
+
+    @staticmethod
+    async def _read_bounded(resp: aiohttp.ClientResponse, body_limit: int) -> bytes | None:
+        """A body of unknown length, or None as soon as it exceeds `body_limit` bytes."""
+        chunks = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > body_limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)

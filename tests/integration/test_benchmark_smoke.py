@@ -23,6 +23,8 @@ RATES = [
     "scale_scrapes_per_s",
     "recovery_direct_round_s",
     "recovery_from_ready_s",
+    "vm_poller_samples_per_s",
+    "vm_vmagent_samples_per_s",
 ]
 CPU = [
     "pipeline_poller_cpu_ms_per_1k_samples",
@@ -31,9 +33,11 @@ CPU = [
     "drain_cpu_ms_per_1k_samples",
     "hotpath_receiver_us",
     "hotpath_shape_us",
+    "vm_poller_cpu_ms_per_1k_samples",
+    "vm_vmagent_cpu_ms_per_1k_samples",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
-RATIOS = ["drain_ratio", "drain_ratio_aiohttp", "drain_ratio_whole"]
+RATIOS = ["drain_ratio", "drain_ratio_aiohttp", "drain_ratio_whole", "vm_poller_ratio"]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.
 PINNED = ["pinned_drain_per_s", "pinned_direct_push_per_s", "pinned_drain_ratio"]
 
