@@ -114,6 +114,12 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         for lane in self.lanes:
             assert lane.output is not None
             await lane.output.start()
+            log.debug(
+                "output %s started: consumer %s, %s",
+                lane.output.name,
+                lane.stream.durable,
+                "led by one receiver at a time" if lane.lease else "shared by every receiver",
+            )
         self._consumer_tasks = [self._supervisor.spawn(self._consume(self._stop), "consume")]
         for lane in self.lanes:
             assert lane.output is not None
