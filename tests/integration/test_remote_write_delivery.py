@@ -13,11 +13,22 @@ from typing import Any
 
 import nats
 import pytest
-from harness import metric, new_receiver, publish_scrape, running
-from servers import NatsServer, async_wait_for
+from harness import (
+    TOPIC,
+    group_samples,
+    metric,
+    new_poller,
+    new_receiver,
+    poller_config,
+    publish_scrape,
+    running,
+    write_config,
+)
+from servers import NatsServer, Pushgateway, Target, async_wait_for
 from stores import FakeStore, Reply
 from test_remote_write import rw_receiver
 
+from prometheus_streams import config
 from prometheus_streams.receiver.remote_write import protocol
 
 BODY = b"# TYPE demo gauge\ndemo 1\n"
@@ -139,3 +150,62 @@ async def test_bearer_token_from_a_file(tmp_path: Path, nats_server: NatsServer)
         async with running(receiver):
             await async_wait_for(lambda: store.accepted, message="the token was not sent")
         assert all(r.status != 401 for r in store.requests)
+
+
+async def test_a_store_that_is_down_holds_back_neither_the_pushgateway_nor_another_store(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    pushgateway: Pushgateway,
+    target: Target,
+    fake_store: FakeStore,
+) -> None:
+    target.body = BODY
+    down = Reply(503, b"down for maintenance\n")
+    fake_store.default = down
+    async with FakeStore() as healthy:
+        data = {
+            "identity": "central",
+            "receiver_stream": {
+                "urls": nats_server.url,
+                "topic": TOPIC,
+                "client_id": "central",
+                "fetch_batch": 16,
+            },
+            "push_gateway": {"url": pushgateway.url, "publisher_label": True, "timeout": "2s"},
+            "remote_write": [
+                {"url": fake_store.write_url, "name": "down", "remote_timeout": "5s"},
+                {"url": healthy.write_url, "name": "up", "remote_timeout": "5s"},
+            ],
+            "shutdown_grace": "5s",
+        }
+        receiver, registry = new_receiver(
+            config.load(write_config(tmp_path, data, "receiver.yaml"))
+        )
+        jobs = {"node": {"targets": [{"name": "web-1", "url": target.url}]}}
+        poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+        async with running(receiver), running(poller):
+            await async_wait_for(
+                lambda: metric(preg, "poller_published_total") >= 10, message="no scrapes"
+            )
+            # The Pushgateway and the healthy store keep up while the other store is down.
+            await async_wait_for(
+                lambda: (
+                    'demo{publisher="dc1"}'
+                    in group_samples(pushgateway.metrics_text(), "node", "web-1")
+                ),
+                message="the Pushgateway was held back",
+            )
+            await async_wait_for(
+                lambda: (
+                    metric(registry, "receiver_remote_write_samples_total", output="up") >= 10 * 5
+                ),
+                message="the healthy store was held back",
+            )
+            assert not fake_store.accepted
+            assert metric(registry, "receiver_remote_write_samples_total", output="down") == 0
+            # Back: the store that was down gets every scrape it missed.
+            fake_store.default = Reply(204)
+            await async_wait_for(
+                lambda: len({t for _, samples in written(fake_store) for _, t in samples}) >= 10,
+                message="the store that was down did not catch up",
+            )
