@@ -48,6 +48,8 @@ async def consumer_settled(nats_url: str, durable: str) -> bool:
     try:
         info = await nc.jetstream().consumer_info("PROMETHEUS", durable)
         return not info.num_pending and not info.num_ack_pending
+    except nats.js.errors.NotFoundError:
+        return False  # not created yet
     finally:
         await nc.close()
 
@@ -209,3 +211,30 @@ async def test_a_store_that_is_down_holds_back_neither_the_pushgateway_nor_anoth
                 lambda: len({t for _, samples in written(fake_store) for _, t in samples}) >= 10,
                 message="the store that was down did not catch up",
             )
+
+
+async def test_bad_input_is_counted_and_never_stops_the_output(
+    tmp_path: Path, nats_server: NatsServer, fake_store: FakeStore
+) -> None:
+    # Published straight on the stream, as a foreign or broken publisher could.
+    await publish_scrape(nats_server.url, b"demo{broken 1\n", instance="bad-page")
+    await publish_scrape(nats_server.url, b"demo 1\ndemo 2\nother 3\n", instance="duplicate-series")
+    await publish_scrape(nats_server.url, BODY, instance="good")
+    receiver, registry = new_receiver(rw_receiver(tmp_path, nats_server.url, fake_store.write_url))
+    async with running(receiver):
+        await async_wait_for(lambda: consumer_settled(nats_server.url, DURABLE))
+    by_instance: dict[str, set[str]] = {}
+    for labels, _ in written(fake_store):
+        by_instance.setdefault(labels["instance"], set()).add(labels["__name__"])
+    assert "bad-page" not in by_instance
+    assert by_instance["duplicate-series"] == {"demo", "other"}
+    assert "demo" in by_instance["good"]
+
+    def dropped(reason: str) -> float:
+        return metric(
+            registry, "receiver_remote_write_samples_dropped_total", output="store", reason=reason
+        )
+
+    assert dropped("bad_page") == 1
+    assert dropped("duplicate_series") == 1
+    assert metric(registry, "receiver_dropped_total", reason="bad_page") == 1
