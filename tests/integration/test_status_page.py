@@ -6,8 +6,10 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from harness import new_poller, poller_config, running
+from harness import metric, new_poller, new_receiver, poller_config, publish_scrape, running
 from servers import NatsServer, Target, async_wait_for, find_binary, free_port
+from stores import FakeStore, Reply
+from test_remote_write import rw_receiver
 
 from prometheus_streams.monitor import MonitorServer
 
@@ -71,3 +73,31 @@ async def test_status_page_shows_targets_up_and_down_and_refreshes(
     assert "NATS connected" in dom
     # 12 s of virtual time with a 5 s refresh: the page fetched the status again.
     assert monitor.status_requests >= 2
+
+
+async def test_status_page_shows_each_remote_write_output(
+    tmp_path: Path, nats_server: NatsServer, fake_store: FakeStore
+) -> None:
+    fake_store.default = Reply(503, b"store overloaded\n")
+    await publish_scrape(nats_server.url, b"demo 1\n")
+    receiver, registry = new_receiver(rw_receiver(tmp_path, nats_server.url, fake_store.write_url))
+    monitor = MonitorServer(registry, "127.0.0.1", 0, receiver)
+    async with running(receiver):
+        await monitor.start()
+        try:
+            await async_wait_for(
+                lambda: (
+                    metric(registry, "receiver_remote_write_samples_retried_total", output="store")
+                    > 0
+                ),
+                message="the store was never asked",
+            )
+            url = f"http://127.0.0.1:{monitor.bound_port}/"
+            dom = await asyncio.to_thread(render, url, tmp_path / "chromium", 3000)
+        finally:
+            await monitor.stop()
+    section = dom.split('id="remote-write-section"', 1)[1].split("</section>", 1)[0]
+    assert "hidden" not in section.split(">", 1)[0]
+    assert "<td>store</td>" in section
+    assert '<td class="good">writing</td>' in section
+    assert "store overloaded" in section  # the last error, as the store said it
