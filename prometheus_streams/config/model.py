@@ -203,6 +203,9 @@ class RemoteWriteConfig:
     # Ours, not Prometheus': a target silent this long gets its series marked
     # stale (0: never).
     stale_after: float = 300.0
+    # Ours: how many receivers can write this output at once. Each partition
+    # (the publishers whose name hashes to it) is written by one receiver at a time.
+    partitions: int = 1
 
     def request_headers(self) -> dict[str, str]:
         """The user's headers and Authorization; the protocol's own headers are the sender's."""

@@ -41,6 +41,7 @@ RW_KEYS = {
     "queue_config",
     "protobuf_message",
     "stale_after",
+    "partitions",
 }
 BASIC_AUTH_KEYS = {"username", "username_file", "password", "password_file", "password_env"}
 AUTHORIZATION_KEYS = {"type", "credentials", "credentials_file", "credentials_env"}
@@ -206,6 +207,7 @@ def _read_one(s: Section) -> RemoteWriteConfig | None:
         **_tls(s, url),
         remote_timeout=s.get("remote_timeout", positive_duration, 30.0),
         stale_after=s.get("stale_after", parse_duration, 300.0),
+        partitions=s.get("partitions", int_in(1, 64), 1),
         **_queue(s),
     )
     return output if len(s.reader.problems) == problems and url else None

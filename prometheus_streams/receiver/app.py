@@ -62,7 +62,7 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self.publishers = Publishers(self.metrics)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)
-        self.lanes = build_lanes(self, config, registry)
+        self.lanes, self.shares = build_lanes(self, config, registry)
         self.readiness = runtime.Readiness(
             self.conn, lambda: all(lane.consumer.stream_ready for lane in self.lanes)
         )
@@ -146,6 +146,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         for lane in self.lanes:
             if lane.lease is not None:
                 self._supervisor.spawn(lane.lease.run(stop), f"lease {lane.lease.key}")
+        for share in self.shares:
+            self._supervisor.spawn(share.run(stop), f"lease share {share.prefix}")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
         log.info(
             "receiver %s consuming %s from stream %s to %s",

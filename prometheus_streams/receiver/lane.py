@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +40,19 @@ class _GroupLock:
     users: int = 0
 
 
+def partition_of(topic: str, subject: str, partitions: int) -> int | None:
+    """The partition of a message by its publisher (the subject's token after the topic).
+
+    A stable hash, the same in every receiver and every run; None for a
+    subject without one (partition 0's decoder refuses it).
+    """
+    prefix = topic + "."
+    if not subject.startswith(prefix):
+        return None
+    publisher = subject[len(prefix) :].split(".", 1)[0]
+    return zlib.crc32(publisher.encode()) % partitions
+
+
 class Lane:
     """The path of one output's messages, from its consumer to its acks."""
 
@@ -49,11 +63,14 @@ class Lane:
         first: bool,
         lease: Lease | None = None,
         on_pending: Callable[[int], None] | None = None,
+        partition: tuple[int, int] = (0, 1),
     ) -> None:
         self.role = role
         self.stream = stream
         self.first = first  # the first lane counts what is received, once for all lanes
         self.lease = lease
+        # (k, n): this lane writes the publishers whose name hashes to k of n.
+        self.partition = partition
         self.consumer = Consumer(
             role.conn,
             stream,
@@ -98,6 +115,9 @@ class Lane:
             await self._term(stop)
         else:
             await self._led(stop, self.lease)
+        await self._close()
+
+    async def _close(self) -> None:
         await self.consumer.close()
         await self.role.acks.flush()
         if self.lease is not None:
@@ -122,7 +142,11 @@ class Lane:
             finally:
                 watcher.cancel()
             await self.role.acks.give_back(self.consumer.take_all())
-            if not stop.is_set():
+            if lease.resigning:
+                # Settled: hand over at once (to a receiver below its share).
+                await self.role.acks.flush()
+                await lease.release()
+            elif not stop.is_set():
                 log.warning("no longer leading %s: another receiver writes", self.stream.durable)
 
     async def _watch(self, lease: Lease, stop: asyncio.Event, term: asyncio.Event) -> None:
@@ -185,9 +209,23 @@ class Lane:
             metrics.received_bytes.inc(sum(len(msg.data) for msg in msgs))
         if msgs:
             self.consumer.note_pending(msgs[-1])
+        if self.partition[1] > 1:
+            msgs = await self._own(msgs)
         newest_only = self.output.wants is Wants.NEWEST_PER_GROUP
         items = await self.decoder.batch(msgs, self.role.config.body_size_limit, newest_only)
         await asyncio.gather(*(self._process(item) for item in items))
+
+    async def _own(self, msgs: list[Msg]) -> list[Msg]:
+        """The messages of this lane's partition; the others are acked (another lane writes them)."""
+        own: list[Msg] = []
+        mine, partitions = self.partition
+        for msg in msgs:
+            found = partition_of(self.stream.topic, msg.subject, partitions)
+            if found == mine or (found is None and mine == 0):
+                own.append(msg)
+            else:
+                self.role.acks.ack_soon(msg)
+        return own
 
     async def _process(self, item: Delivery) -> None:
         """Deliver one message once the group's earlier ones are answered."""

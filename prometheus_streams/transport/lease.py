@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ class Lease:
         ttl: float = 10.0,
         bucket: str = BUCKET,
         replicas: int = 1,
+        may_take: Callable[[], bool] = lambda: True,
     ) -> None:
         self._js = js
         self.key = key
@@ -53,6 +55,9 @@ class Lease:
         self.ttl = ttl
         self.bucket = bucket
         self.replicas = replicas
+        # Asked before taking a free lease (a receiver past its fair share does not).
+        self.may_take = may_take
+        self.resigning = False  # giving the lease up: not leading, released once settled
         # Stop believing we lead this long before the server could expire our write.
         self.margin = max(1.0, ttl / 5)
         self._kv: KeyValue | None = None
@@ -68,7 +73,14 @@ class Lease:
 
     def leading(self) -> bool:
         """Whether we hold the lease now (fenced: false as soon as it might have expired)."""
-        return self._revision > 0 and time.monotonic() < self._valid_until
+        return self._revision > 0 and not self.resigning and time.monotonic() < self._valid_until
+
+    def resign(self) -> None:
+        """Stop leading; whoever works under the lease settles, then calls `release`."""
+        if self.leading():
+            log.info("lease %s: %s gives it up (more than its share)", self.key, self.holder)
+            self.resigning = True
+            self.changed.set()
 
     async def wait_leading(self, stop: asyncio.Event) -> bool:
         """Until we lead (True) or `stop` is set (False)."""
@@ -109,11 +121,14 @@ class Lease:
         try:
             kv = await self._bucket()
             value = self.holder.encode()
-            if self._revision and was:
+            if self._revision and (was or self.resigning):
+                # Renewed while resigning too: nobody else may take it before we settled.
                 self._revision = await kv.update(self.key, value, last=self._revision)
-            else:
+            elif self.may_take():
                 await self._take(kv, value)
                 self.taken_at = sent
+            else:
+                return
             self._valid_until = sent + self.ttl - self.margin
         except KeyWrongLastSequenceError:
             self._revision = 0  # somebody else holds it
@@ -122,7 +137,7 @@ class Lease:
             # Unknown whether the write landed: we keep leading only until the
             # last confirmed write's fence runs out.
             self._failures.failure(logging.WARNING, str(exc) or type(exc).__name__)
-            if not self.leading():
+            if time.monotonic() >= self._valid_until:
                 self._revision = 0
         else:
             self._failures.recovered()
@@ -167,6 +182,7 @@ class Lease:
         holder then starts at once, without waiting for that work to time out.
         """
         revision, self._revision = self._revision, 0
+        self.resigning = False
         if not revision or self._kv is None:
             return
         if time.monotonic() < self._valid_until:
@@ -188,3 +204,67 @@ class Lease:
                     )
                 )
         return self._kv
+
+
+class Share:
+    """Spreads a set of leases over the processes that want them: each takes its fair share.
+
+    Every process announces itself with a key `<prefix>.members.<id>` in the
+    bucket, rewritten every `ttl / 3` and gone `ttl` after its last write;
+    the members are counted from the bucket stream's subjects. A process
+    takes a free lease only while it holds fewer than ceil(leases / members),
+    and gives one up (cleanly, see `Lease.resign`) while it holds more.
+    """
+
+    def __init__(
+        self,
+        js: Callable[[], JetStreamContext],
+        prefix: str,
+        holder: str,
+        ttl: float = 10.0,
+        bucket: str = BUCKET,
+        replicas: int = 1,
+    ) -> None:
+        self._js = js
+        self.prefix = prefix
+        self.ttl = ttl
+        self.bucket = bucket
+        self.member_key = f"{prefix}.members.{hashlib.sha256(holder.encode()).hexdigest()[:16]}"
+        self.holder = holder
+        self.leases: list[Lease] = []
+        self.members = 1
+        self._bucket_lease = Lease(js, self.member_key, holder, ttl, bucket, replicas)
+
+    def add(self, lease: Lease) -> None:
+        """Share this lease; it then asks us before it is taken."""
+        lease.may_take = self.may_take
+        self.leases.append(lease)
+
+    def held(self) -> int:
+        """How many of the leases we lead."""
+        return sum(1 for lease in self.leases if lease.leading())
+
+    def fair_share(self) -> int:
+        """ceil(leases / members)."""
+        return -(-len(self.leases) // max(1, self.members))
+
+    def may_take(self) -> bool:
+        """Whether we may take one more lease."""
+        return self.held() < self.fair_share()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Announce ourselves, count the members, and give up what is beyond our share."""
+        while not stop.is_set():
+            try:
+                kv = await self._bucket_lease._bucket()
+                await kv.put(self.member_key, self.holder.encode())
+                info = await self._js().stream_info(
+                    f"KV_{self.bucket}", subjects_filter=f"$KV.{self.bucket}.{self.prefix}.members.*"
+                )
+                self.members = max(1, len(info.state.subjects or {}))
+            except (NATSError, TimeoutError) as exc:
+                log.debug("lease share %s: %s", self.prefix, exc)
+            if len(self.leases) > 1 and self.held() > self.fair_share():
+                next(lease for lease in self.leases if lease.leading()).resign()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.ttl / 3)

@@ -3,6 +3,7 @@ Prometheus 2.42 with its remote-write receiver, and VictoriaMetrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -69,12 +70,12 @@ def instance_of(target: Target) -> str:
     return target.url.split("//", 1)[1].split("/", 1)[0]
 
 
-async def stream_scrape_times(nats_url: str, instance: str) -> list[int]:
+async def stream_scrape_times(nats_url: str, instance: str, publisher: str = "dc1") -> list[int]:
     """The scrape times (ms) of every message of one target on the stream, in stream order."""
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        subject = wire.subject_for(TOPIC, "dc1", "node", instance)
+        subject = wire.subject_for(TOPIC, publisher, "node", instance)
         sub = await js.pull_subscribe(subject, stream="PROMETHEUS")
         times: list[int] = []
         while True:
@@ -92,9 +93,12 @@ async def stream_scrape_times(nats_url: str, instance: str) -> list[int]:
         await nc.close()
 
 
-async def up_times(store: PrometheusStore | VictoriaMetricsStore) -> list[int]:
-    """Timestamps (ms) of every `up` sample the pipeline wrote (publisher dc1), sorted."""
-    series = await store.samples('up{publisher="dc1"}', time.time() - 3600, time.time() + 60)
+async def up_times(
+    store: PrometheusStore | VictoriaMetricsStore, publisher: str = "dc1"
+) -> list[int]:
+    """Timestamps (ms) of every `up` sample the pipeline wrote for `publisher`, sorted."""
+    selector = f'up{{publisher="{publisher}"}}'
+    series = await store.samples(selector, time.time() - 3600, time.time() + 60)
     assert len(series) <= 1, series
     return sorted(ts for samples in series.values() for ts, _ in samples)
 
@@ -334,6 +338,16 @@ class Daemon:
         entries = json.loads(body).get("remote_write", [])
         return bool(entries and entries[0].get("leading"))
 
+    def partitions_led(self, port: int) -> int | None:
+        """How many partitions of the output this receiver writes (None: no answer)."""
+        try:
+            status, body = http_request("GET", f"http://127.0.0.1:{port}/api/v1/status")
+        except OSError:
+            return None
+        if status != 200:
+            return None
+        return sum(1 for entry in json.loads(body).get("remote_write", []) if entry["leading"])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -404,6 +418,12 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
         store.close()
 
 
+async def _written_through(
+    store: PrometheusStore | VictoriaMetricsStore, publisher: str, newest: int
+) -> bool:
+    return max(await up_times(store, publisher), default=0) >= newest
+
+
 async def _at_least(times: Any, newest: int) -> bool:
     return max(await times, default=0) >= newest
 
@@ -470,4 +490,65 @@ async def test_honor_timestamps_false_writes_at_the_scrape_time(
             assert stamped not in dropped
             assert min(dropped) > stamped + 60_000
     finally:
+        store.close()
+
+
+async def test_receivers_share_a_partitioned_output_and_take_over_a_killed_ones_part(
+    tmp_path: Path, nats_server: NatsServer, target: Target
+) -> None:
+    """partitions: 2, two receivers: each writes one publisher's scrapes; one is killed."""
+    target.body = BODY
+    publishers = ("dc1", "dc4")  # crc32 puts them in partitions 0 and 1
+    store = PrometheusStore(tmp_path / "prom")
+    store.start()
+    daemons: list[Daemon] = []
+    ports = [free_port(), free_port()]
+    try:
+        for index, port in enumerate(ports):
+            name = f"central-{index}"
+            rw_receiver(tmp_path, nats_server.url, store.write_url, name=name, partitions=2)
+            path = tmp_path / f"receiver-{name}.yaml"
+            data = yaml.safe_load(path.read_text())
+            data.update(monitor_port=port, monitor_address="127.0.0.1")
+            path.write_text(yaml.safe_dump(data))
+            daemons.append(Daemon(tmp_path, path, name))
+        pollers = [
+            new_poller(
+                poller_config(
+                    tmp_path, nats_server.url, jobs_for(target), publisher, scrape_interval="1s"
+                )
+            )[0]
+            for publisher in publishers
+        ]
+        async with running(pollers[0]), running(pollers[1]):
+            # Each receiver writes one partition: the work is shared.
+            await async_wait_for(
+                lambda: (
+                    [d.partitions_led(p) for d, p in zip(daemons, ports, strict=True)] == [1, 1]
+                ),
+                timeout=90,
+                message="the partitions were not shared out",
+            )
+            for publisher in publishers:
+                await async_wait_for(functools.partial(up_times, store, publisher), timeout=60)
+            daemons[0].proc.kill()
+            daemons[0].proc.wait()
+            await async_wait_for(
+                lambda: daemons[1].partitions_led(ports[1]) == 2,
+                timeout=60,
+                message="the survivor did not take over the killed receiver's partition",
+            )
+        for publisher in publishers:
+            newest = max(await stream_scrape_times(nats_server.url, instance_of(target), publisher))
+            await async_wait_for(
+                functools.partial(_written_through, store, publisher, newest),
+                timeout=60,
+                message=f"{publisher}'s scrapes were not all written",
+            )
+            on_stream = await stream_scrape_times(nats_server.url, instance_of(target), publisher)
+            assert set(on_stream) - set(await up_times(store, publisher)) == set()
+        assert await store.out_of_order_rejections() == 0
+    finally:
+        for daemon in daemons:
+            daemon.stop()
         store.close()

@@ -210,6 +210,7 @@ class RemoteWriteOutput:
         self.last_error = ""
         self.last_error_time = 0.0
         self._written = False
+        self.partition = (0, 1)  # (k, n): which publishers this instance writes
         for name in ("samples", "stale_markers", "retried"):
             getattr(metrics, name).labels(self.label)
         for result in REQUEST_RESULTS:
@@ -596,8 +597,9 @@ class RemoteWriteOutput:
             for sample in family.samples
             if sample.name.endswith("_total") and sample.labels.get("output") == self.label
         )
+        k, n = self.partition
         return {
-            "name": self.label,
+            "name": self.label if n == 1 else f"{self.label} {k + 1}/{n}",
             "url": redact_url(self.rw.url),
             "leading": self._leading(),
             "pending": self.ctx.pending(),
