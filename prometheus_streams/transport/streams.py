@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from nats.errors import Error as NATSError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from prometheus_streams.config import StreamConfig
 from prometheus_streams.errors import StreamMismatchError
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 # Between tries to check the stream (and bind to it) while the server refuses or
 # has no JetStream yet: the connection itself is up, so there is no outage to back off from.
 BIND_RETRY = 2.0
+# JetStream's answer to creating a stream that exists with another configuration.
+STREAM_NAME_IN_USE = 10058
 # Stream limits the config owns: brought in line on an existing stream.
 MANAGED_LIMITS = ("max_age", "max_bytes", "max_msgs_per_subject", "num_replicas")
 
@@ -54,7 +56,15 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
     try:
         info = await js.stream_info(config.stream)
     except NotFoundError:
-        info = await js.add_stream(wanted)
+        try:
+            info = await js.add_stream(wanted)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            # Another role created it a moment ago, with its own limits: check
+            # and align it like any existing stream.
+            info = await js.stream_info(config.stream)
+            return await _align(js, config, info, wanted)
         log.info(
             "created JetStream stream %s for %s (max_age %gs, max_bytes %d, %d per subject)",
             config.stream,
@@ -64,6 +74,16 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
             config.max_msgs_per_subject,
         )
         return info
+    return await _align(js, config, info, wanted)
+
+
+async def _align(
+    js: JetStreamContext,
+    config: StreamConfig,
+    info: js_api.StreamInfo,
+    wanted: js_api.StreamConfig,
+) -> js_api.StreamInfo:
+    """Check an existing stream and bring the limits the config owns in line."""
     have = info.config
     _check_fits(config, have, wanted)
     changes = _changes(have, wanted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,35 @@ async def test_existing_stream_limits_are_updated_and_logged(
         await nc.close()
     assert info.config.max_msgs_per_subject == 1
     assert "max_msgs_per_subject 5 -> 1" in caplog.text
+
+
+async def test_two_roles_creating_the_stream_at_once_both_succeed(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """A poller and a receiver with remote write start together, with different limits."""
+    plain = _stream_config(tmp_path, nats_server.url)
+    history = dataclasses.replace(plain, max_msgs_per_subject=-1, history=True)
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        # Both see no stream, both create it: one of the creates is refused.
+        real_info = js.stream_info
+        seen: list[str] = []
+
+        async def nothing_yet(name: str, *args: Any, **kwargs: Any) -> Any:
+            if len(seen) < 2:
+                seen.append(name)
+                raise nats.js.errors.NotFoundError()
+            return await real_info(name, *args, **kwargs)
+
+        js.stream_info = nothing_yet  # type: ignore[method-assign]
+        await asyncio.gather(ensure_stream(js, plain), ensure_stream(js, history))
+        js.stream_info = real_info  # type: ignore[method-assign]
+        info = await js.stream_info("PROMETHEUS")
+    finally:
+        await nc.close()
+    # The history a remote-write output needs wins, whichever came first.
+    assert info.config.max_msgs_per_subject == -1
 
 
 async def test_stream_without_our_subjects_is_a_clear_error(
