@@ -216,7 +216,7 @@ class Lane:
         await asyncio.gather(*(self._process(item) for item in items))
 
     async def _own(self, msgs: list[Msg]) -> list[Msg]:
-        """The messages of this lane's partition; the others are acked (another lane writes them)."""
+        """The messages of this lane's partition; the others are acked: another lane has them."""
         own: list[Msg] = []
         mine, partitions = self.partition
         for msg in msgs:
