@@ -196,6 +196,9 @@ def _proxy_url(value: object) -> str:
     if urlsplit(url).scheme != "http":
         # aiohttp speaks to proxies over plain HTTP only (CONNECT for https targets).
         raise ValueError("must be an http:// proxy (https:// proxies are not supported)")
+    if "@" in urlsplit(url).netloc:
+        # Errors quote the proxy's URL; a password there would be shown.
+        raise ValueError("must not hold credentials (proxy authentication is not supported)")
     return url
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 from harness import metric, new_poller, poller_config, running
-from servers import HOST, NatsServer, async_wait_for
+from servers import HOST, NatsServer, async_wait_for, free_port
 from test_scraping import _wait_last_scrape
 from testca import TestCA
 
@@ -156,3 +156,47 @@ async def test_client_certificate_over_real_tls(tmp_path: Path, nats_server: Nat
     assert b"\nup 0\n" in refused.body
     assert "scraper" in seen[0]  # the target saw our client certificate
     assert metric(preg, "poller_scrapes_total", poller_job="mtls", result="success") >= 1
+
+
+async def test_proxy_url_carries_the_scrape_and_redirects_can_be_refused(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # The proxy answers itself: nothing listens at the target's own address.
+    absent = f"http://{HOST}:{free_port()}/metrics"
+    asked: list[str] = []
+
+    async def proxy_handler(request: web.Request) -> web.Response:
+        asked.append(str(request.url))
+        if request.url.path == "/moved":
+            raise web.HTTPFound("/metrics")
+        return web.Response(text=PAGE)
+
+    app = web.Application()
+    app.router.add_get("/metrics", proxy_handler)
+    app.router.add_get("/moved", proxy_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, 0).start()
+    proxy = f"http://{HOST}:{runner.addresses[0][1]}"
+    jobs = {
+        "proxied": {"proxy_url": proxy, "targets": [{"name": "p1", "url": absent}]},
+        "strict": {
+            "proxy_url": proxy,
+            "follow_redirects": False,
+            "targets": [{"name": "s1", "url": absent.replace("/metrics", "/moved")}],
+        },
+    }
+    try:
+        poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+        async with running(poller):
+            scrape = await _wait_last_scrape(nats_server.url, "proxied", "p1")
+            await async_wait_for(
+                lambda: poller.targets[("strict", "s1")].last_error,
+                message="the redirect was followed",
+            )
+            strict_error = poller.targets[("strict", "s1")].last_error
+    finally:
+        await runner.cleanup()
+    assert b"guarded 1" in scrape.body and b"\nup 1\n" in scrape.body
+    assert absent in asked  # the proxy was asked for the target's absolute URL
+    assert strict_error == "HTTP 302 Found"
