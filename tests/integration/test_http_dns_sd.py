@@ -115,6 +115,7 @@ def dnsmasq(target: Target) -> Iterator[DnsMasq]:
     server = DnsMasq(
         [
             f"--address=/web.test/{HOST}",
+            "--address=/web6.test/::1",
             f"--srv-host=_metrics._tcp.svc.test,localhost,{target.port}",
         ]
     )
@@ -191,6 +192,19 @@ async def test_dns_sd_a_and_srv_records_from_a_real_dns_server(
                 }
             ]
         },
+        # AAAA through the named server; A without one, through the system resolver.
+        "aaaa": {
+            "dns_sd_configs": [
+                {
+                    "names": ["web6.test"],
+                    "type": "AAAA",
+                    "port": target.port,
+                    "refresh_interval": "200ms",
+                    "nameserver": dnsmasq.server,
+                }
+            ]
+        },
+        "system": {"dns_sd_configs": [{"names": ["localhost"], "type": "A", "port": target.port}]},
         "srv": {
             "dns_sd_configs": [
                 {
@@ -208,6 +222,13 @@ async def test_dns_sd_a_and_srv_records_from_a_real_dns_server(
         )
         await async_wait_for(
             lambda: _names(poller, "srv") == {f"localhost:{target.port}"}, message="SRV records"
+        )
+        await async_wait_for(
+            lambda: _names(poller, "aaaa") == {f"[::1]:{target.port}"}, message="AAAA records"
+        )
+        await async_wait_for(
+            lambda: _names(poller, "system") == {f"{HOST}:{target.port}"},
+            message="A records from the system resolver",
         )
         await async_wait_for(
             lambda: (

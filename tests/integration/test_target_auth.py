@@ -200,3 +200,36 @@ async def test_proxy_url_carries_the_scrape_and_redirects_can_be_refused(
     assert b"guarded 1" in scrape.body and b"\nup 1\n" in scrape.body
     assert absent in asked  # the proxy was asked for the target's absolute URL
     assert strict_error == "HTTP 302 Found"
+
+
+async def test_a_reload_brings_a_rotated_password_to_the_running_scrapes(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    target = GuardedTarget(_basic("scraper", "old-pw"))
+    password_file = tmp_path / "pw"
+    async with target.serving() as url:
+        jobs = {
+            "node": {
+                "basic_auth": {
+                    "username": "scraper",
+                    "password_file": _private(password_file, "old-pw"),
+                },
+                "targets": [{"name": "n1", "url": url}],
+            }
+        }
+        poller, _ = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+        async with running(poller):
+            await async_wait_for(lambda: target.granted >= 1, message="the old password failed")
+            # The target takes only the new password now, the poller still sends the old one.
+            target.allowed = _basic("scraper", "new-pw")
+            await async_wait_for(
+                lambda: poller.targets[("node", "n1")].last_error == "HTTP 401 Unauthorized",
+                message="the old password was not refused",
+            )
+            _private(password_file, "new-pw")
+            poller.reload(poller_config(tmp_path, nats_server.url, jobs))
+            granted = target.granted
+            await async_wait_for(
+                lambda: target.granted > granted and not poller.targets[("node", "n1")].last_error,
+                message="the reloaded password was not used",
+            )
