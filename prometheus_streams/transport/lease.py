@@ -259,8 +259,7 @@ class Share:
                 kv = await self._bucket_lease._bucket()
                 await kv.put(self.member_key, self.holder.encode())
                 info = await self._js().stream_info(
-                    f"KV_{self.bucket}",
-                    subjects_filter=f"$KV.{self.bucket}.{self.prefix}.members.*",
+                    f"KV_{self.bucket}", subjects_filter=f"$KV.{self.bucket}.{self.prefix}.members.*"
                 )
                 self.members = max(1, len(info.state.subjects or {}))
             except (NATSError, TimeoutError) as exc:
