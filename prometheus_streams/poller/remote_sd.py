@@ -109,13 +109,14 @@ class RemoteDiscovery:
 
     async def _fetch_http(self, sd: HTTPSD) -> tuple[Target, ...]:
         assert self._session is not None
-        options = request_options(sd)
-        headers = {
-            "Accept": "application/json",
-            "X-Prometheus-Refresh-Interval-Seconds": f"{sd.refresh_interval:g}",
-            **options.pop("headers", {}),
-        }
         try:
+            # Inside: a certificate file that went missing is a failed refresh.
+            options = request_options(sd)
+            headers = {
+                "Accept": "application/json",
+                "X-Prometheus-Refresh-Interval-Seconds": f"{sd.refresh_interval:g}",
+                **options.pop("headers", {}),
+            }
             async with asyncio.timeout(HTTP_SD_TIMEOUT):
                 async with self._session.get(sd.url, headers=headers, **options) as resp:
                     if resp.status != 200:
