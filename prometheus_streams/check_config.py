@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
+from prometheus_streams.config.scrape_http import describe_client
 from prometheus_streams.secret import redact_url
 
 
@@ -97,6 +98,9 @@ def describe(config: Config) -> dict[str, Any]:
                 "scrape_timeout_seconds": job.scrape_timeout,
                 "body_size_limit_bytes": job.body_size_limit,
                 "targets": {t.name: redact_url(t.url) for t in job.targets},
+                "auth": describe_client(job),
+                "discovery": [sd.url for sd in job.http_sd]
+                + [f"dns {d.type} {' '.join(d.names)}" for d in job.dns_sd],
             }
             for job in config.jobs
         },

@@ -20,6 +20,8 @@ if [ "${1:-}" = "--test" ]; then
   # remote-write tests write into a real VictoriaMetrics (tests/stores.py, on free loopback
   # ports; the package's own service on :8428 is not used); benchmarks run its vmagent
   command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
+  # dns_sd tests resolve through a real dnsmasq, run by a fixture on a free loopback port
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 fi
 if [ "${1:-}" = "--test" ]; then
   # `enroll` tests run a real Puppet CA: Debian's puppetserver (Java, ~600 MB), started by

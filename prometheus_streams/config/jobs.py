@@ -15,6 +15,13 @@ from prometheus_streams.config.model import (
     Target,
 )
 from prometheus_streams.config.reader import Section
+from prometheus_streams.config.scrape_http import (
+    HTTP_JOB_KEYS,
+    read_dns_sd,
+    read_http_sd,
+    read_job_http,
+    url_credentials_clash,
+)
 from prometheus_streams.config.values import (
     NAME_RE,
     as_bool,
@@ -119,24 +126,28 @@ def read_jobs(parent: Section, defaults: JobDefaults) -> tuple[Job, ...]:
 
 
 def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
-    s.check_keys(JOB_KEYS)
+    s.check_keys(JOB_KEYS | HTTP_JOB_KEYS)
     interval = s.get("scrape_interval", positive_duration, defaults.scrape_interval)
     timeout = s.get("scrape_timeout", positive_duration, defaults.scrape_timeout)
     if "scrape_timeout" in s:
         _check_timeout(s, timeout, interval)
     timeout = min(timeout, interval)
     file_sd = _file_sd(s) if s.given("file_sd_configs") else ()
+    http_sd = read_http_sd(s) if s.given("http_sd_configs") else ()
+    dns_sd = read_dns_sd(s) if s.given("dns_sd_configs") else ()
+    http = read_job_http(s)
     listed = s.raw("targets")
-    if listed is None and file_sd:
+    if listed is None and (file_sd or http_sd or dns_sd):
         targets: tuple[Target, ...] = ()
     elif not isinstance(listed, list) or not listed:
         s.problem(
             "targets",
-            "must be a non-empty list of {name, url} (or use file_sd_configs)",
+            "must be a non-empty list of {name, url} "
+            "(or use file_sd_configs, http_sd_configs or dns_sd_configs)",
         )
         return None
     else:
-        targets = _targets(s, name)
+        targets = _targets(s, name, http)
     return Job(
         name=name,
         targets=targets,
@@ -147,10 +158,13 @@ def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
         metrics_path=s.get("metrics_path", url_path, "/metrics"),
         file_sd=file_sd,
         honor_timestamps=s.get("honor_timestamps", as_bool, True),
+        http_sd=http_sd,
+        dns_sd=dns_sd,
+        **http,
     )
 
 
-def _targets(job: Section, job_name: str) -> tuple[Target, ...]:
+def _targets(job: Section, job_name: str, http: dict[str, object]) -> tuple[Target, ...]:
     targets: list[Target] = []
     seen: set[str] = set()
     for s in job.entries("targets"):
@@ -161,6 +175,8 @@ def _targets(job: Section, job_name: str) -> tuple[Target, ...]:
         url = s.get("url", http_url, "")
         if not url:
             continue
+        if url_credentials_clash(http, url):
+            s.problem("url", "holds credentials while the job sets basic_auth or authorization")
         name = s.get("name", as_name, default_instance_name(url))
         if name in seen:
             s.problem("name", f"duplicate target name {name!r} in job {job_name}")

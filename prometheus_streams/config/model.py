@@ -129,6 +129,72 @@ class FileSD:
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    """Prometheus' `basic_auth`: a user and a password (empty when not given)."""
+
+    username: str
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """Prometheus' `authorization` (and `bearer_token`): sent as `<type> <credentials>`."""
+
+    credentials: Secret
+    type: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class HTTPTLSConfig:
+    """Prometheus' `tls_config` for a scrape job or an http_sd endpoint."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    insecure_skip_verify: bool = False
+    min_version: str | None = None
+    max_version: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """CA, client certificate and versions; the server name is per connection."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        context.minimum_version = TLS_VERSIONS[self.min_version or "TLS12"]
+        if self.max_version is not None:
+            context.maximum_version = TLS_VERSIONS[self.max_version]
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+@dataclass(frozen=True)
+class HTTPSD:
+    """Prometheus' `http_sd_configs` entry: target groups fetched from a URL."""
+
+    url: str
+    refresh_interval: float = 60.0
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    tls_config: HTTPTLSConfig | None = None
+    proxy_url: str | None = None
+    follow_redirects: bool = True
+
+
+@dataclass(frozen=True)
+class DNSSD:
+    """Prometheus' `dns_sd_configs` entry; `nameserver` ("host:port") is ours."""
+
+    names: tuple[str, ...]
+    type: str = "SRV"
+    port: int = 0
+    refresh_interval: float = 30.0
+    nameserver: str | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     """A named set of targets scraped on one schedule."""
 
@@ -143,6 +209,15 @@ class Job:
     # False: timestamps in the page are dropped, samples take the scrape time
     # (remote write; the Pushgateway drops them either way).
     honor_timestamps: bool = True
+    # Prometheus' scrape_config keys, the same in `jobs:` and `scrape_configs:`.
+    params: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    basic_auth: BasicAuth | None = None
+    authorization: Authorization | None = None
+    tls_config: HTTPTLSConfig | None = None
+    proxy_url: str | None = None
+    follow_redirects: bool = True
+    http_sd: tuple[HTTPSD, ...] = ()
+    dns_sd: tuple[DNSSD, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -376,7 +376,7 @@ def _tls(parent: Section, url: str) -> dict[str, Any]:
     if skip_verify:
         s.warn(
             "insecure_skip_verify",
-            "the store's certificate is not checked: anyone in the path can read "
+            "the server's certificate is not checked: anyone in the path can read "
             "the credentials and the metrics",
         )
     versions = one_of(*TLS_VERSIONS)

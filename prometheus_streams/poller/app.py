@@ -17,8 +17,9 @@ from prometheus_streams.poller.discovery import FileDiscovery
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.poller.outbox import Outbox
 from prometheus_streams.poller.payload import build_payload
+from prometheus_streams.poller.remote_sd import RemoteDiscovery
 from prometheus_streams.poller.schedule import Schedule, TargetKey, scrape_jobs
-from prometheus_streams.poller.scraper import Scraper, ScrapeResult
+from prometheus_streams.poller.scraper import Scraper, ScrapeResult, with_params
 from prometheus_streams.runtime import (
     PauseGate,
     Phases,
@@ -68,6 +69,8 @@ class Poller(SharedRole, Phases):
         self.targets = self.schedule.targets
         self.outbox = Outbox(self.conn, self.stream, self.metrics, self.readiness, config.max_age)
         self._discovered: dict[str, tuple[Target, ...]] = {}
+        # From http_sd and dns_sd, apart: a job may have file_sd too.
+        self._remote: dict[str, tuple[Target, ...]] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self.management = Management(config.management, "poller", config.identity)
 
@@ -91,6 +94,7 @@ class Poller(SharedRole, Phases):
         self.outbox.max_age = config.max_age
         self.jobs = scrape_jobs(config, self.monitor_port)
         self._discovered = {k: v for k, v in self._discovered.items() if self._job(k)}
+        self._remote = {k: v for k, v in self._remote.items() if self._job(k)}
         self._start_watchers()
         self._apply_targets()
 
@@ -105,6 +109,9 @@ class Poller(SharedRole, Phases):
             if job.file_sd:
                 watcher = FileDiscovery(job, self._on_discovered, self._on_discovery_error)
                 self._watchers.append(self._supervisor.spawn(watcher.run(), f"file-sd:{job.name}"))
+            if job.http_sd or job.dns_sd:
+                remote = RemoteDiscovery(job, self._on_remote, self._on_remote_error)
+                self._watchers.append(self._supervisor.spawn(remote.run(), f"sd:{job.name}"))
 
     def _on_discovered(self, job_name: str, targets: tuple[Target, ...]) -> None:
         log.info("job %s: file discovery found %d targets", job_name, len(targets))
@@ -116,11 +123,22 @@ class Poller(SharedRole, Phases):
         self._note_error(f"job {job_name}: {message}")
         log.error("file discovery for job %s: %s; keeping its previous targets", job_name, message)
 
+    def _on_remote(self, job_name: str, targets: tuple[Target, ...]) -> None:
+        log.info("job %s: http/dns discovery found %d targets", job_name, len(targets))
+        self._remote[job_name] = targets
+        self._apply_targets()
+
+    def _on_remote_error(self, job_name: str, mechanism: str, message: str) -> None:
+        self.metrics.sd_refresh_failures.labels(job_name, mechanism).inc()
+        self._note_error(f"job {job_name}: {mechanism}_sd: {message}")
+
     def _apply_targets(self) -> None:
         """Loops for the configured and discovered targets, each target once."""
         wanted: dict[TargetKey, tuple[Job, Target]] = {}
         for job in self.jobs:
-            targets = job.targets + self._discovered.get(job.name, ())
+            targets = (
+                job.targets + self._discovered.get(job.name, ()) + self._remote.get(job.name, ())
+            )
             self.metrics.targets.labels(job.name).set(len(targets))
             self.metrics.known_job(job)
             for target in targets:
@@ -173,7 +191,12 @@ class Poller(SharedRole, Phases):
         # In its own frame so the page is freed on return: held across the sleep
         # in the loop, every target would keep its last page (inflated and
         # gzipped) alive, and a poller of many targets would grow by that much.
-        result = await self.scraper.scrape(target.url, job.scrape_timeout, job.body_size_limit)
+        # The job as configured now: a reload that changes only credentials or
+        # TLS leaves the loops running (their schedule is the same).
+        http = self._job(job.name) or job
+        result = await self.scraper.scrape(
+            with_params(target.url, http.params), job.scrape_timeout, job.body_size_limit, http
+        )
         self._record(job, target, result)
         self._submit(job, target, result)
 

@@ -25,14 +25,13 @@ class DiscoveryError(ValueError):
     """A file-SD file that cannot be used; its previous targets are kept."""
 
 
-def parse_target_groups(path: str, text: str, job: Job) -> list[Target]:
+def parse_target_groups(path: str, text: str, job: Job, as_json: bool = False) -> list[Target]:
     """Targets of one file: a list of {targets: [host:port], labels: {...}}."""
+    as_json = as_json or path.endswith(".json")
     try:
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        data = json.loads(text) if as_json else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise DiscoveryError(
-            f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
-        ) from None
+        raise DiscoveryError(f"{path}: not valid {'JSON' if as_json else 'YAML'}: {exc}") from None
     if data is None:
         return []
     if not isinstance(data, list):

@@ -67,6 +67,12 @@ class PollerMetrics:
             ["poller_job"],
             **own,
         )
+        self.sd_refresh_failures = Counter(
+            "sd_refresh_failures_total",
+            "http_sd and dns_sd refreshes that failed (the config's old targets are kept)",
+            ["poller_job", "mechanism"],
+            **own,
+        )
         # Known label values exist at 0 from the start, so rate() and absent() see them.
         for reason in DROP_REASONS:
             self.dropped.labels(reason)
@@ -81,3 +87,7 @@ class PollerMetrics:
         self.replaced_lines.labels(job.name)
         if job.file_sd:
             self.discovery_errors.labels(job.name)
+        if job.http_sd:
+            self.sd_refresh_failures.labels(job.name, "http")
+        if job.dns_sd:
+            self.sd_refresh_failures.labels(job.name, "dns")

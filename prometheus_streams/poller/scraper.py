@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import os
+import ssl
 import time
 import zlib
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from yarl import URL
 
 from prometheus_streams import __version__
+from prometheus_streams.config.model import Authorization, BasicAuth, HTTPTLSConfig
 from prometheus_streams.exposition_check import exposition_error
 from prometheus_streams.secret import redact_text, userinfo_secrets
 from prometheus_streams.wire import WireError, decompress
@@ -36,6 +42,65 @@ def _parsed(url: str) -> URL:
     # aiohttp parses a str URL on every request; a target's URL is the same
     # every time (docs/performance.md, "Against vmagent").
     return URL(url)
+
+
+class ClientSettings(Protocol):
+    """A job's or an http_sd endpoint's HTTP keys, as Prometheus names them."""
+
+    @property
+    def basic_auth(self) -> BasicAuth | None: ...
+    @property
+    def authorization(self) -> Authorization | None: ...
+    @property
+    def tls_config(self) -> HTTPTLSConfig | None: ...
+    @property
+    def proxy_url(self) -> str | None: ...
+    @property
+    def follow_redirects(self) -> bool: ...
+
+
+def request_options(settings: ClientSettings) -> dict[str, Any]:
+    """aiohttp request arguments for `settings`: Authorization, TLS, proxy, redirects."""
+    options: dict[str, Any] = {"allow_redirects": settings.follow_redirects}
+    if settings.basic_auth is not None:
+        auth = settings.basic_auth
+        password = auth.password.reveal() if auth.password is not None else ""
+        pair = base64.b64encode(f"{auth.username}:{password}".encode()).decode("ascii")
+        options["headers"] = {"Authorization": f"Basic {pair}"}
+    elif settings.authorization is not None:
+        scheme, credentials = settings.authorization.type, settings.authorization.credentials
+        options["headers"] = {"Authorization": f"{scheme} {credentials.reveal()}"}
+    if settings.tls_config is not None:
+        options["ssl"] = _ssl_context(settings.tls_config)
+        if settings.tls_config.server_name:
+            options["server_hostname"] = settings.tls_config.server_name
+    if settings.proxy_url is not None:
+        options["proxy"] = settings.proxy_url
+    return options
+
+
+def _ssl_context(tls: HTTPTLSConfig) -> ssl.SSLContext:
+    # Made again when a file changes, so renewed certificates are picked up.
+    files = (tls.ca_file, tls.cert_file, tls.key_file)
+    return _cached_context(tls, tuple(os.stat(f).st_mtime_ns if f else 0 for f in files))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_context(tls: HTTPTLSConfig, _mtimes: tuple[int, ...]) -> ssl.SSLContext:
+    return tls.ssl_context()
+
+
+@functools.lru_cache(maxsize=65536)
+def with_params(url: str, params: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """`url` with a job's `params` added; a parameter already in the URL wins, as a
+    target's `__param_*` label does in Prometheus."""
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {name for name, _ in query}
+    query += [(name, value) for name, values in params if name not in present for value in values]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @dataclass(frozen=True)
@@ -87,14 +152,16 @@ class Scraper:
             await self._session.close()
             self._session = None
 
-    async def scrape(self, url: str, limit_s: float, body_limit: int) -> ScrapeResult:
+    async def scrape(
+        self, url: str, limit_s: float, body_limit: int, settings: ClientSettings | None = None
+    ) -> ScrapeResult:
         """Fetch `url` within `limit_s` seconds, refusing bodies above `body_limit` bytes.
 
         A body the Pushgateway or Prometheus would not parse makes a failed
         scrape, as it does in Prometheus: forwarded, the Pushgateway would
         refuse it and the target's group would keep its last good values.
         """
-        result = await self._fetch(url, limit_s, body_limit)
+        result = await self._fetch(url, limit_s, body_limit, settings)
         if result.ok:
             error = exposition_error(result.body)
             if error is not None:
@@ -103,7 +170,9 @@ class Scraper:
                 )
         return result
 
-    async def _fetch(self, url: str, limit_s: float, body_limit: int) -> ScrapeResult:
+    async def _fetch(
+        self, url: str, limit_s: float, body_limit: int, settings: ClientSettings | None
+    ) -> ScrapeResult:
         assert self._session is not None, "start() first"
         started = time.time()
         t0 = time.perf_counter()
@@ -120,13 +189,16 @@ class Scraper:
             )
 
         headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{limit_s:g}"}
+        options: dict[str, Any] = {"allow_redirects": True}
         try:
+            if settings is not None:
+                options = request_options(settings)
+                headers.update(options.pop("headers", {}))
             async with asyncio.timeout(limit_s):
-                async with self._session.get(
-                    _parsed(url), headers=headers, allow_redirects=True
-                ) as resp:
+                async with self._session.get(_parsed(url), headers=headers, **options) as resp:
                     if not 200 <= resp.status < 300:
-                        return result(error="http_status", detail=f"HTTP {resp.status}")
+                        reason = f" {resp.reason}" if resp.reason else ""
+                        return result(error="http_status", detail=f"HTTP {resp.status}{reason}")
                     if resp.content_length is not None and resp.content_length > body_limit:
                         return result(
                             error="too_large",
@@ -144,7 +216,7 @@ class Scraper:
             return result(error="refused", detail=str(exc))
         except aiohttp.ClientPayloadError as exc:
             return result(error="bad_body", detail=str(exc))
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
             return result(error="error", detail=f"{type(exc).__name__}: {exc}")
         try:
             if encoding == "gzip":

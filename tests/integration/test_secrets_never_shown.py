@@ -271,12 +271,15 @@ async def test_no_secret_appears_in_any_output(
     auth = nats_auth(tmp_path)
     target_pw, moved_pw, dead_pw = _secret("tgt-pw"), _secret("moved-pw"), _secret("dead-pw")
     sd_pw = _secret("file-sd-pw")
+    job_token, http_sd_pw = _secret("job-token"), _secret("http-sd-pw")
     pgw_url_pw, pgw_file_pw = _secret("pgw-url-pw"), _secret("pgw-file-pw")
     hidden = {
         "target URL password": target_pw,
         "password of a target that redirects": moved_pw,
         "password of a target that is down": dead_pw,
         "password in a file-SD target": sd_pw,
+        "a job's authorization credentials": job_token,
+        "an http_sd endpoint's basic_auth password": http_sd_pw,
         **auth.secrets,
     }
     if pushgateway_in_url:
@@ -336,6 +339,25 @@ async def test_no_secret_appears_in_any_output(
                             ]
                         },
                         "sd": {"file_sd_configs": [{"files": [str(sd_file)]}]},
+                        # The job's own basic_auth, from a file (the target's password).
+                        "keyed": {
+                            "basic_auth": {
+                                "username": "scraper",
+                                "password_file": _private_file(tmp_path / "job.pw", target_pw),
+                            },
+                            "targets": [{"url": f"http://{HOST}:{targets.port}/metrics"}],
+                        },
+                        "tokened": {
+                            "authorization": {"credentials": job_token},
+                            "targets": [{"name": "t1", "url": f"http://{HOST}:{free_port()}/m"}],
+                            "http_sd_configs": [
+                                {
+                                    "url": f"http://{HOST}:{free_port()}/sd",
+                                    "refresh_interval": "500ms",
+                                    "basic_auth": {"username": "sd", "password": http_sd_pw},
+                                }
+                            ],
+                        },
                     },
                 },
                 "poller.yaml",
@@ -379,12 +401,20 @@ async def test_no_secret_appears_in_any_output(
                     message="the guarded target's page never reached the Pushgateway",
                 )
 
+                await async_wait_for(
+                    lambda: group_samples(
+                        gateway.metrics_text(), "keyed", f"{HOST}:{targets.port}"
+                    ).get('guarded{publisher="dc1"}'),
+                    timeout=60,
+                    message="the job with its own basic_auth was not scraped",
+                )
+
                 def failed_targets() -> set[str]:
                     status = _status(poller_port) or {}
                     return {t["name"] for t in status.get("targets", []) if t["last_error"]}
 
                 await async_wait_for(
-                    lambda: {"moved", "dead"} <= failed_targets(),
+                    lambda: {"moved", "dead", "t1"} <= failed_targets(),
                     timeout=60,
                     message="the redirecting and the dead target did not fail",
                 )
@@ -394,6 +424,13 @@ async def test_no_secret_appears_in_any_output(
                         for e in (_status(poller_port) or {}).get("recent_errors", [])
                     ),
                     message="the file-SD target with user info was not reported",
+                )
+                await async_wait_for(
+                    lambda: any(
+                        "http_sd" in e["error"]
+                        for e in (_status(poller_port) or {}).get("recent_errors", [])
+                    ),
+                    message="the failing http_sd endpoint was not reported",
                 )
                 await async_wait_for(
                     lambda: _status(receiver_port),
@@ -423,7 +460,7 @@ async def test_no_secret_appears_in_any_output(
     ]
     assert not shown, "secrets shown:\n" + "\n".join(shown)
     # The credentials were used: the target saw them, the Pushgateway took pushes.
-    assert targets.authorized >= 1 and targets.refused == 0
+    assert targets.authorized >= 2 and targets.refused == 0
     assert "xxxxx" in outputs["check-config of the poller"]
     assert "DEBUG" in outputs["poller's stderr"]
     assert '"level": "debug"' in outputs["receiver's JSON log"]

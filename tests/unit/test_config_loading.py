@@ -221,7 +221,8 @@ def test_job_without_targets_is_an_error(tmp_path: Path) -> None:
     problems = _problems(tmp_path, "jobs:\n  node:\n    targets: []\n")
     assert problems == [
         f"{tmp_path / 'config.yaml'}: jobs.node.targets: "
-        "must be a non-empty list of {name, url} (or use file_sd_configs)"
+        "must be a non-empty list of {name, url} "
+        "(or use file_sd_configs, http_sd_configs or dns_sd_configs)"
     ]
 
 

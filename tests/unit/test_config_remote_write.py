@@ -456,7 +456,7 @@ def test_other_warnings(tmp_path: Path) -> None:
         f"remote_write[0].authorization.credentials_file: {token} is readable by every user" in text
     )
     assert "remote_write[0].url: credentials would travel over plain http" in text
-    assert "remote_write[1].tls_config.insecure_skip_verify: the store's certificate" in text
+    assert "remote_write[1].tls_config.insecure_skip_verify: the server's certificate" in text
     assert "receiver_stream.ack_wait: 10s is shorter than remote_write a's remote_timeout" in text
     only_pgw = config.load(
         _write(

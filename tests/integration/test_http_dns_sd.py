@@ -1,0 +1,250 @@
+"""http_sd against a real HTTP server that changes its answer; dns_sd against a real dnsmasq
+on a free loopback port (A and SRV). A failed refresh keeps the last good targets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from harness import metric, new_poller, poller_config, running
+from servers import HOST, NatsServer, Target, async_wait_for, free_port, port_open, wait_for
+
+
+class SDServer:
+    """Serves `answer` as Prometheus' HTTP SD JSON; wants basic auth when `expected` is set."""
+
+    def __init__(self) -> None:
+        self.answer: object = []
+        self.raw: str | None = None  # when set, served as it is (an invalid answer)
+        self.requests = 0
+        self.refresh_header = ""
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _sd(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        self.refresh_header = request.headers.get("X-Prometheus-Refresh-Interval-Seconds", "")
+        if request.headers.get("Authorization") != "Bearer sd-token":
+            return web.Response(status=401)
+        if self.raw is not None:
+            return web.Response(text=self.raw, content_type="application/json")
+        return web.json_response(self.answer)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/sd", self._sd)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, HOST, 0).start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def sd_server() -> AsyncIterator[SDServer]:
+    server = SDServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _dnsmasq_binary() -> str:
+    found = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not Path(found).is_file():
+        raise RuntimeError("dnsmasq not found: run scripts/setup.sh --test")
+    return found
+
+
+class DnsMasq:
+    """A real dnsmasq on a free loopback port, run as a plain process with only our records."""
+
+    def __init__(self, records: list[str]) -> None:
+        self.port = free_port()
+        self.records = records
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> None:
+        self.proc = proc = subprocess.Popen(
+            [
+                _dnsmasq_binary(),
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                f"--port={self.port}",
+                f"--listen-address={HOST}",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+                *self.records,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        # It listens on TCP too, on the same port: a connection means it is up.
+        wait_for(lambda: port_open(self.port) or proc.poll() is not None, timeout=30)
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise RuntimeError(f"dnsmasq exited: {proc.stderr.read().decode()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def dnsmasq(target: Target) -> Iterator[DnsMasq]:
+    server = DnsMasq(
+        [
+            f"--address=/web.test/{HOST}",
+            "--address=/web6.test/::1",
+            f"--srv-host=_metrics._tcp.svc.test,localhost,{target.port}",
+        ]
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _names(poller: object, job: str) -> set[str]:
+    return {name for (j, name) in poller.targets if j == job}  # type: ignore[attr-defined]
+
+
+async def test_http_sd_follows_the_answer_and_keeps_the_last_good_one(
+    tmp_path: Path, nats_server: NatsServer, sd_server: SDServer, target: Target
+) -> None:
+    other = f"{HOST}:{free_port()}"  # nothing listens: a discovered target that is down
+    here = f"{HOST}:{target.port}"
+    sd_server.answer = [{"targets": [here], "labels": {"rack": "r1"}}]
+    jobs = {
+        "sd": {
+            "http_sd_configs": [
+                {
+                    "url": f"http://{HOST}:{sd_server.port}/sd",
+                    "refresh_interval": "200ms",
+                    "authorization": {"credentials": "sd-token"},
+                }
+            ]
+        }
+    }
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    async with running(poller):
+        await async_wait_for(lambda: _names(poller, "sd") == {here}, message="first answer")
+        await async_wait_for(lambda: target.requests >= 1, message="the target was not scraped")
+        sd_server.answer = [{"targets": [here, other]}]
+        await async_wait_for(lambda: _names(poller, "sd") == {here, other}, message="added")
+        sd_server.answer = [{"targets": [other]}]
+        await async_wait_for(lambda: _names(poller, "sd") == {other}, message="removed")
+
+        def failures() -> float:
+            return metric(
+                preg, "poller_sd_refresh_failures_total", poller_job="sd", mechanism="http"
+            )
+
+        for invalid in ("{not json", json.dumps({"targets": ["x:1"]})):
+            sd_server.raw = invalid
+            before = failures()
+            await async_wait_for(
+                lambda b=before: failures() >= b + 2,  # type: ignore[misc]
+                message="an invalid answer was not counted",
+            )
+            assert _names(poller, "sd") == {other}, "an invalid answer changed the targets"
+        sd_server.raw = None
+        sd_server.answer = [{"targets": [here]}]
+        await async_wait_for(lambda: _names(poller, "sd") == {here}, message="recovered")
+        errors = [e["error"] for e in poller.status()["recent_errors"]]
+    assert sd_server.refresh_header == "0.2"
+    assert any("job sd: http_sd:" in e and "not valid JSON" in e for e in errors), errors
+
+
+async def test_dns_sd_a_and_srv_records_from_a_real_dns_server(
+    tmp_path: Path, nats_server: NatsServer, target: Target, dnsmasq: DnsMasq
+) -> None:
+    jobs = {
+        "a": {
+            "dns_sd_configs": [
+                {
+                    "names": ["web.test"],
+                    "type": "A",
+                    "port": target.port,
+                    "refresh_interval": "200ms",
+                    "nameserver": dnsmasq.server,
+                }
+            ]
+        },
+        # AAAA through the named server; A without one, through the system resolver.
+        "aaaa": {
+            "dns_sd_configs": [
+                {
+                    "names": ["web6.test"],
+                    "type": "AAAA",
+                    "port": target.port,
+                    "refresh_interval": "200ms",
+                    "nameserver": dnsmasq.server,
+                }
+            ]
+        },
+        "system": {"dns_sd_configs": [{"names": ["localhost"], "type": "A", "port": target.port}]},
+        "srv": {
+            "dns_sd_configs": [
+                {
+                    "names": ["_metrics._tcp.svc.test"],
+                    "refresh_interval": "200ms",
+                    "nameserver": dnsmasq.server,
+                }
+            ]
+        },
+    }
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    async with running(poller):
+        await async_wait_for(
+            lambda: _names(poller, "a") == {f"{HOST}:{target.port}"}, message="A records"
+        )
+        await async_wait_for(
+            lambda: _names(poller, "srv") == {f"localhost:{target.port}"}, message="SRV records"
+        )
+        await async_wait_for(
+            lambda: _names(poller, "aaaa") == {f"[::1]:{target.port}"}, message="AAAA records"
+        )
+        await async_wait_for(
+            lambda: _names(poller, "system") == {f"{HOST}:{target.port}"},
+            message="A records from the system resolver",
+        )
+        await async_wait_for(
+            lambda: (
+                metric(preg, "poller_scrapes_total", poller_job="srv", result="success") >= 1
+                and metric(preg, "poller_scrapes_total", poller_job="a", result="success") >= 1
+            ),
+            message="the discovered targets were not scraped",
+        )
+        # The DNS server goes away: refreshes fail, are counted, the targets stay.
+        dnsmasq.stop()
+        await async_wait_for(
+            lambda: (
+                metric(preg, "poller_sd_refresh_failures_total", poller_job="a", mechanism="dns")
+                >= 2
+            ),
+            message="failed DNS refreshes were not counted",
+        )
+        assert _names(poller, "a") == {f"{HOST}:{target.port}"}
+        assert _names(poller, "srv") == {f"localhost:{target.port}"}
