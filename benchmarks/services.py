@@ -198,8 +198,9 @@ def start_rw_receiver(
     store: Service | int,
     name: str = "receiver",
     launcher: list[str] | None = None,
+    output: str = "vm",
 ) -> Service:
-    """`prometheus-streams receiver` with one remote-write output (`vm`) into `store`, no gateway.
+    """`prometheus-streams receiver` with one remote-write output (`output`) into `store`.
 
     The receiver provisions the stream keeping every scrape (remote write's history).
     """
@@ -210,7 +211,7 @@ def start_rw_receiver(
         "monitor_port": port,
         "monitor_address": HOST,
         "receiver_stream": _stream(nats, StreamSettings()),
-        "remote_write": [{"url": f"{store_url}/api/v1/write", "name": "vm"}],
+        "remote_write": [{"url": f"{store_url}/api/v1/write", "name": output}],
     }
     return _start_role(procs, work, "receiver", name, config, port, launcher=launcher)
 
