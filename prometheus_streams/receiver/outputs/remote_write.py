@@ -206,6 +206,7 @@ class RemoteWriteOutput:
         self.label = rw.name
         self._groups: dict[tuple[str, str, str], _Group] = {}
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._carry: _Job | None = None  # taken from the queue, first of the next batch
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
@@ -373,7 +374,7 @@ class RemoteWriteOutput:
         sweeper = self.ctx.spawn(self._sweep(stop), f"stale markers {self.label}")
         try:
             while not stop.is_set():
-                first = await _first(self._queue, stop)
+                first, self._carry = self._carry or await _first(self._queue, stop), None
                 if first is None:
                     break
                 batch = [first]
@@ -384,12 +385,18 @@ class RemoteWriteOutput:
         finally:
             sweeper.cancel()
             self._stopping = True
+            if self._carry is not None:
+                _answer(self._carry, retry("shutting_down", 0.0))
             while not self._queue.empty():
                 job = self._queue.get_nowait()
                 _answer(job, retry("shutting_down", 0.0))
 
     async def _gather(self, batch: list[_Job]) -> None:
-        """Add queued scrapes to `batch` until full, idle for LINGER, or the deadline."""
+        """Add queued scrapes to `batch` until full, idle for LINGER, or the deadline.
+
+        A scrape that would take the batch past max_samples_per_send starts the
+        next one: filled past it, a batch was a full request and a small one.
+        """
         limit = self.rw.max_samples_per_send
         deadline = time.monotonic() + self.rw.batch_send_deadline
         samples = len(batch[0].series)
@@ -400,6 +407,9 @@ class RemoteWriteOutput:
             try:
                 job = await asyncio.wait_for(self._queue.get(), min(LINGER, left))
             except TimeoutError:
+                break
+            if samples + len(job.series) > limit:
+                self._carry = job
                 break
             batch.append(job)
             samples += len(job.series)
