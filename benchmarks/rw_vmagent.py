@@ -106,7 +106,12 @@ class Prober:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        query = urllib.parse.urlencode({"query": "bench_served_ms", "nocache": "1"})
+        # A window of its own: a bare selector looks back about one scrape
+        # interval, shorter than the store's delay before a row is searchable
+        # at a 1 s interval (--smoke), and then finds nothing.
+        query = urllib.parse.urlencode(
+            {"query": "last_over_time(bench_served_ms[1m])", "nocache": "1"}
+        )
         while not self._stop.wait(PROBE_EVERY):
             for name, store in self.stores.items():
                 self._look(name, f"{store.url}/api/v1/query?{query}")
@@ -126,6 +131,17 @@ class Prober:
             # The first value of a series was there before we looked: no observation.
             if before is not None and served != before and self.recording:
                 self.latencies[name].append(seen - served)
+
+    def wait_seen(self, series: int, timeout: float) -> None:
+        """Until each store shows `series` clock series (VictoriaMetrics takes seconds
+        before a new series is searchable at all)."""
+        deadline = time.monotonic() + timeout
+        while any(
+            sum(1 for store, _ in self._last if store == name) < series for name in self.stores
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rw_vmagent: the stores do not show {series} clock series")
+            time.sleep(0.2)
 
     def take(self) -> dict[str, list[float]]:
         """The latencies noted since the last take (ms), per store."""
@@ -187,7 +203,7 @@ def steady(ctx: Context) -> None:
             prober = Prober({"ours": ours, "vmagent": theirs})
             prober.start()
             try:
-                time.sleep(interval)  # every clock series seen once: the next values count
+                prober.wait_seen(clocks, 60 + 3 * interval)  # the next values count
                 prober.recording = True
                 for _ in range(windows):
                     _window(ctx, s, prober, p.vmagent_window_intervals * interval)
