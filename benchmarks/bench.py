@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import gateway, hotpath, pipeline, report, vmagent
+from benchmarks import gateway, hotpath, pipeline, report, rw_vmagent, vmagent
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
 from benchmarks.services import binary, start_targets
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "scale": pipeline.scale,
     "recovery": pipeline.recovery,
     "vmagent": vmagent.poller_vs_vmagent,
+    "rw_vmagent": rw_vmagent.rw_vmagent,
 }
 
 
@@ -132,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run the poller under cProfile (CPU time), stats to FILE (its CPU figures then "
         "include the profiler's cost)",
     )
+    parser.add_argument(
+        "--profile-receiver",
+        metavar="FILE",
+        help="run rw_vmagent's steady-state receiver under cProfile (CPU time), stats to FILE",
+    )
     args = parser.parse_args(argv)
+    if args.profile_poller and args.profile_receiver:
+        parser.error("--profile-poller and --profile-receiver: one at a time")
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.vmagent_targets is not None:
         profile = dataclasses.replace(profile, vmagent_targets=args.vmagent_targets)
@@ -150,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         stats = Path(args.profile_poller).resolve()
         os.environ["BENCH_PROFILE_OUT"] = str(stats)  # the poller inherits it
         ctx.poller_launcher = [sys.executable, str(Path(__file__).with_name("profiled.py"))]
+    if args.profile_receiver:
+        os.environ["BENCH_PROFILE_OUT"] = str(Path(args.profile_receiver).resolve())
+        ctx.receiver_launcher = [sys.executable, str(Path(__file__).with_name("profiled.py"))]
     failed = False
     loads: dict[str, float] = {}
     try:

@@ -40,6 +40,9 @@ class Profile:
     vmagent_targets: int = 200
     vmagent_interval: float = 5.0
     vmagent_window_intervals: float = 4.0
+    # Remote write against vmagent: node-sized scrapes stored before each drain.
+    rw_backlog_scrapes: int = 2000
+    rw_drain_runs: int = 3  # drains of each side (fresh processes each)
 
 
 PROFILES = {
@@ -61,6 +64,8 @@ PROFILES = {
         recovery_interval=0.5,
         vmagent_targets=20,
         vmagent_interval=1.0,
+        rw_backlog_scrapes=200,
+        rw_drain_runs=1,
     ),
     "quick": Profile(
         name="quick",
@@ -78,6 +83,7 @@ PROFILES = {
         scale_probes=(),
         recovery_targets=50,
         recovery_interval=0.4,
+        rw_drain_runs=1,
     ),
     "full": Profile(
         name="full",
@@ -142,6 +148,7 @@ class Context:
         self.targets: Service | None = None
         # How to start the poller, when not the venv's prometheus-streams (a profiler).
         self.poller_launcher: list[str] | None = None
+        self.receiver_launcher: list[str] | None = None  # the same, for rw_vmagent's receiver
         self.started = time.monotonic()
 
     def log(self, text: str) -> None:

@@ -19,6 +19,10 @@ SECTIONS = (
     ("scale", "One poller, many node-sized targets"),
     ("recovery", "Recovery after a receiver outage"),
     ("vmagent", "Against vmagent (issue 16): same targets and interval, measured side by side"),
+    (
+        "rw_vmagent",
+        "Remote write against vmagent (issue 16): each into its own VictoriaMetrics, side by side",
+    ),
 )
 
 
@@ -103,6 +107,20 @@ def goals(ctx: Context) -> list[Goal]:
             f"runs {_spread(ctx, 'vm_poller_ratio')}" if vm is not None else "",
         )
     )
+    for key, name, bound in (
+        ("rw_receiver_ratio", "receiver CPU/sample written / vmagent's (issue 16)", 1.0),
+        ("rw_ours_ratio", "poller + receiver CPU/sample / vmagent's (issue 16)", 1.5),
+    ):
+        value = m(key)
+        out.append(
+            Goal(
+                name,
+                value,
+                f"<= {bound:g}",
+                _check(value, (value or math.inf) <= bound),
+                f"runs {_spread(ctx, key)}" if value is not None else "",
+            )
+        )
     rec = m("recovery_ratio")
     out.append(
         Goal(

@@ -191,6 +191,31 @@ def start_receiver(
     return _start_role(procs, work, "receiver", name, config, port, cpus)
 
 
+def start_rw_receiver(
+    procs: Processes,
+    work: Path,
+    nats: Service,
+    store: Service | int,
+    name: str = "receiver",
+    launcher: list[str] | None = None,
+    output: str = "vm",
+) -> Service:
+    """`prometheus-streams receiver` with one remote-write output (`output`) into `store`.
+
+    The receiver provisions the stream keeping every scrape (remote write's history).
+    """
+    port = free_port()
+    store_url = store.url if isinstance(store, Service) else f"http://{HOST}:{store}"
+    config = {
+        "identity": "central",
+        "monitor_port": port,
+        "monitor_address": HOST,
+        "receiver_stream": _stream(nats, StreamSettings()),
+        "remote_write": [{"url": f"{store_url}/api/v1/write", "name": output}],
+    }
+    return _start_role(procs, work, "receiver", name, config, port, launcher=launcher)
+
+
 def _start_role(
     procs: Processes,
     work: Path,
@@ -266,15 +291,22 @@ def start_prometheus_pair(
     return Service(agent_proc, agent_port), Service(sink_proc, sink_port)
 
 
-def start_victoria_metrics(procs: Processes, work: Path, name: str = "victoria-metrics") -> Service:
-    """A single-node VictoriaMetrics (Debian's build) taking remote writes on /api/v1/write."""
-    port = free_port()
+def start_victoria_metrics(
+    procs: Processes, work: Path, name: str = "victoria-metrics", port: int = 0
+) -> Service:
+    """A single-node VictoriaMetrics (Debian's build) taking remote writes on /api/v1/write.
+
+    Queries see a sample as soon as it is searchable (no 30 s latency offset),
+    as tests/stores.py starts it: the scrape -> queryable figures rely on it.
+    """
+    port = port or free_port()
     proc = procs.start(
         name,
         [
             binary("victoria-metrics"),
             f"-storageDataPath={work / f'{name}-data'}",
             f"-httpListenAddr={HOST}:{port}",
+            "-search.latencyOffset=0s",
             "-loggerLevel=WARN",
         ],
         ready=lambda: _ok(f"http://{HOST}:{port}/health"),
@@ -283,10 +315,20 @@ def start_victoria_metrics(procs: Processes, work: Path, name: str = "victoria-m
 
 
 def start_vmagent(
-    procs: Processes, work: Path, urls: list[str], interval: float, store: Service
+    procs: Processes,
+    work: Path,
+    urls: list[str],
+    interval: float,
+    store: Service | int,
+    name: str = "vmagent",
 ) -> Service:
-    """vmagent scraping `urls` (job node, instances t0, t1, ...), remote-writing into `store`."""
+    """vmagent scraping `urls` (job node, instances t0, t1, ...), remote-writing into `store`.
+
+    `store` may be a port where no store listens yet: vmagent then queues what
+    it scrapes in its -remoteWrite.tmpDataPath (`work`/`name`-data).
+    """
     port = free_port()
+    store_url = store.url if isinstance(store, Service) else f"http://{HOST}:{store}"
     config = {
         "global": {
             "scrape_interval": f"{interval:g}s",
@@ -294,15 +336,15 @@ def start_vmagent(
         },
         "scrape_configs": [{"job_name": "node", "static_configs": _static_targets(urls)}],
     }
-    path = work / "vmagent.yml"
+    path = work / f"{name}.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     proc = procs.start(
-        "vmagent",
+        name,
         [
             binary("vmagent"),
             f"-promscrape.config={path}",
-            f"-remoteWrite.url={store.url}/api/v1/write",
-            f"-remoteWrite.tmpDataPath={work / 'vmagent-data'}",
+            f"-remoteWrite.url={store_url}/api/v1/write",
+            f"-remoteWrite.tmpDataPath={work / f'{name}-data'}",
             f"-httpListenAddr={HOST}:{port}",
             "-loggerLevel=WARN",
         ],

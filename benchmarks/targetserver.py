@@ -2,7 +2,9 @@
 
 `/node/<i>/metrics` serves the node_exporter-like page and `/big/<i>/metrics`
 the 10,000-series page, gzip-compressed when the client accepts gzip (as
-node_exporter does). Every request's time is kept per path (the newest few),
+node_exporter does); `/clock/<i>/metrics` the node page plus a gauge
+`bench_served_ms`, the wall-clock ms when it was served (for scrape ->
+queryable latencies). Every request's time is kept per path (the newest few),
 and `/-/stats?since=T` returns them, so the benchmark can count late and
 missed scrapes from the target's side.
 
@@ -40,7 +42,7 @@ class Targets:
     async def page(self, request: web.Request) -> web.Response:
         """One scrape of one target."""
         kind = request.match_info["kind"]
-        if kind not in self.bodies:
+        if kind != "clock" and kind not in self.bodies:
             raise web.HTTPNotFound()
         now = time.time()
         self.requests += 1
@@ -49,12 +51,18 @@ class Targets:
         if times is None:
             times = self.times[key] = deque(maxlen=KEEP_TIMES)
         times.append(now)
+        if kind == "clock":
+            body = self.bodies["node"] + b"# TYPE bench_served_ms gauge\nbench_served_ms %d\n" % (
+                time.time() * 1000
+            )
+            zipped = gzip.compress(body, compresslevel=1, mtime=0)
+        else:
+            body, zipped = self.bodies[kind], self.gzipped[kind]
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             return web.Response(
-                body=self.gzipped[kind],
-                headers={"Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"},
+                body=zipped, headers={"Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"}
             )
-        return web.Response(body=self.bodies[kind], headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def stats(self, request: web.Request) -> web.Response:
         """Request times per path since `since` (wall-clock seconds); with `summary`, a count."""

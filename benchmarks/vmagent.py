@@ -6,9 +6,8 @@ the same node-sized targets at the same interval, and are measured in the same
 windows, so load from other work on the machine weighs on both alike; each
 contender's CPU is divided by the samples it handled in the window.
 
-The poller-side scenario is here. The receiver-side ones (receiver CPU per
-1,000 samples written, backlog drain, scrape -> queryable) need the
-remote-write output; `receiver_side` is where they go.
+The poller-side scenario is here; the receiver-side ones (receiver CPU per
+1,000 samples written, backlog drain, scrape -> queryable) are rw_vmagent.py's.
 """
 
 from __future__ import annotations
@@ -164,7 +163,6 @@ def poller_vs_vmagent(ctx: Context) -> None:
                 )
             if store_rows(store) <= rows:
                 raise RuntimeError("vmagent scenario: VictoriaMetrics took in no remote writes")
-            receiver_side(ctx, [], store, contenders[1])
 
 
 def _warm_up(ctx: Context, contenders: list[Contender], targets: int, interval: float) -> None:
@@ -180,17 +178,3 @@ def _warm_up(ctx: Context, contenders: list[Contender], targets: int, interval: 
                 raise RuntimeError(f"vmagent scenario: {c.label} did not scrape every target")
             time.sleep(0.2)
     time.sleep(interval)
-
-
-def receiver_side(ctx: Context, receivers: list[Proc], store: Service, agent: Contender) -> None:
-    """The hook for issue 16's receiver figures against vmagent; nothing to do without receivers.
-
-    Once the remote-write output exists, the caller starts receivers writing
-    into `store` (the VictoriaMetrics vmagent writes into) and passes their
-    processes; here then, measured like `measure` does and beside `agent`:
-    receiver CPU per 1,000 samples written (samples from `store_rows`), poller
-    + receiver together, backlog drain samples/s per receiver core, and
-    scrape -> queryable p50/p99.
-    """
-    if receivers:
-        raise NotImplementedError("receiver scenarios against vmagent: not written yet")

@@ -25,6 +25,13 @@ RATES = [
     "recovery_from_ready_s",
     "vm_poller_samples_per_s",
     "vm_vmagent_samples_per_s",
+    "rw_receiver_samples_per_s",
+    "rw_vmagent_samples_per_s",
+    "rw_drain_ours_samples_per_s",
+    "rw_drain_vmagent_samples_per_s",
+    "rw_drain_ours_per_cpu_s",
+    "rw_ours_queryable_p50_ms",
+    "rw_vmagent_queryable_p50_ms",
 ]
 CPU = [
     "pipeline_poller_cpu_ms_per_1k_samples",
@@ -35,9 +42,20 @@ CPU = [
     "hotpath_shape_us",
     "vm_poller_cpu_ms_per_1k_samples",
     "vm_vmagent_cpu_ms_per_1k_samples",
+    "rw_receiver_cpu_ms_per_1k",
+    "rw_vmagent_cpu_ms_per_1k",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
-RATIOS = ["drain_ratio", "drain_ratio_aiohttp", "drain_ratio_whole", "vm_poller_ratio"]
+RATIOS = [
+    "drain_ratio",
+    "drain_ratio_aiohttp",
+    "drain_ratio_whole",
+    "vm_poller_ratio",
+    "rw_receiver_ratio",
+    "rw_ours_ratio",
+    "rw_ours_store_rows_ratio",
+    "rw_vmagent_store_rows_ratio",
+]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.
 PINNED = ["pinned_drain_per_s", "pinned_direct_push_per_s", "pinned_drain_ratio"]
 
