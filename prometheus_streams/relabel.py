@@ -1,0 +1,205 @@
+"""Relabelling with Prometheus 2.42's semantics: every action, RE2 regexes, Go's `$1` templates."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_streams.re2 import RE2Error, compile_anchored
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_REGEX",
+    "RE2Error",
+    "RelabelConfig",
+    "compile_regex",
+    "relabel",
+    "valid_label_name",
+]
+
+ACTIONS = (
+    "replace",
+    "keep",
+    "drop",
+    "keepequal",
+    "dropequal",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
+)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Go's Expand: `$$`, `${name}` or `$name` (name as long as possible: letters, digits, _).
+_TEMPLATE_REF = re.compile(r"\$(?:(\$)|\{(\w+)\}|(\w+))")
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """An RE2 pattern compiled to match whole values only; RE2Error if RE2 would refuse it."""
+    return compile_anchored(pattern)
+
+
+def valid_label_name(name: str) -> bool:
+    """Whether `name` is a Prometheus (2.42) label name."""
+    return _LABEL_NAME.fullmatch(name) is not None
+
+
+DEFAULT_REGEX = compile_regex("(.*)")
+
+# A compiled template: literal text and group numbers (-1: a group the regex does not have).
+_Parts = tuple[str | int, ...]
+
+
+def _compile_template(template: str, regex: re.Pattern[str]) -> _Parts:
+    parts: list[str | int] = []
+    last = 0
+    for match in _TEMPLATE_REF.finditer(template):
+        parts.append(template[last : match.start()])
+        last = match.end()
+        dollar, braced, bare = match.groups()
+        if dollar:
+            parts.append("$")
+            continue
+        name = braced or bare
+        if name.isdigit() and name.isascii() and (name == "0" or not name.startswith("0")):
+            number = int(name)
+            parts.append(number if number <= regex.groups else -1)
+        else:
+            parts.append(regex.groupindex.get(name, -1))
+    parts.append(template[last:])
+    # Merged literals; an unknown group expands to nothing, as in Go.
+    merged: list[str | int] = []
+    for part in parts:
+        if part == "" or part == -1:
+            continue
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return tuple(merged)
+
+
+def _expand(parts: _Parts, match: re.Match[str]) -> str:
+    if len(parts) == 1:
+        only = parts[0]
+        return only if isinstance(only, str) else match.group(only) or ""
+    return "".join(p if isinstance(p, str) else match.group(p) or "" for p in parts)
+
+
+@dataclass(frozen=True)
+class RelabelConfig:
+    """One relabelling rule, as Prometheus' `relabel_configs` entries (already validated)."""
+
+    source_labels: tuple[str, ...] = ()
+    separator: str = ";"
+    target_label: str = ""
+    regex: re.Pattern[str] = DEFAULT_REGEX
+    modulus: int = 0
+    replacement: str = "$1"
+    action: str = "replace"
+    _target: _Parts = field(init=False, repr=False, compare=False)
+    _replacement: _Parts = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled once here: relabel() runs per sample.
+        object.__setattr__(self, "_target", _compile_template(self.target_label, self.regex))
+        object.__setattr__(self, "_replacement", _compile_template(self.replacement, self.regex))
+
+
+def relabel(labels: dict[str, str], configs: Sequence[RelabelConfig]) -> dict[str, str] | None:
+    """`labels` after `configs` in order, or None when a rule drops them.
+
+    `labels` is never modified; when no rule changes anything the result is
+    `labels` itself, so a caller must not modify the result either. An empty
+    value stands for an absent label, as in Prometheus: setting one deletes.
+    """
+    current = labels
+    owned = False
+    for config in configs:
+        action = config.action
+        sources = config.source_labels
+        if len(sources) == 1:
+            value = current.get(sources[0], "")
+        else:
+            value = config.separator.join([current.get(name, "") for name in sources])
+        if action == "drop":
+            if config.regex.fullmatch(value) is not None:
+                return None
+        elif action == "keep":
+            if config.regex.fullmatch(value) is None:
+                return None
+        elif action == "replace":
+            match = config.regex.fullmatch(value)
+            if match is None:
+                continue
+            if not owned:
+                current, owned = dict(current), True
+            target = _expand(config._target, match)
+            if not valid_label_name(target):
+                # 2.42 deletes the label named as written, not as expanded.
+                current.pop(config.target_label, None)
+                continue
+            result = _expand(config._replacement, match)
+            if result:
+                current[target] = result
+            else:
+                current.pop(config.target_label, None)
+        elif action == "labeldrop" or action == "labelkeep":
+            keep = action == "labelkeep"
+            doomed = [n for n in current if (config.regex.fullmatch(n) is None) is keep]
+            if doomed:
+                if not owned:
+                    current, owned = dict(current), True
+                for name in doomed:
+                    del current[name]
+        elif action == "keepequal":
+            if current.get(config.target_label, "") != value:
+                return None
+        elif action == "dropequal":
+            if current.get(config.target_label, "") == value:
+                return None
+        else:
+            if not owned:
+                current, owned = dict(current), True
+            _rewrite(current, config, value)
+    return current
+
+
+def _rewrite(labels: dict[str, str], config: RelabelConfig, value: str) -> None:
+    """The actions that set labels from others, rare enough per sample to leave the hot loop."""
+    action = config.action
+    if action == "labelmap":
+        # Go walks the labels as they were before this rule, sorted by name.
+        for name, label_value in sorted(labels.items()):
+            match = config.regex.fullmatch(name)
+            if match is not None:
+                _set(labels, _expand(config._replacement, match), label_value)
+        return
+    if action == "hashmod":
+        digest = hashlib.md5(value.encode(), usedforsecurity=False).digest()
+        result = str(int.from_bytes(digest[8:], "big") % config.modulus)
+    elif action == "lowercase":
+        result = _go_case(value, str.lower)
+    elif action == "uppercase":
+        result = _go_case(value, str.upper)
+    else:
+        raise ValueError(f"unknown relabel action {action!r}")
+    _set(labels, config.target_label, result)
+
+
+def _go_case(value: str, change: Callable[[str], str]) -> str:
+    changed = change(value)
+    if value.isascii():
+        return changed
+    # Go maps rune by rune; a character Python would turn into several stays as it is.
+    return "".join(c if len(change(c)) != 1 else change(c) for c in value)
+
+
+def _set(labels: dict[str, str], name: str, value: str) -> None:
+    if value:
+        labels[name] = value
+    else:
+        labels.pop(name, None)
