@@ -1,0 +1,169 @@
+"""relabel() against a real Prometheus 2.42: same rules, same target, same labels out."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from servers import Target, async_wait_for
+from stores import PrometheusStore
+
+from prometheus_streams.config.reader import Reader
+from prometheus_streams.config.relabel import read_relabel_configs
+from prometheus_streams.relabel import RelabelConfig, relabel
+
+SERIES: list[dict[str, str]] = [
+    {"__name__": "node_cpu_seconds_total", "cpu": "0", "mode": "idle"},
+    {"__name__": "node_cpu_seconds_total", "cpu": "1", "mode": "user"},
+    {"__name__": "go_goroutines"},
+    {"__name__": "process_open_fds"},
+    {"__name__": "go_gc_duration_seconds", "quantile": "0.5"},
+    {"__name__": "http_requests_total", "code": "200", "method": "Get", "path": "/API/v1"},
+    {"__name__": "http_requests_total", "code": "503", "method": "post", "path": "/"},
+]
+BODY = "".join(
+    name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__") + "} 1\n"
+    for labels in SERIES
+    for name in [labels["__name__"]]
+).encode()
+
+# Target relabelling: (static labels of each group, relabel_configs).
+TARGET_JOBS: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
+    "t_replace": (
+        [{"__meta_host": "Node-1.Example", "team": "infra", "infra": "x"}],
+        [
+            {"source_labels": ["__meta_host"], "regex": "([^.]+)\\..*", "target_label": "node"},
+            {"source_labels": ["__address__"], "modulus": 8, "target_label": "shard",
+             "action": "hashmod"},
+            {"source_labels": ["__meta_host"], "target_label": "host", "action": "lowercase"},
+            {"source_labels": ["team"], "target_label": "team_uc", "action": "uppercase"},
+            {"regex": "__meta_(.+)", "replacement": "meta_$1", "action": "labelmap"},
+            {"source_labels": ["team"], "target_label": "${1}_team", "replacement": "yes"},
+            # 2.42: an empty result deletes the target as written ("${1}"), so `infra` stays.
+            {"source_labels": ["team"], "target_label": "${1}", "replacement": ""},
+            {"source_labels": ["nope", "team"], "separator": "/", "target_label": "joined"},
+            {"target_label": "env", "replacement": "$$prod"},
+        ],
+    ),
+    "t_filter": (
+        [{"__tmp_a": "1", "__tmp_b": "1", "group": "same"},
+         {"__tmp_a": "1", "__tmp_b": "2", "group": "differ"},
+         {"__tmp_a": "1", "__tmp_b": "1", "group": "Gone"}],
+        [
+            {"source_labels": ["__tmp_a"], "target_label": "__tmp_b", "action": "keepequal"},
+            {"source_labels": ["group"], "regex": "(?i)gone", "action": "drop"},
+            {"regex": "grou.", "action": "labeldrop"},
+        ],
+    ),
+    "t_keep": (
+        [{"zone": "a"}, {"zone": "b"}],
+        [
+            {"source_labels": ["zone"], "regex": "a", "action": "keep"},
+            {"source_labels": ["zone"], "target_label": "__tmp_z", "action": "dropequal"},
+        ],
+    ),
+}  # fmt: skip
+
+# Metric relabelling: metric_relabel_configs per job.
+METRIC_JOBS: dict[str, list[dict[str, Any]]] = {
+    "m_typical": [
+        {"source_labels": ["__name__"], "regex": "go_goroutines|process_.*|go_gc_.*",
+         "action": "drop"},
+        {"regex": "path", "action": "labeldrop"},
+        {"source_labels": ["code"], "regex": "(\\d)\\d\\d", "target_label": "code_class",
+         "replacement": "${1}xx"},
+    ],
+    "m_every": [
+        {"source_labels": ["__name__"], "regex": "node_.*|http_.*", "action": "keep"},
+        {"source_labels": ["method"], "target_label": "method_lc", "action": "lowercase"},
+        {"source_labels": ["method"], "target_label": "method", "action": "uppercase"},
+        {"regex": "(m.*)", "replacement": "x_$1", "action": "labelmap"},
+        {"source_labels": ["cpu", "mode"], "modulus": 3, "target_label": "bucket",
+         "action": "hashmod"},
+        {"target_label": "idle", "replacement": "idle"},
+        {"source_labels": ["mode"], "target_label": "idle", "action": "dropequal"},
+        {"regex": "idle|x_method|path", "action": "labeldrop"},
+        {"regex": "__name__|job|instance|cpu|mode|code|method.*|bucket|x_.*",
+         "action": "labelkeep"},
+        {"source_labels": ["job"], "target_label": "job", "action": "keepequal"},
+    ],
+}  # fmt: skip
+
+
+def _rules(raw: list[dict[str, Any]]) -> tuple[RelabelConfig, ...]:
+    reader = Reader("test.yaml")
+    section = reader.root({"r": raw})
+    assert section is not None
+    rules = read_relabel_configs(section, "r")
+    assert reader.problems == []
+    return rules
+
+
+def _visible(labels: dict[str, str]) -> dict[str, str]:
+    """A target's labels as Prometheus shows them: instance defaults, no __ labels."""
+    shown = {k: v for k, v in labels.items() if not k.startswith("__")}
+    shown.setdefault("instance", labels["__address__"])
+    return shown
+
+
+async def test_relabelling_agrees_with_prometheus(tmp_path: Path) -> None:
+    target = Target(BODY)
+    await target.start()
+    address = target.url.split("//", 1)[1].split("/", 1)[0]
+    jobs: list[dict[str, Any]] = []
+    for job, (groups, raw) in TARGET_JOBS.items():
+        static = [{"targets": [address], "labels": labels} for labels in groups]
+        jobs.append({"job_name": job, "scrape_interval": "1s", "static_configs": static,
+                     "relabel_configs": raw})  # fmt: skip
+    for job, raw in METRIC_JOBS.items():
+        jobs.append({"job_name": job, "scrape_interval": "1s",
+                     "static_configs": [{"targets": [address]}],
+                     "metric_relabel_configs": raw})  # fmt: skip
+    store = PrometheusStore(tmp_path / "prom", scrape_configs=jobs)
+    store.start()
+    try:
+
+        async def targets() -> dict[str, Any] | None:
+            status, body = await store.request("GET", "/api/v1/targets")
+            data: dict[str, Any] = json.loads(body)["data"] if status == 200 else {}
+            pools = {t["scrapePool"] for t in data.get("activeTargets", [])}
+            return data if pools >= set(TARGET_JOBS) | set(METRIC_JOBS) else None
+
+        data = await async_wait_for(targets, timeout=60, message="Prometheus shows no targets")
+        # Every discovered label set, relabelled by us, as Prometheus relabelled it.
+        active = [(t["discoveredLabels"], t["labels"]) for t in data["activeTargets"]]
+        dropped = [t["discoveredLabels"] for t in data["droppedTargets"]]
+        checked = 0
+        for discovered, shown in active:
+            if discovered["job"] in TARGET_JOBS:
+                ours = relabel(discovered, _rules(TARGET_JOBS[discovered["job"]][1]))
+                assert ours is not None, discovered
+                assert _visible(ours) == shown
+                checked += 1
+        for discovered in dropped:
+            assert relabel(discovered, _rules(TARGET_JOBS[discovered["job"]][1])) is None
+            checked += 1
+        assert checked == sum(len(groups) for groups, _ in TARGET_JOBS.values())
+        assert len(dropped) == 3  # differ, Gone, zone b
+
+        for job, raw in METRIC_JOBS.items():
+            await async_wait_for(
+                functools.partial(store.query, f'up{{job="{job}"}} == 1'),
+                timeout=60,
+                message=f"Prometheus did not scrape {job}",
+            )
+            stored = await store.query(f'{{job="{job}", __name__!~"up|scrape_.*"}}')
+            theirs = {frozenset(s["metric"].items()) for s in stored}
+            rules = _rules(raw)
+            ours = set()
+            for series in SERIES:
+                out = relabel({**series, "job": job, "instance": address}, rules)
+                if out is not None:
+                    ours.add(frozenset(out.items()))
+            assert theirs == ours, job
+            assert ours, job
+    finally:
+        store.close()
+        await target.stop()
