@@ -157,13 +157,13 @@ async def test_relabelling_agrees_with_prometheus(tmp_path: Path) -> None:
             stored = await store.query(f'{{job="{job}", __name__!~"up|scrape_.*"}}')
             theirs = {frozenset(s["metric"].items()) for s in stored}
             rules = _rules(raw)
-            ours = set()
+            expected: set[frozenset[tuple[str, str]]] = set()
             for series in SERIES:
                 out = relabel({**series, "job": job, "instance": address}, rules)
                 if out is not None:
-                    ours.add(frozenset(out.items()))
-            assert theirs == ours, job
-            assert ours, job
+                    expected.add(frozenset(out.items()))
+            assert theirs == expected, job
+            assert expected, job
     finally:
         store.close()
         await target.stop()
