@@ -49,6 +49,10 @@ def valid_label_name(name: str) -> bool:
 
 DEFAULT_REGEX = compile_regex("(.*)")
 
+# A regex that is a plain name or an alternation of plain names: a set lookup does.
+_LITERALS = re.compile(r"[A-Za-z0-9_:]+(?:\|[A-Za-z0-9_:]+)*")
+_SEEN_MAX = 4096
+
 # A compiled template: literal text and group numbers (-1: a group the regex does not have).
 _Parts = tuple[str | int, ...]
 
@@ -102,11 +106,51 @@ class RelabelConfig:
     action: str = "replace"
     _target: _Parts = field(init=False, repr=False, compare=False)
     _replacement: _Parts = field(init=False, repr=False, compare=False)
+    _literals: frozenset[str] | None = field(init=False, repr=False, compare=False)
+    _seen: dict[str, bool | tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here: relabel() runs per sample.
         object.__setattr__(self, "_target", _compile_template(self.target_label, self.regex))
         object.__setattr__(self, "_replacement", _compile_template(self.replacement, self.regex))
+        literal = _LITERALS.fullmatch(self.regex.pattern)
+        words = frozenset(self.regex.pattern.split("|")) if literal else None
+        object.__setattr__(self, "_literals", words)
+        # Outcomes by value: label names and most values repeat from sample to sample.
+        object.__setattr__(self, "_seen", {})
+
+    def matches(self, value: str) -> bool:
+        """Whether the regex matches all of `value`."""
+        if self._literals is not None:
+            return value in self._literals
+        seen = self._seen
+        hit = seen.get(value)
+        if hit is None:
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            hit = seen[value] = self.regex.fullmatch(value) is not None
+        return bool(hit)
+
+    def replaced(self, value: str) -> tuple[str, str] | None:
+        """What `replace` does with `value`: None (no match) or (label, value); "" deletes."""
+        seen = self._seen
+        hit = seen.get(value)
+        if hit is None:
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            hit = seen[value] = self._replace(value)
+        return None if isinstance(hit, bool) else hit
+
+    def _replace(self, value: str) -> bool | tuple[str, str]:
+        match = self.regex.fullmatch(value)
+        if match is None:
+            return False
+        target = _expand(self._target, match)
+        result = _expand(self._replacement, match)
+        if not valid_label_name(target) or not result:
+            # 2.42 deletes the label named as written, not as expanded.
+            return (self.target_label, "")
+        return (target, result)
 
 
 def relabel(labels: dict[str, str], configs: Sequence[RelabelConfig]) -> dict[str, str] | None:
@@ -126,30 +170,32 @@ def relabel(labels: dict[str, str], configs: Sequence[RelabelConfig]) -> dict[st
         else:
             value = config.separator.join([current.get(name, "") for name in sources])
         if action == "drop":
-            if config.regex.fullmatch(value) is not None:
+            if config.matches(value):
                 return None
         elif action == "keep":
-            if config.regex.fullmatch(value) is None:
+            if not config.matches(value):
                 return None
         elif action == "replace":
-            match = config.regex.fullmatch(value)
-            if match is None:
+            change = config.replaced(value)
+            if change is None:
+                continue
+            name, result = change
+            if current.get(name, "") == result:
                 continue
             if not owned:
                 current, owned = dict(current), True
-            target = _expand(config._target, match)
-            if not valid_label_name(target):
-                # 2.42 deletes the label named as written, not as expanded.
-                current.pop(config.target_label, None)
-                continue
-            result = _expand(config._replacement, match)
             if result:
-                current[target] = result
+                current[name] = result
             else:
-                current.pop(config.target_label, None)
+                del current[name]
         elif action == "labeldrop" or action == "labelkeep":
-            keep = action == "labelkeep"
-            doomed = [n for n in current if (config.regex.fullmatch(n) is None) is keep]
+            literals = config._literals
+            if action == "labelkeep":
+                doomed = [n for n in current if not config.matches(n)]
+            elif literals is not None:
+                doomed = [n for n in literals if n in current]
+            else:
+                doomed = [n for n in current if config.matches(n)]
             if doomed:
                 if not owned:
                     current, owned = dict(current), True
