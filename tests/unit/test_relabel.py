@@ -287,3 +287,25 @@ def test_unchanged_labels_come_back_as_they_are() -> None:
 def test_what_re2_does_not_have_is_refused(pattern: str) -> None:
     with pytest.raises(RE2Error):
         compile_anchored(pattern)
+
+
+def test_remembered_outcomes_stay_bounded_and_right() -> None:
+    (drop,) = rules({"source_labels": ["a"], "regex": "x[0-9]+", "action": "drop"})
+    for round_ in range(2):
+        for i in range(10_000):
+            value = f"x{i}" if i % 2 else f"y{i}"
+            assert (relabel({"a": value}, [drop]) is None) == bool(i % 2), (round_, value)
+    assert 0 < len(drop._seen) <= 4096
+
+
+@pytest.mark.parametrize("regex", ["a|b", "(a|b)", "a|b|"])
+def test_names_alternation_same_with_or_without_shortcut(regex: str) -> None:
+    labels = {"a": "1", "b": "2", "c": "3", "": "4"}
+    (drop,) = rules({"regex": regex, "action": "labeldrop"})
+    (keep,) = rules({"regex": regex, "action": "labelkeep"})
+    # What labeldrop leaves: the empty alternative matches the empty name too.
+    left = {"c": "3"} if regex.endswith("|") else {"c": "3", "": "4"}
+    assert relabel(labels, [drop]) == left
+    assert relabel(labels, [keep]) == {k: v for k, v in labels.items() if k not in left}
+    assert relabel({"x": "a|b"}, rules({"source_labels": ["x"], "regex": regex,
+                                        "action": "keep"})) is None  # fmt: skip
