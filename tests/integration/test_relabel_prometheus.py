@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from servers import Target, async_wait_for
+import pytest
+import yaml
+from relabel_cases import (
+    ACCEPTED,
+    RE2_ACCEPTED,
+    RE2_REFUSED,
+    REFUSED,
+    REGEX_CASES,
+    REGEX_TEMPLATE,
+)
+from servers import Target, async_wait_for, find_binary
 from stores import PrometheusStore
 
 from prometheus_streams.config.reader import Reader
@@ -164,6 +175,76 @@ async def test_relabelling_agrees_with_prometheus(tmp_path: Path) -> None:
                     expected.add(frozenset(out.items()))
             assert theirs == expected, job
             assert expected, job
+    finally:
+        store.close()
+        await target.stop()
+
+
+def _promtool_accepts(tmp_path: Path, rule: dict[str, Any]) -> bool:
+    job = {"job_name": "j", "static_configs": [{"targets": ["a:1"]}], "relabel_configs": [rule]}
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    done = subprocess.run(
+        [find_binary("promtool"), "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # A rule that loads may still leave the target without an address: that is past parsing.
+    return "parsing YAML" not in done.stdout + done.stderr
+
+
+def _we_accept(rule: dict[str, Any]) -> bool:
+    reader = Reader("test.yaml")
+    section = reader.root({"r": [rule]})
+    assert section is not None
+    read_relabel_configs(section, "r")
+    return not reader.problems
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [rule for rule, _ in REFUSED]
+    + ACCEPTED
+    + [{"source_labels": ["a"], "regex": p, "action": "keep"} for p in RE2_REFUSED + RE2_ACCEPTED],
+)
+def test_promtool_and_we_refuse_the_same_rules(tmp_path: Path, rule: dict[str, Any]) -> None:
+    assert _we_accept(rule) == _promtool_accepts(tmp_path, rule)
+
+
+async def test_regexes_match_and_expand_as_go_does(tmp_path: Path) -> None:
+    """Each regex on values a target carries: Prometheus' `replace` output against ours."""
+    target = Target(BODY)
+    await target.start()
+    address = target.url.split("//", 1)[1].split("/", 1)[0]
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    scrape_configs = []
+    for index, (regex, values) in enumerate(REGEX_CASES):
+        job = f"re{index}"
+        jobs[job] = [{"source_labels": ["v"], "regex": regex, "target_label": "out",
+                      "replacement": REGEX_TEMPLATE}]  # fmt: skip
+        static = [{"targets": [address], "labels": {"v": value}} for value in values]
+        scrape_configs.append({"job_name": job, "scrape_interval": "1h",
+                               "static_configs": static, "relabel_configs": jobs[job]})  # fmt: skip
+    store = PrometheusStore(tmp_path / "prom", scrape_configs=scrape_configs)
+    store.start()
+    try:
+
+        async def targets() -> list[dict[str, Any]] | None:
+            status, body = await store.request("GET", "/api/v1/targets")
+            active: list[dict[str, Any]] = (
+                json.loads(body)["data"]["activeTargets"] if status == 200 else []
+            )
+            wanted = sum(len(values) for _, values in REGEX_CASES)
+            return active if len(active) == wanted else None
+
+        active = await async_wait_for(targets, timeout=60, message="Prometheus shows no targets")
+        for found in active:
+            discovered = found["discoveredLabels"]
+            ours = relabel(discovered, _rules(jobs[discovered["job"]]))
+            assert ours is not None
+            assert _visible(ours) == found["labels"], discovered["job"]
     finally:
         store.close()
         await target.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from relabel_cases import RE2_ACCEPTED, RE2_REFUSED
 
 from prometheus_streams.config.reader import Reader
 from prometheus_streams.config.relabel import read_relabel_configs
@@ -278,15 +279,15 @@ def test_unchanged_labels_come_back_as_they_are() -> None:
     assert relabel(labels, ()) is labels
 
 
-@pytest.mark.parametrize(
-    "pattern",
-    ["(?=a)", "(?!a)", "(?<=a)b", "(?<!a)b", "(a)\\1", "(?P<n>a)(?P=n)", "a++", "a*+", "(?>a)",
-     "\\pL", "(?<n>a)", "(?#c)", "a{1001}", "\\Z", "\\q", "(a", "a)", "[a", "*a", "[z-a]",
-     "(?x)a"],
-)  # fmt: skip
+@pytest.mark.parametrize("pattern", RE2_REFUSED)
 def test_what_re2_does_not_have_is_refused(pattern: str) -> None:
     with pytest.raises(RE2Error):
         compile_anchored(pattern)
+
+
+@pytest.mark.parametrize("pattern", RE2_ACCEPTED)
+def test_what_re2_has_is_accepted(pattern: str) -> None:
+    compile_anchored(pattern)
 
 
 def test_remembered_outcomes_stay_bounded_and_right() -> None:
