@@ -104,9 +104,10 @@ class _Translator:
             elif char == ".":
                 self.out.append("(?s:.)" if "s" in self.flags else ".")
             elif char == "^":
-                self.out.append("(?m:^)" if "m" in self.flags else "\\A")
+                # Grouped, as Go lets an assertion repeat (`^*`) and Python only a group.
+                self.out.append("(?m:^)" if "m" in self.flags else "(?:\\A)")
             elif char == "$":
-                self.out.append("(?m:$)" if "m" in self.flags else "\\Z")
+                self.out.append("(?m:$)" if "m" in self.flags else "(?:\\Z)")
             elif char == "|":
                 self.out.append("|")
             else:
@@ -192,9 +193,9 @@ class _Translator:
         if char == "B":
             return _NOT_BOUNDARY
         if char == "A":
-            return "\\A"
+            return "(?:\\A)"
         if char == "z":
-            return "\\Z"
+            return "(?:\\Z)"
         if char == "Q":
             end = src.find("\\E", self.pos)
             end = len(src) if end < 0 else end

@@ -240,8 +240,12 @@ def _go_case(value: str, change: Callable[[str], str]) -> str:
     changed = change(value)
     if value.isascii():
         return changed
-    # Go maps rune by rune; a character Python would turn into several stays as it is.
-    return "".join(c if len(change(c)) != 1 else change(c) for c in value)
+    # Go maps rune by rune (simple case mapping): where Python's full mapping
+    # gives several characters, Go keeps the character, except İ, lowered to i.
+    return "".join(
+        "i" if c == "\u0130" and change is str.lower else c if len(change(c)) != 1 else change(c)
+        for c in value
+    )
 
 
 def _set(labels: dict[str, str], name: str, value: str) -> None:

@@ -87,6 +87,7 @@ RE2_REFUSED = [
 RE2_ACCEPTED = [
     "x{,3}", "\\z", "(?U)a+", "[[:alpha:]]", "[[:^digit:]]", "\\Qa.b\\E", "\\x{41}", "\\101",
     "(?i)a(?-i)b", "[\\d-z]", "(?s-m:a)", "a{1000}", "[\\D\\w]", "(?m)^a$",
+    "^*a", "a\\z?", "(?m)$+",
 ]  # fmt: skip
 
 # (regex, values): how Go's regexp matches and captures, for a real Prometheus to confirm.
@@ -115,6 +116,7 @@ REGEX_CASES: list[tuple[str, list[str]]] = [
     ("a.c", ["a\u00e9c", "ae\u0301c"]),
     ("(a*)+", ["b", ""]),
     ("(a*)*(b)", ["b"]),
+    ("^*(a)$*", ["a"]),
 ]
 # Shows every group: numbered, named, whole, out of range, and Go's longest-name rule.
 REGEX_TEMPLATE = "<$0|$1|${2}|$3|$name|${name}x|$namex|$$>"
