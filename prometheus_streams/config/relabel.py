@@ -51,9 +51,12 @@ def _text(s: Section, key: str) -> str | None:
     value = s.raw(key)
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
+    if isinstance(value, bool | float):
+        # YAML turned the text into a value (yes, 0.50): Prometheus keeps the text as written.
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        s.warn(key, f"read as {text!r}; quote the value to be sure of its text")
+        return text
+    if isinstance(value, str | int):
         return str(value)
     s.problem(key, f"must be a string, got {type(value).__name__}")
     return None

@@ -79,3 +79,21 @@ def test_defaults_are_prometheus_defaults() -> None:
 def test_absent_or_empty_key_is_no_rules() -> None:
     assert _read(None) == (0, [])
     assert _read([]) == (0, [])
+
+
+def test_a_value_yaml_converted_is_taken_with_a_warning() -> None:
+    reader = Reader("poller.yaml")
+    raw = [
+        {"source_labels": ["a"], "regex": 0.50, "action": "drop"},
+        {"source_labels": ["a"], "regex": True, "action": "drop"},
+    ]
+    section = reader.root({"r": raw})
+    assert section is not None
+    rules = read_relabel_configs(section, "r")
+    assert [rule.regex.fullmatch("0.5") is not None for rule in rules] == [True, False]
+    assert rules[1].regex.fullmatch("true") is not None
+    assert reader.problems == []
+    assert reader.warnings == [
+        "poller.yaml: r[0].regex: read as '0.5'; quote the value to be sure of its text",
+        "poller.yaml: r[1].regex: read as 'true'; quote the value to be sure of its text",
+    ]

@@ -238,6 +238,12 @@ OUR_CASES: list[tuple[dict[str, str], list[dict[str, Any]], dict[str, str] | Non
          bytes.fromhex("3858f62230ac3c915f300c664312c63f")[8:], "big") % 7)}),
     # keepequal compares with the target label's value, empty when absent.
     ({"a": ""}, [{"source_labels": ["a"], "target_label": "b", "action": "keepequal"}], {"a": ""}),
+    # Go's simple case mapping, as a real 2.42 does it: ß stays, İ lowers to i.
+    ({"a": "Stra\u00dfe \u0130stanbul"},
+     [{"source_labels": ["a"], "target_label": "u", "action": "uppercase"},
+      {"source_labels": ["a"], "target_label": "l", "action": "lowercase"}],
+     {"a": "Stra\u00dfe \u0130stanbul", "u": "STRA\u00dfE \u0130STANBUL",
+      "l": "stra\u00dfe istanbul"}),
     # Action names are case-insensitive.
     ({"a": "x"}, [{"source_labels": ["a"], "regex": "x", "action": "DROP"}], DROPPED),
 ]  # fmt: skip
