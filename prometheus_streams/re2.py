@@ -49,7 +49,8 @@ def compile_anchored(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(translate(pattern))
     except re.error as exc:
-        raise RE2Error(f"invalid regular expression: {exc}") from None
+        # exc.msg without the position: that is one in the translated pattern.
+        raise RE2Error(f"invalid regular expression {pattern!r}: {exc.msg}") from None
 
 
 def _lit(char: str) -> str:

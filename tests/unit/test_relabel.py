@@ -316,3 +316,10 @@ def test_names_alternation_same_with_or_without_shortcut(regex: str) -> None:
     assert relabel(labels, [keep]) == {k: v for k, v in labels.items() if k not in left}
     assert relabel({"x": "a|b"}, rules({"source_labels": ["x"], "regex": regex,
                                         "action": "keep"})) is None  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", ["\\pL", "\\p{Greek}", "(?P<a>x)(?P<a>y)", "(?P<1a>x)"])
+def test_what_re2_has_but_python_cannot_is_refused_clearly(pattern: str) -> None:
+    """The documented differences: refused with the pattern named, never silently changed."""
+    with pytest.raises(RE2Error, match=r"not supported|invalid regular expression '"):
+        compile_anchored(pattern)
