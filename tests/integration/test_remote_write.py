@@ -358,6 +358,22 @@ class Daemon:
             self.proc.wait()
 
 
+def start_daemons(
+    tmp_path: Path, nats_url: str, write_url: str, ports: list[int], **rw: Any
+) -> list[Daemon]:
+    """Receiver processes sharing one remote-write output, each with its monitor on a port."""
+    daemons = []
+    for index, port in enumerate(ports):
+        name = f"central-{index}"
+        rw_receiver(tmp_path, nats_url, write_url, name=name, **rw)  # checks the config
+        path = tmp_path / f"receiver-{name}.yaml"
+        data = yaml.safe_load(path.read_text())
+        data.update(monitor_port=port, monitor_address="127.0.0.1")
+        path.write_text(yaml.safe_dump(data))
+        daemons.append(Daemon(tmp_path, path, name))
+    return daemons
+
+
 async def test_two_receivers_share_the_output_and_one_is_killed(
     tmp_path: Path, nats_server: NatsServer, target: Target
 ) -> None:
@@ -367,15 +383,7 @@ async def test_two_receivers_share_the_output_and_one_is_killed(
     daemons: list[Daemon] = []
     ports = [free_port(), free_port()]
     try:
-        for index, port in enumerate(ports):
-            name = f"central-{index}"
-            cfg = rw_receiver(tmp_path, nats_server.url, store.write_url, name=name)
-            path = tmp_path / f"receiver-{name}.yaml"
-            data = yaml.safe_load(path.read_text())
-            data.update(monitor_port=port, monitor_address="127.0.0.1")
-            path.write_text(yaml.safe_dump(data))
-            assert cfg.remote_write
-            daemons.append(Daemon(tmp_path, path, name))
+        daemons += start_daemons(tmp_path, nats_server.url, store.write_url, ports)
         poller, _ = new_poller(
             poller_config(tmp_path, nats_server.url, jobs_for(target), scrape_interval="1s")
         )
@@ -504,14 +512,7 @@ async def test_receivers_share_a_partitioned_output_and_take_over_a_killed_ones_
     daemons: list[Daemon] = []
     ports = [free_port(), free_port()]
     try:
-        for index, port in enumerate(ports):
-            name = f"central-{index}"
-            rw_receiver(tmp_path, nats_server.url, store.write_url, name=name, partitions=2)
-            path = tmp_path / f"receiver-{name}.yaml"
-            data = yaml.safe_load(path.read_text())
-            data.update(monitor_port=port, monitor_address="127.0.0.1")
-            path.write_text(yaml.safe_dump(data))
-            daemons.append(Daemon(tmp_path, path, name))
+        daemons += start_daemons(tmp_path, nats_server.url, store.write_url, ports, partitions=2)
         pollers = [
             new_poller(
                 poller_config(

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from servers import HOST, _http_status, _ProcessServer, async_wait_for, free_port
+from servers import async_wait_for
+from stores import PrometheusStore
 
 from prometheus_streams.receiver.remote_write.protocol import (
     HEADERS,
@@ -28,44 +26,6 @@ from prometheus_streams.receiver.remote_write.protocol import (
     write_request,
 )
 from prometheus_streams.receiver.remote_write.text import parse_page, series_labels
-
-
-class _Prometheus(_ProcessServer):
-    """Prometheus with the remote-write receiver on, no scrape jobs, a TSDB in tmp_dir."""
-
-    name = "prometheus"
-
-    def __init__(self, tmp_dir: Path) -> None:
-        super().__init__(tmp_dir, "prometheus")
-        self.port = free_port()
-        self.config_path = self.tmp_dir / "prometheus.yml"
-        self.config_path.write_text("global:\n  evaluation_interval: 1h\n")
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _command(self) -> list[str]:
-        return [
-            self.binary,
-            f"--config.file={self.config_path}",
-            f"--storage.tsdb.path={self.tmp_dir / 'data'}",
-            f"--web.listen-address={HOST}:{self.port}",
-            "--web.enable-remote-write-receiver",
-        ]
-
-    def _ready(self) -> bool:
-        return _http_status(f"{self.url}/-/ready") == 200
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[_Prometheus]:
-    server = _Prometheus(tmp_path / "prometheus")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def _write(session: aiohttp.ClientSession, url: str, series: list[bytes]) -> None:
@@ -95,7 +55,7 @@ PAGE = (
 )
 
 
-async def test_prometheus_stores_what_the_codec_writes(prometheus: _Prometheus) -> None:
+async def test_prometheus_stores_what_the_codec_writes(prometheus_store: PrometheusStore) -> None:
     scrape_ms = int(time.time() * 1000) - 30_000
     own_ms = scrape_ms - 1_234  # a page's own timestamp is kept
     page = PAGE % own_ms
@@ -108,11 +68,11 @@ async def test_prometheus_stores_what_the_codec_writes(prometheus: _Prometheus) 
         series.append(encode_series(encode_labels(labels), [(value, at)]))
         expected[labels[0][1]] = (dict(labels), repr(value), at)
     async with aiohttp.ClientSession() as session:
-        await _write(session, prometheus.url, series)
+        await _write(session, prometheus_store.url, series)
 
         async def stored() -> list[Any] | None:
             result = await _query(
-                session, prometheus.url, '{__name__=~"rw_codec_.+"}[10m]', scrape_ms
+                session, prometheus_store.url, '{__name__=~"rw_codec_.+"}[10m]', scrape_ms
             )
             return list(result) if len(result) == len(expected) else None
 
@@ -135,7 +95,7 @@ async def test_prometheus_stores_what_the_codec_writes(prometheus: _Prometheus) 
 
 
 async def test_a_stale_marker_ends_the_series_and_a_plain_nan_does_not(
-    prometheus: _Prometheus,
+    prometheus_store: PrometheusStore,
 ) -> None:
     first_ms = int(time.time() * 1000) - 60_000
     stale = encode_labels([("__name__", "rw_codec_gone"), ("job", "t")])
@@ -143,7 +103,7 @@ async def test_a_stale_marker_ends_the_series_and_a_plain_nan_does_not(
     async with aiohttp.ClientSession() as session:
         await _write(
             session,
-            prometheus.url,
+            prometheus_store.url,
             [
                 encode_series(stale, [(1.0, first_ms), (STALE_NAN, first_ms + 1_000)]),
                 encode_series(kept, [(1.0, first_ms), (float("nan"), first_ms + 1_000)]),
@@ -151,7 +111,7 @@ async def test_a_stale_marker_ends_the_series_and_a_plain_nan_does_not(
         )
 
         async def names(at_ms: int) -> set[str]:
-            result = await _query(session, prometheus.url, '{job="t"}', at_ms)
+            result = await _query(session, prometheus_store.url, '{job="t"}', at_ms)
             return {entry["metric"]["__name__"] for entry in result}
 
         both = {"rw_codec_gone", "rw_codec_nan"}
@@ -162,7 +122,7 @@ async def test_a_stale_marker_ends_the_series_and_a_plain_nan_does_not(
         assert await names(first_ms + 500) == both
         assert await names(first_ms + 1_500) == {"rw_codec_nan"}
         assert await names(first_ms + 120_000) == {"rw_codec_nan"}
-        [entry] = await _query(session, prometheus.url, "rw_codec_gone[1m]", first_ms + 1_500)
+        [entry] = await _query(session, prometheus_store.url, "rw_codec_gone[1m]", first_ms + 1_500)
         # The marker is stored as a sample, but no query shows it as a value.
         assert [int(seconds * 1000) for seconds, _ in entry["values"]] == [first_ms]
 
