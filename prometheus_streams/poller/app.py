@@ -19,6 +19,7 @@ from prometheus_streams.poller.outbox import Outbox
 from prometheus_streams.poller.payload import build_payload
 from prometheus_streams.poller.schedule import Schedule, TargetKey, scrape_jobs
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult
+from prometheus_streams.poller.top import PageSeries
 from prometheus_streams.runtime import (
     PauseGate,
     Phases,
@@ -70,6 +71,7 @@ class Poller(SharedRole, Phases):
         self._discovered: dict[str, tuple[Target, ...]] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self.management = Management(config.management, "poller", config.identity)
+        self.series = PageSeries(config.identity)
 
     # -- status -------------------------------------------------------------
 
@@ -80,6 +82,10 @@ class Poller(SharedRole, Phases):
             "buffered_scrapes": len(self.outbox),
             "targets": [vars(t) for t in self.targets.values()],
         }
+
+    def top(self, n: int) -> dict[str, Any]:
+        """The top offenders in series among the pages scraped last."""
+        return {"role": "poller", **self.series.top(n)}
 
     # -- configuration ------------------------------------------------------
 
@@ -126,6 +132,7 @@ class Poller(SharedRole, Phases):
             for target in targets:
                 wanted.setdefault((job.name, target.name), (job, target))
         self.schedule.apply(wanted, self.config.identity)
+        self.series.forget(set(wanted))
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -186,6 +193,7 @@ class Poller(SharedRole, Phases):
         state.last_duration = result.duration
         state.last_size = len(result.body)
         if result.ok:
+            self.series.note(job.name, target.name, result.body)
             if state.last_error:
                 log.info("target %s/%s is up again", job.name, target.name)
             state.last_error = ""
