@@ -119,8 +119,12 @@ class SeriesTracker:
         self._clock = clock
         self._publishers: dict[str, _Publisher] = {}
 
-    def admit(self, group: Group, keys: Iterable[bytes]) -> set[bytes]:
-        """Note a page's series; the new ones over budget, which must not be stored."""
+    def admit(self, group: Group, keys: list[bytes]) -> set[bytes]:
+        """Note a page's series; the new ones over budget, which must not be stored.
+
+        New series get the slots left in the order of the page, so the same
+        lines win on every receiver and in every run.
+        """
         now = self._clock()
         publisher = self._publishers.get(group[0])
         if publisher is None:
@@ -150,7 +154,10 @@ class SeriesTracker:
             job_limit = self.budget.per_job_map.get(group[1], 0)
             per_job = publisher.per_job
             job = group[1]
-            for key in new:
+            for key in keys:
+                if key not in new:
+                    continue
+                new.discard(key)  # a key twice on a page takes one slot
                 if budgeted and publisher.gone.pop((group, key), None) is not None:
                     continue  # came back within forget_after: it still holds its slot
                 if (
