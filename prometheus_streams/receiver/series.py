@@ -251,6 +251,12 @@ class SeriesTracker:
 
     def publishers(self) -> dict[str, dict[str, int]]:
         """Per publisher: series on the last pages, slots held, series over budget."""
+        # A publisher that went silent is swept here, or it would stay in the top.
+        now = self._clock()
+        for name, publisher in list(self._publishers.items()):
+            self._sweep(publisher, now)
+            if not publisher.targets and not publisher.gone:
+                del self._publishers[name]
         return {
             name: {
                 "series": sum(len(t.page) for t in p.targets.values()),

@@ -147,3 +147,13 @@ def test_series_budget_config_errors_name_file_and_key(tmp_path: object) -> None
     )
     assert good.series_budget.per_job_map == {"node": 2}
     assert good.series_budget.forget_after == 120
+
+
+def test_a_silent_publisher_leaves_the_top_after_forget_after() -> None:
+    clock = Clock()
+    tracker = SeriesTracker(budget(10, forget_after=60), None, clock=clock)
+    tracker.admit(A, keys("m", range(3)))
+    assert top([tracker], 5, now=clock.now)["by_publisher"][0]["series"] == 3
+    clock.now += 61
+    assert top([tracker], 5, now=clock.now)["by_publisher"] == []
+    assert top([tracker], 5, now=clock.now)["by_target"] == []
