@@ -15,7 +15,7 @@ from prometheus_streams.receiver.remote_write import text
 from prometheus_streams.receiver.series import SeriesTracker
 
 GROUP = ("dc1", "node", "host-0001.example.net:9100")
-BUDGET = SeriesBudgetConfig(100_000, (("node", 50_000),), 600.0, {"node": 50_000})
+BUDGET = SeriesBudgetConfig(100_000, (("node", 50_000),), 600.0)
 
 
 def _us(fn: Callable[[], object], number: int = 500) -> float:

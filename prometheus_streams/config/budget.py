@@ -21,7 +21,11 @@ class SeriesBudgetConfig:
     per_job: tuple[tuple[str, int], ...] = ()
     # A series absent from its target's pages this long gives its slot back.
     forget_after: float = DEFAULT_FORGET_AFTER
-    per_job_map: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # per_job as a mapping, for the lookup on each page with new series.
+    per_job_map: dict[str, int] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_job_map", dict(self.per_job))
 
     @property
     def enabled(self) -> bool:
@@ -47,7 +51,6 @@ def read_series_budget(top: Section) -> SeriesBudgetConfig:
         per_publisher=s.get("per_publisher", int_in(1, MAX_BUDGET), 0),
         per_job=pairs,
         forget_after=s.get("forget_after", positive_duration, DEFAULT_FORGET_AFTER),
-        per_job_map=dict(pairs),
     )
 
 

@@ -3,7 +3,9 @@ budget, others keep flowing, and it is first in the top offenders of both roles.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,13 @@ from harness import (
     receiver_config,
     running,
 )
+from prometheus_client import CollectorRegistry
 from servers import NatsServer, Pushgateway, Target, async_wait_for
 from stores import PrometheusStore
 from test_remote_write import rw_receiver
+from test_status_page import render
 
+from prometheus_streams.config.budget import SeriesBudgetConfig
 from prometheus_streams.monitor import MonitorServer
 
 BUDGET = 3000
@@ -41,8 +46,6 @@ async def get_json(url: str) -> Any:
 
 
 async def monitor(role: Any) -> MonitorServer:
-    from prometheus_client import CollectorRegistry
-
     server = MonitorServer(CollectorRegistry(), "127.0.0.1", 0, role)
     await server.start()
     return server
@@ -125,6 +128,12 @@ async def test_exploding_target_is_capped_at_the_centre_and_first_in_the_top(
             assert polled["by_metric_name"][0]["metric"] == "exploding_metric"
             assert len(polled["by_job"]) == 1
 
+            # The status page's table, as a browser shows it.
+            url = f"http://127.0.0.1:{receiver_monitor.bound_port}/"
+            dom = await asyncio.to_thread(render, url, tmp_path / "chromium", 3000)
+            assert "<td>target</td><td>dc1 node/exploding</td><td>5" in dom, dom[-3000:]
+            assert "<td>metric</td><td>exploding_metric</td>" in dom
+
             await async_wait_for(
                 lambda: pushed("steady").get('steady_metric{id="499",publisher="dc1"}') == 2.0,
                 timeout=60,
@@ -163,11 +172,7 @@ async def test_budget_drops_new_series_before_remote_write(
     tmp_path: Path, nats_server: NatsServer, prometheus_store: PrometheusStore
 ) -> None:
     cfg = rw_receiver(tmp_path, nats_server.url, prometheus_store.write_url)
-    from dataclasses import replace
-
-    from prometheus_streams.config.budget import SeriesBudgetConfig
-
-    budget = SeriesBudgetConfig(per_job=(("node", 1000),), per_job_map={"node": 1000})
+    budget = SeriesBudgetConfig(per_job=(("node", 1000),))
     receiver, registry = new_receiver(replace(cfg, series_budget=budget))
     async with running(receiver):
         now = time.time()

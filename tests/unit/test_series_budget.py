@@ -28,7 +28,7 @@ def budget(
     per_publisher: int = 0, forget_after: float = 60.0, **per_job: int
 ) -> SeriesBudgetConfig:
     pairs = tuple(sorted(per_job.items()))
-    return SeriesBudgetConfig(per_publisher, pairs, forget_after, dict(pairs))
+    return SeriesBudgetConfig(per_publisher, pairs, forget_after)
 
 
 A = ("dc1", "node", "a:9100")
