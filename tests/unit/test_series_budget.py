@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import config
+from prometheus_streams.check_config import describe
 from prometheus_streams.config.budget import SeriesBudgetConfig
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.poller.top import PageSeries
@@ -157,3 +158,15 @@ def test_a_silent_publisher_leaves_the_top_after_forget_after() -> None:
     clock.now += 61
     assert top([tracker], 5, now=clock.now)["by_publisher"] == []
     assert top([tracker], 5, now=clock.now)["by_target"] == []
+
+
+def test_check_config_shows_the_budget() -> None:
+    raw = {
+        "receiver_stream": {"urls": "nats://127.0.0.1:4222"},
+        "push_gateway": {"url": "http://127.0.0.1:9091"},
+        "series_budget": {"per_publisher": 5, "per_job": {"node": 2}},
+    }
+    shown = describe(config.parse(raw, "c.yaml"))["series_budget"]
+    assert shown == {"per_publisher": 5, "per_job": {"node": 2}, "forget_after_seconds": 600.0}
+    del raw["series_budget"]
+    assert describe(config.parse(raw, "c.yaml"))["series_budget"] is None
