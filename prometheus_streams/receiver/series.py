@@ -129,8 +129,7 @@ class SeriesTracker:
         publisher = self._publishers.get(group[0])
         if publisher is None:
             publisher = self._publishers[group[0]] = _Publisher(swept=now)
-        if now - publisher.swept >= min(SWEEP_EVERY, self.budget.forget_after / 4):
-            self._sweep(publisher, now)
+        self._sweep_due(publisher, now)
         target = publisher.targets.get(group)
         page = set(keys)
         if target is None:
@@ -192,7 +191,9 @@ class SeriesTracker:
         publisher = self._publishers.get(group[0])
         target = publisher.targets.get(group) if publisher is not None else None
         if target is not None and target.fingerprint == fingerprint and target.page is target.held:
-            target.seen = self._clock()
+            assert publisher is not None
+            target.seen = now = self._clock()
+            self._sweep_due(publisher, now)
             return body
         keys = page_keys(body)
         refused = self.admit(group, keys)
@@ -225,6 +226,10 @@ class SeriesTracker:
             target.added_now = 0
             target.window = window
         target.added_now += added
+
+    def _sweep_due(self, publisher: _Publisher, now: float) -> None:
+        if now - publisher.swept >= min(SWEEP_EVERY, self.budget.forget_after / 4):
+            self._sweep(publisher, now)
 
     def _sweep(self, publisher: _Publisher, now: float) -> None:
         """Give back the slots of series gone for forget_after, and of silent targets."""

@@ -170,3 +170,14 @@ def test_check_config_shows_the_budget() -> None:
     assert shown == {"per_publisher": 5, "per_job": {"node": 2}, "forget_after_seconds": 600.0}
     del raw["series_budget"]
     assert describe(config.parse(raw, "c.yaml"))["series_budget"] is None
+
+
+def test_unchanged_pages_still_free_the_slots_of_a_silent_target() -> None:
+    clock = Clock()
+    tracker = SeriesTracker(budget(4, forget_after=60), None, clock=clock)
+    steady = b"a 1\nb 1\n"
+    tracker.filter_page(A, steady)
+    tracker.filter_page(B, b"c 1\nd 1\n")  # B then goes silent
+    clock.now += 61
+    tracker.filter_page(A, steady)  # the same page: no parse, but the sweep runs
+    assert tracker.filter_page(A, b"a 1\nb 1\ne 1\nf 1\n") == b"a 1\nb 1\ne 1\nf 1\n"
