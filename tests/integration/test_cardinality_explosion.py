@@ -175,6 +175,8 @@ async def test_budget_drops_new_series_before_remote_write(
     budget = SeriesBudgetConfig(per_job=(("node", 1000),))
     receiver, registry = new_receiver(replace(cfg, series_budget=budget))
     async with running(receiver):
+        # The receiver creates the stream (with its own settings) before we publish.
+        await async_wait_for(lambda: receiver.ready()[0], timeout=60, message="never ready")
         now = time.time()
         await publish_scrape(
             nats_server.url, page("rw_metric", 500), instance="big", scrape_time=now
