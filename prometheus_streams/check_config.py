@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
+from prometheus_streams.config.budget import describe_series_budget
 from prometheus_streams.config.scrape_http import describe_client
 from prometheus_streams.secret import redact_url
 
@@ -127,5 +128,6 @@ def describe(config: Config) -> dict[str, Any]:
             "max_line_length_bytes": config.max_line_length,
             "max_label_count": config.max_label_count,
         },
+        "series_budget": describe_series_budget(config.series_budget),
         "fit_for": [role for role in ROLES if not config.problems_for(role)],
     }

@@ -307,8 +307,9 @@ def _new_role(command: str, cfg: config.Config, registry: CollectorRegistry) -> 
 
 def _reloader(
     command: str, cfg: config.Config, role: Role, registry: CollectorRegistry
-) -> Callable[[], None]:
-    """What SIGHUP does: load the file again; a bad one leaves the running config alone."""
+) -> Callable[[], object]:
+    """What SIGHUP, POST /api/v1/reload and management's reload do: load the file again;
+    a bad one leaves the running config alone and is answered with its errors."""
     reloads = Counter(
         "prometheus_streams_config_reloads_total",
         "SIGHUP configuration reloads by result",
@@ -316,22 +317,26 @@ def _reloader(
         registry=registry,
     )
 
-    def reload() -> None:
+    def reload(who: str = "SIGHUP") -> dict[str, Any]:
         try:
             new = config.load(cfg.path)
             new.require(command)
         except ConfigError as exc:
             reloads.labels("failure").inc()
             log.error(
-                "configuration not reloaded, the running one stays: %s", "; ".join(exc.problems)
+                "configuration not reloaded (%s), the running one stays: %s",
+                who,
+                "; ".join(exc.problems),
             )
-            return
+            return {"reloaded": False, "errors": list(exc.problems)}
         for warning in new.warnings:
             log.warning("%s", warning)
         role.reload(new)
         reloads.labels("success").inc()
-        log.info("configuration reloaded from %s", cfg.path)
+        log.info("configuration reloaded from %s (%s)", cfg.path, who)
+        return {"reloaded": True, "errors": [], "warnings": list(new.warnings)}
 
+    role.reloader = reload
     return reload
 
 

@@ -1,4 +1,4 @@
-"""Status, pause and resume over NATS, as a NATS micro service that `nats micro` can find."""
+"""Status, pause, resume and reload over NATS, as a NATS micro service `nats micro` finds."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from prometheus_streams.wire import escape_token
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "prometheus-streams"
-ACTIONS = ("status", "pause", "resume")
+ACTIONS = ("status", "pause", "resume", "reload")
 
 
 def instance_subject(prefix: str, role: str, identity: str, action: str) -> str:
@@ -40,6 +40,9 @@ def all_subject(prefix: str, action: str) -> str:
 def act(role: Role, action: str, who: str) -> dict[str, Any]:
     """Carry out an action and describe the result (shared by NATS and HTTP)."""
     changed = False
+    if action == "reload":
+        # A rejected config is answered with its errors; the running one stays.
+        return {"action": action, **role.reload_from_file(who), "status": role.status()}
     if action == "pause":
         changed = role.pause(who)
     elif action == "resume":

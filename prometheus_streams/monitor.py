@@ -23,6 +23,8 @@ from prometheus_streams.management import act
 from prometheus_streams.role import Role
 
 log = logging.getLogger(__name__)
+DEFAULT_TOP = 10
+MAX_TOP = 1000
 
 
 def build_info(registry: CollectorRegistry, role: str, identity: str) -> None:
@@ -80,6 +82,8 @@ class MonitorServer:
         app.router.add_get("/api/v1/status", self._status_json)
         app.router.add_post("/api/v1/pause", self._control)
         app.router.add_post("/api/v1/resume", self._control)
+        app.router.add_post("/api/v1/reload", self._control)
+        app.router.add_get("/api/v1/top", self._top)
         app.router.add_get("/", self._status_page)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -116,12 +120,27 @@ class MonitorServer:
     async def _control(self, request: web.Request) -> web.Response:
         if not self._allow_remote_control and not _is_loopback(request.remote):
             return web.json_response(
-                {"error": "pause/resume are accepted from loopback only (management.http_remote)"},
+                {
+                    "error": "pause/resume/reload are accepted from loopback only"
+                    " (management.http_remote)"
+                },
                 status=403,
             )
         action = request.path.rsplit("/", 1)[1]
         result = act(self._role, action, f"HTTP from {request.remote}")
-        return web.json_response(result, dumps=lambda o: json.dumps(o, default=str))
+        status = 400 if result.get("reloaded") is False else 200
+        return web.json_response(result, status=status, dumps=lambda o: json.dumps(o, default=str))
+
+    async def _top(self, request: web.Request) -> web.Response:
+        try:
+            n = int(request.query.get("n", str(DEFAULT_TOP)))
+        except ValueError:
+            n = 0
+        if not 1 <= n <= MAX_TOP:
+            return web.json_response(
+                {"error": f"n must be an integer from 1 to {MAX_TOP}"}, status=400
+            )
+        return web.json_response(self._role.top(n), dumps=lambda o: json.dumps(o, default=str))
 
     async def _status_page(self, _request: web.Request) -> web.Response:
         return web.Response(text=self._page, content_type="text/html")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -11,6 +12,9 @@ if TYPE_CHECKING:
 
 class Role(Protocol):
     """A poller or receiver, as the CLI, the monitor and management see it."""
+
+    # Set by the CLI: read the config file again and apply it (what SIGHUP does).
+    reloader: Callable[[str], dict[str, Any]] | None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set."""
@@ -33,3 +37,9 @@ class Role(Protocol):
 
     def reload(self, config: Config) -> None:
         """Apply a new configuration."""
+
+    def reload_from_file(self, who: str) -> dict[str, Any]:
+        """Read the config file again and apply it, as SIGHUP does; the result and errors."""
+
+    def top(self, n: int) -> dict[str, Any]:
+        """The top `n` offenders in series (by metric name, target, job, publisher, churn)."""

@@ -136,6 +136,14 @@ class SharedRole:
     gate: PauseGate
     errors: RecentErrors
     readiness: Readiness
+    # Set by the CLI: read the config file again and apply it (what SIGHUP does).
+    reloader: Callable[[str], dict[str, Any]] | None = None
+
+    def reload_from_file(self, who: str) -> dict[str, Any]:
+        """Read the config file again and apply it, as SIGHUP does; the result and errors."""
+        if self.reloader is None:
+            return {"reloaded": False, "errors": ["no config file to reload from"]}
+        return self.reloader(who)
 
     @property
     def paused(self) -> bool:

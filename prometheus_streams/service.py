@@ -80,7 +80,7 @@ class Supervisor:
 
 def install_signal_handlers(
     stop: asyncio.Event,
-    on_reload: Callable[[], None],
+    on_reload: Callable[[], object],
     ready: Callable[[], tuple[bool, str]] | None = None,
     on_force_exit: Callable[[], None] | None = None,
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from prometheus_streams.config.budget import read_series_budget
 from prometheus_streams.config.jobs import read_job_defaults, read_jobs
 from prometheus_streams.config.management import (
     TOP_KEYS,
@@ -77,6 +78,7 @@ def _sections(top: Section, path: str) -> Config:
         push_gateway=read_push_gateway(top),
         remote_write=read_remote_write(top),
         publisher_label=read_publisher_label(top),
+        series_budget=read_series_budget(top),
         tls=tls,
         management=read_management(top, identity, tls),
     )

@@ -54,6 +54,7 @@ TOP_KEYS = {
     "push_gateway",
     "remote_write",
     "publisher_label",
+    "series_budget",
     "management",
     "tls",
 }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from prometheus_streams.config.budget import SeriesBudgetConfig
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import Secret
 
@@ -375,6 +376,7 @@ class Config:
     remote_write: tuple[RemoteWriteConfig, ...] = ()
     # The label naming the poller on every remote-written series.
     publisher_label: str = DEFAULT_PUBLISHER_LABEL
+    series_budget: SeriesBudgetConfig = field(default_factory=SeriesBudgetConfig)
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
     warnings: tuple[str, ...] = field(default=(), compare=False)

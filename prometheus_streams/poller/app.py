@@ -20,6 +20,7 @@ from prometheus_streams.poller.payload import build_payload
 from prometheus_streams.poller.remote_sd import RemoteDiscovery
 from prometheus_streams.poller.schedule import Schedule, TargetKey, scrape_jobs
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult, with_params
+from prometheus_streams.poller.top import PageSeries
 from prometheus_streams.runtime import (
     PauseGate,
     Phases,
@@ -73,6 +74,7 @@ class Poller(SharedRole, Phases):
         self._remote: dict[str, tuple[Target, ...]] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self.management = Management(config.management, "poller", config.identity)
+        self.series = PageSeries(config.identity)
 
     # -- status -------------------------------------------------------------
 
@@ -83,6 +85,10 @@ class Poller(SharedRole, Phases):
             "buffered_scrapes": len(self.outbox),
             "targets": [vars(t) for t in self.targets.values()],
         }
+
+    def top(self, n: int) -> dict[str, Any]:
+        """The top offenders in series among the pages scraped last."""
+        return {"role": "poller", **self.series.top(n)}
 
     # -- configuration ------------------------------------------------------
 
@@ -144,6 +150,7 @@ class Poller(SharedRole, Phases):
             for target in targets:
                 wanted.setdefault((job.name, target.name), (job, target))
         self.schedule.apply(wanted, self.config.identity)
+        self.series.forget(set(wanted))
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -209,6 +216,7 @@ class Poller(SharedRole, Phases):
         state.last_duration = result.duration
         state.last_size = len(result.body)
         if result.ok:
+            self.series.note(job.name, target.name, result.body)
             if state.last_error:
                 log.info("target %s/%s is up again", job.name, target.name)
             state.last_error = ""

@@ -29,6 +29,7 @@ from prometheus_streams.receiver.outputs import build_lanes
 from prometheus_streams.receiver.outputs.pushgateway import PushgatewayOutput
 from prometheus_streams.receiver.outputs.remote_write import RemoteWriteOutput
 from prometheus_streams.receiver.pushgateway import PushGateway
+from prometheus_streams.receiver.series import BudgetMetrics, SeriesTracker, top
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection
 
@@ -62,6 +63,7 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self.publishers = Publishers(self.metrics)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)
+        self.budget_metrics = BudgetMetrics(registry)
         self.lanes, self.shares = build_lanes(self, config, registry)
         self.readiness = runtime.Readiness(
             self.conn, lambda: all(lane.consumer.stream_ready for lane in self.lanes)
@@ -102,6 +104,17 @@ class Receiver(runtime.SharedRole, runtime.Phases):
             ],
             "last_error": self.last_error,
         }
+
+    def top(self, n: int) -> dict[str, Any]:
+        """The top offenders in series, as the first output stores them."""
+        first = self.lanes[0].output
+        assert first is not None
+        trackers: list[SeriesTracker] = [
+            lane.series
+            for lane in self.lanes
+            if lane.output is not None and lane.output.name == first.name
+        ]
+        return {"role": "receiver", "output": first.name, **top(trackers, n)}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; in-flight pushes finish and are acked first."""
@@ -193,6 +206,7 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         for lane in self.lanes:
             assert lane.output is not None
             lane.output.reload(config)
+            lane.series.reload(config.series_budget)
         # The limits or the grouping labels may have changed what passes.
         self.checker.clear()
         self.config = config

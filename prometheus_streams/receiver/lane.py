@@ -24,6 +24,7 @@ from prometheus_streams.config import StreamConfig
 from prometheus_streams.receiver.consumer import Consumer
 from prometheus_streams.receiver.decode import Decoder, too_old
 from prometheus_streams.receiver.output import Action, Context, Delivery, Output, Wants
+from prometheus_streams.receiver.series import SeriesTracker
 from prometheus_streams.transport.lease import Lease
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class Lane:
         )
         self.decoder = Decoder(stream.topic, role.acks, role.publishers, count=first)
         self.output: Output | None = None
+        self.series = SeriesTracker(role.config.series_budget, role.budget_metrics)
         self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}
         self.task: asyncio.Task[None] | None = None
 
@@ -101,6 +103,7 @@ class Lane:
             spawn=role._supervisor.spawn,
             fence=self.leading,
             pending=lambda: self.consumer.pending,
+            series=self.series,
         )
 
     def leading(self) -> bool:

@@ -27,7 +27,9 @@ from nats.errors import Error as NATSError
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, StreamConfig
+from prometheus_streams.config.budget import SeriesBudgetConfig
 from prometheus_streams.receiver.checks import BodyChecker
+from prometheus_streams.receiver.series import SeriesTracker
 from prometheus_streams.transport import Connection
 
 MAX_NAK_DELAY = 30.0
@@ -129,6 +131,8 @@ class Context:
     fence: Callable[[], bool] = lambda: True
     # Messages in the stream not yet fetched by the output's consumer (-1: not known).
     pending: Callable[[], int] = lambda: -1
+    # The lane's series per target: the series budget and the top offenders.
+    series: SeriesTracker = field(default_factory=lambda: SeriesTracker(SeriesBudgetConfig(), None))
 
 
 class Output(Protocol):

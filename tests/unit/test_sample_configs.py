@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_streams import config
+from prometheus_streams.config.budget import KEYS as BUDGET_KEYS
 from prometheus_streams.config.jobs import FILE_SD_KEYS, JOB_KEYS, TARGET_KEYS
 from prometheus_streams.config.management import MANAGEMENT_KEYS, TOP_KEYS
 from prometheus_streams.config.nats import STREAM_KEYS
@@ -59,6 +60,7 @@ def test_config_sample_mentions_every_key_the_loader_knows() -> None:
         | AUTHORIZATION_KEYS
         | TLS_CONFIG_KEYS
         | QUEUE_KEYS
+        | BUDGET_KEYS
     )
     missing = sorted(known - documented)
     assert not missing, f"config.sample.yaml does not show: {missing}"

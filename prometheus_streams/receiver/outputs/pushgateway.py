@@ -92,6 +92,7 @@ class PushgatewayOutput:
         self._limit = asyncio.Semaphore(self.push_config.concurrency)
         self._pushed_ok = self.metrics.pushes.labels("success")
         self.sweep = StaleSweep(self, registry)
+        context.series.output = "pushgateway"
 
     @property
     def name(self) -> str:
@@ -149,6 +150,7 @@ class PushgatewayOutput:
             if isinstance(checked, Refusal):
                 return await self._push_down(item, path, checked.reason, checked.detail)
             body, types = checked
+            body = self.context.series.filter_page(scrape.group, body)
             conflict = self.types.conflict(path, types)
             if conflict:
                 return await self._push_down(item, path, "type_conflict", f"{path}: {conflict}")

@@ -226,6 +226,7 @@ class RemoteWriteOutput:
         # on an idle leader and 1 on a receiver that lost the lease while idle.
         metrics.leading.labels(self.label).set_function(lambda: 1.0 if self.ctx.fence() else 0.0)
         self._lag_at_write = 0.0
+        context.series.output = rw.name
         self._waiting = 0  # scrapes handed to deliver() and not answered yet
         self._newest_written = 0.0  # scrape time (s) of the newest scrape written
         metrics.lag.labels(self.label).set_function(self.lag)
@@ -289,6 +290,7 @@ class RemoteWriteOutput:
             return failed(
                 "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
             )
+        rows = self.ctx.series.filter_rows(scrape.group, rows)
         series, present, stale, whole = self._series(scrape, group, rows)
         job = _Job(item, series, asyncio.get_running_loop().create_future())
         self._waiting += 1
