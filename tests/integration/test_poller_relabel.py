@@ -85,3 +85,36 @@ async def test_relabelled_targets_and_pages_reach_the_pushgateway(
     assert metric(preg, "poller_scrapes_total", poller_job="node", result="sample_limit") >= 1
     assert metric(preg, "poller_targets_dropped", poller_job="node") == 1
     assert metric(preg, "poller_targets", poller_job="node") == 2
+
+
+async def test_more_targets_than_target_limit_fail_them_all(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    async with Target() as one, Target() as two:
+        jobs = {
+            "node": {
+                "targets": [{"name": "one", "url": one.url}, {"name": "two", "url": two.url}],
+                "relabel_configs": [{"target_label": "site", "replacement": "x"}],
+                "target_limit": 1,
+            }
+        }
+        cfg = poller_config(tmp_path, nats_server.url, jobs, scrape_interval="1s")
+        poller, preg = new_poller(cfg)
+        receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+        async with running(poller), running(receiver):
+
+            def both_down() -> bool:
+                text = pushgateway.metrics_text()
+                up = 'up{publisher="dc1",site="x"}'
+                return all(
+                    group_samples(text, "node", name).get(up) == 0 for name in ("one", "two")
+                )
+
+            await async_wait_for(both_down, timeout=60, message="targets not up 0")
+            errors = {t["name"]: t["last_error"] for t in poller.status()["targets"]}
+        assert one.requests == 0 and two.requests == 0
+    assert errors == {
+        name: "target_limit exceeded (number of targets: 2, limit: 1)" for name in errors
+    }
+    assert len(errors) == 2
+    assert metric(preg, "poller_scrapes_total", poller_job="node", result="target_limit") >= 2
