@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from prometheus_streams.config import Job
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page, series_labels
@@ -24,6 +26,7 @@ _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 # A series' outcome: its rendered key (with family), None when dropped, or a limit it broke.
 _Outcome = tuple[bytes, bytes] | None | str
+_MISSING: _Outcome = ""  # never an outcome: a limit problem is never empty
 
 
 @dataclass
@@ -134,16 +137,20 @@ def rewrite_page(
     )
     previous = cache.outcomes if cache.rules == rules else {}
     outcomes: dict[bytes, _Outcome] = {}
-    typed = {m.group(1) for m in _TYPE.finditer(body)}
+    typed: set[bytes] | None = None
     families: dict[bytes, list[bytes]] = {}
+    # A sample's own line, when lines and samples align (no blank-only line):
+    # its value and timestamp are then copied as the target wrote them.
+    lines = [line for line in body.split(b"\n") if line and line[0] != 35]  # 35: "#"
+    own_lines: Iterable[bytes | None] = lines if len(lines) == len(samples) else repeat(None)
     added = 0
-    for key, value, stamp in samples:
-        if key in outcomes:
-            outcome = outcomes[key]
-        else:
-            if key in previous:
-                outcome = previous[key]
-            else:
+    for (key, value, stamp), line in zip(samples, own_lines, strict=False):
+        outcome = outcomes.get(key, _MISSING)
+        if outcome is _MISSING:
+            outcome = previous.get(key, _MISSING)
+            if outcome is _MISSING:
+                if typed is None:
+                    typed = {m.group(1) for m in _TYPE.finditer(body)}
                 outcome = _outcome(key, job, target_labels, typed)
                 added += 1
             outcomes[key] = outcome
@@ -152,13 +159,16 @@ def rewrite_page(
         if isinstance(outcome, str):
             return Rewritten(b"", 0, 0, "label_limit", outcome)
         rendered, family = outcome
-        line = rendered + b" " + format_value(value)
-        if stamp is not None and honor_timestamps:
-            line += b" " + str(stamp).encode()
-        lines = families.get(family)
-        if lines is None:
-            families[family] = lines = []
-        lines.append(line)
+        if line is not None and (stamp is None or honor_timestamps) and line.startswith(key):
+            text = rendered + line[len(key) :]
+        else:
+            text = rendered + b" " + format_value(value)
+            if stamp is not None and honor_timestamps:
+                text += b" " + str(stamp).encode()
+        kept_lines = families.get(family)
+        if kept_lines is None:
+            families[family] = kept_lines = []
+        kept_lines.append(text)
     cache.rules = rules
     cache.outcomes = outcomes
     kept = sum(len(lines) for lines in families.values())

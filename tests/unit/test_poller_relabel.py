@@ -139,7 +139,7 @@ def test_no_rule_changes_nothing_but_the_layout() -> None:
     assert _series(out.body) == _series(PAGE)
     assert out.samples_post == 6 and out.series_added == 6
     assert (
-        b"# HELP go_goroutines Goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 12.0\n"
+        b"# HELP go_goroutines Goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 12\n"
         in out.body
     )
     assert b"1700000000000" in out.body
