@@ -19,7 +19,7 @@ from prometheus_streams.receiver.remote_write.text import ParseError, parse_page
 from prometheus_streams.relabel import relabel
 
 # A comment line that names a family: `# TYPE name ...` or `# HELP name ...`.
-_COMMENT = re.compile(rb"^#[ \t]+(?:TYPE|HELP)[ \t]+([a-zA-Z_:][a-zA-Z0-9_:]*)[^\n]*", re.M)
+_COMMENT = re.compile(rb"^(#[ \t]+(?:TYPE|HELP)[ \t]+([a-zA-Z_:][a-zA-Z0-9_:]*)[^\n]*)", re.M)
 _TYPE = re.compile(rb"^#[ \t]+TYPE[ \t]+([a-zA-Z_:][a-zA-Z0-9_:]*)", re.M)
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info")
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
@@ -113,7 +113,8 @@ def _outcome(key: bytes, job: Job, extra: dict[str, str], typed: set[bytes]) -> 
         return problem
     written = {k: v for k, v in result.items() if k in own or k not in extra or v != extra[k]}
     rendered = render_key(written)
-    return rendered, _family(rendered.partition(b"{")[0], typed)
+    family = _family(rendered.partition(b"{")[0], typed)
+    return (b"" if rendered == key else rendered), family
 
 
 def rewrite_page(
@@ -135,8 +136,9 @@ def rewrite_page(
         job.label_value_length_limit,
         tuple(sorted(target_labels.items())),
     )
-    previous = cache.outcomes if cache.rules == rules else {}
-    outcomes: dict[bytes, _Outcome] = {}
+    if cache.rules != rules:
+        cache.rules, cache.outcomes = rules, {}
+    known = cache.outcomes
     typed: set[bytes] | None = None
     families: dict[bytes, list[bytes]] = {}
     # A sample's own line, when lines and samples align (no blank-only line):
@@ -145,41 +147,41 @@ def rewrite_page(
     own_lines: Iterable[bytes | None] = lines if len(lines) == len(samples) else repeat(None)
     added = 0
     for (key, value, stamp), line in zip(samples, own_lines, strict=False):
-        outcome = outcomes.get(key, _MISSING)
+        outcome = known.get(key, _MISSING)
         if outcome is _MISSING:
-            outcome = previous.get(key, _MISSING)
-            if outcome is _MISSING:
-                if typed is None:
-                    typed = {m.group(1) for m in _TYPE.finditer(body)}
-                outcome = _outcome(key, job, target_labels, typed)
-                added += 1
-            outcomes[key] = outcome
+            if typed is None:
+                typed = {m.group(1) for m in _TYPE.finditer(body)}
+            known[key] = outcome = _outcome(key, job, target_labels, typed)
+            added += 1
         if outcome is None:
             continue
         if isinstance(outcome, str):
             return Rewritten(b"", 0, 0, "label_limit", outcome)
         rendered, family = outcome
         if line is not None and (stamp is None or honor_timestamps) and line.startswith(key):
-            text = rendered + line[len(key) :]
+            # An empty rendering: the rules left the series as written.
+            text = rendered + line[len(key) :] if rendered else line
         else:
-            text = rendered + b" " + format_value(value)
+            text = (rendered or key) + b" " + format_value(value)
             if stamp is not None and honor_timestamps:
                 text += b" " + str(stamp).encode()
         kept_lines = families.get(family)
         if kept_lines is None:
             families[family] = kept_lines = []
         kept_lines.append(text)
-    cache.rules = rules
-    cache.outcomes = outcomes
+    if added:
+        # Series gone from the page leave the cache when new ones come; in a
+        # steady state the cache is left as it is (one lookup per sample).
+        cache.outcomes = {key: known[key] for key, _, _ in samples}
     kept = sum(len(lines) for lines in families.values())
     if job.sample_limit and kept > job.sample_limit:
         return Rewritten(
             b"", kept, added, "sample_limit", f"sample_limit exceeded ({kept} > {job.sample_limit})"
         )
     comments: dict[bytes, list[bytes]] = {}
-    for match in _COMMENT.finditer(body):
-        if match.group(1) in families:
-            comments.setdefault(match.group(1), []).append(match.group(0))
+    for line, name in _COMMENT.findall(body):
+        if name in families:
+            comments.setdefault(name, []).append(line)
     out: list[bytes] = []
     for family, lines in families.items():
         out += comments.get(family, ())
