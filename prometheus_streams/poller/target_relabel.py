@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from prometheus_streams.config import Job, Target
 from prometheus_streams.config.jobs import default_instance_name
+from prometheus_streams.poller import LOGGER_NAME
 from prometheus_streams.relabel import relabel
+from prometheus_streams.wire import RESERVED_LABELS
+
+log = logging.getLogger(LOGGER_NAME)
 
 _PARAM = "__param_"
 
@@ -57,11 +62,13 @@ def relabel_target(job: Job, target: Target) -> Target | None:
     url = urlunsplit((scheme, netloc, path, query, ""))
     # As Prometheus: an address without a port gets the scheme's.
     name = result.get("instance", "") or default_instance_name(url)
-    labels = tuple(
-        sorted(
-            (k, v)
-            for k, v in result.items()
-            if not k.startswith("__") and k not in ("instance", "job") and v
-        )
-    )
-    return Target(name=name, url=url, labels=labels)
+    labels = []
+    for k, v in sorted(result.items()):
+        if k.startswith("__") or k in ("instance", "job") or not v:
+            continue
+        if k in RESERVED_LABELS:
+            # The central side sets it; a target may not (as for static labels).
+            log.warning("job %s: relabel_configs set reserved label %r: left out", job.name, k)
+            continue
+        labels.append((k, v))
+    return Target(name=name, url=url, labels=tuple(labels))

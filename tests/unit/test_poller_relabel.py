@@ -6,6 +6,8 @@ import gzip
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from prometheus_streams.config import Job, Target
 from prometheus_streams.config.reader import Reader
 from prometheus_streams.config.relabel import read_relabel_configs
@@ -210,3 +212,12 @@ def test_label_limits() -> None:
         out = rewrite_page(PAGE, job, LABELS, SeriesCache())
         assert out.error == "label_limit", job
     assert rewrite_page(PAGE, replace(JOB, label_limit=5), LABELS, SeriesCache()).error == ""
+
+
+def test_a_reserved_label_set_by_a_rule_is_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = replace(JOB, relabel_configs=rules([{"target_label": "publisher", "replacement": "x"}]))
+    out = relabel_target(job, TARGET)
+    assert out is not None and out.labels == (("dc", "a"),)
+    assert "reserved label 'publisher'" in caplog.text
