@@ -15,6 +15,7 @@ from prometheus_streams.config.model import (
     Target,
 )
 from prometheus_streams.config.reader import Section
+from prometheus_streams.config.relabel import read_relabel_configs
 from prometheus_streams.config.scrape_http import (
     HTTP_JOB_KEYS,
     read_dns_sd,
@@ -27,6 +28,7 @@ from prometheus_streams.config.values import (
     as_bool,
     as_name,
     http_url,
+    int_in,
     one_of,
     positive_duration,
     size_in,
@@ -35,6 +37,14 @@ from prometheus_streams.config.values import (
 from prometheus_streams.units import parse_size
 from prometheus_streams.wire import MAX_LABELS, label_name_problem
 
+# Prometheus' per-job limits; 0 (the default) is no limit.
+LIMIT_KEYS = (
+    "sample_limit",
+    "label_limit",
+    "label_name_length_limit",
+    "label_value_length_limit",
+    "target_limit",
+)
 JOB_KEYS = {
     "targets",
     "scrape_interval",
@@ -44,6 +54,9 @@ JOB_KEYS = {
     "metrics_path",
     "file_sd_configs",
     "honor_timestamps",
+    "relabel_configs",
+    "metric_relabel_configs",
+    *LIMIT_KEYS,
 }
 TARGET_KEYS = {"name", "url", "labels"}
 FILE_SD_KEYS = {"files", "refresh_interval"}
@@ -160,6 +173,9 @@ def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
         honor_timestamps=s.get("honor_timestamps", as_bool, True),
         http_sd=http_sd,
         dns_sd=dns_sd,
+        relabel_configs=read_relabel_configs(s, "relabel_configs"),
+        metric_relabel_configs=read_relabel_configs(s, "metric_relabel_configs"),
+        **{key: s.get(key, int_in(0, 2**31), 0) for key in LIMIT_KEYS},  # type: ignore[arg-type]
         **http,
     )
 

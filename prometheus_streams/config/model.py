@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from prometheus_streams.config.budget import SeriesBudgetConfig
 from prometheus_streams.errors import ConfigError
+from prometheus_streams.relabel import RelabelConfig
 from prometheus_streams.secret import Secret
 
 SELF_JOB = "prometheus_streams"
@@ -219,6 +220,25 @@ class Job:
     follow_redirects: bool = True
     http_sd: tuple[HTTPSD, ...] = ()
     dns_sd: tuple[DNSSD, ...] = ()
+    # Relabelling and limits, as Prometheus' scrape_config (0: no limit).
+    relabel_configs: tuple[RelabelConfig, ...] = ()
+    metric_relabel_configs: tuple[RelabelConfig, ...] = ()
+    sample_limit: int = 0
+    label_limit: int = 0
+    label_name_length_limit: int = 0
+    label_value_length_limit: int = 0
+    target_limit: int = 0
+
+    @property
+    def rewrites_pages(self) -> bool:
+        """Whether pages must be parsed: metric relabelling or a per-sample limit."""
+        return bool(
+            self.metric_relabel_configs
+            or self.sample_limit
+            or self.label_limit
+            or self.label_name_length_limit
+            or self.label_value_length_limit
+        )
 
 
 @dataclass(frozen=True)
