@@ -135,6 +135,12 @@ async def test_samples_match_a_direct_scrape_at_the_pollers_scrape_times(
         assert set(times) <= set(on_stream)
         assert times == sorted(on_stream)[: len(times)] or set(times) == set(on_stream)
 
+        # Prometheus' own scrapes start about 5 s after it does: wait for them too.
+        await async_wait_for(
+            lambda: store.query('demo_value{publisher=""}'),
+            timeout=60,
+            message="Prometheus never scraped the target itself",
+        )
         result = await store.query('{job="node"}')
         via_pipeline: dict[frozenset[tuple[str, str]], str] = {}
         scraped: dict[frozenset[tuple[str, str]], str] = {}
