@@ -20,6 +20,8 @@ H_JOB = "Prometheus-Streams-Job"
 H_INSTANCE = "Prometheus-Streams-Instance"
 H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
 H_LABELS = "Prometheus-Streams-Labels"
+# The HA replica (of one publisher) that sent a message; subject and Msg-Id stay the publisher's.
+H_REPLICA = "Prometheus-Streams-Replica"
 MAX_LABELS = 32  # extra grouping labels of one target
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
