@@ -79,6 +79,7 @@ def _family(name: bytes, typed: set[bytes]) -> bytes:
 
 
 def _limit_problem(job: Job, labels: dict[str, str]) -> str | None:
+    # Lengths in bytes of UTF-8, as Go's len() counts them.
     present = [(k, v) for k, v in labels.items() if v]
     if job.label_limit and len(present) > job.label_limit:
         return (
@@ -91,7 +92,7 @@ def _limit_problem(job: Job, labels: dict[str, str]) -> str | None:
                 f"label_name_length_limit exceeded (metric: {labels.get('__name__', '')}, "
                 f"label name: {name}, limit: {job.label_name_length_limit})"
             )
-        if job.label_value_length_limit and len(value) > job.label_value_length_limit:
+        if job.label_value_length_limit and len(value.encode()) > job.label_value_length_limit:
             return (
                 f"label_value_length_limit exceeded (metric: {labels.get('__name__', '')}, "
                 f"label name: {name}, value: {value!r}, limit: {job.label_value_length_limit})"
@@ -99,19 +100,42 @@ def _limit_problem(job: Job, labels: dict[str, str]) -> str | None:
     return None
 
 
+def with_target_labels(own: list[tuple[str, str]], extra: dict[str, str]) -> dict[str, str]:
+    """A series' labels with its target's, as Prometheus 2.42 merges them (honor_labels: false).
+
+    The target's label wins; the page's of that name becomes `exported_<name>`
+    (prefixed again while that is taken), shortest names first, as in Go.
+    """
+    labels = dict(extra)
+    clashes = []
+    for name, value in own:
+        if name in extra:
+            clashes.append((name, value))
+        else:
+            labels[name] = value
+    if clashes:
+        taken = {name for name, _ in own} | set(extra)
+        for name, value in sorted(clashes, key=lambda clash: len(clash[0])):
+            new = "exported_" + name
+            while new in taken:
+                new = "exported_" + new
+            taken.add(new)
+            labels[new] = value
+    return labels
+
+
 def _outcome(key: bytes, job: Job, extra: dict[str, str], typed: set[bytes]) -> _Outcome:
-    own = dict(series_labels(key))
-    # The target's labels take part in the rules and limits, as in Prometheus
-    # (the page's own label wins here: the receiver settles clashes later),
-    # but travel beside the page, so only what the rules change is written.
-    labels = {**extra, **own}
+    # The target's labels take part in the rules and limits, as in Prometheus,
+    # but travel beside the page: only what differs from them is written (a
+    # page's label named like one of them is written as its exported_ name).
+    labels = with_target_labels(series_labels(key), extra)
     result = relabel(labels, job.metric_relabel_configs)
     if result is None or not result.get("__name__"):
         return None
     problem = _limit_problem(job, result)
     if problem is not None:
         return problem
-    written = {k: v for k, v in result.items() if k in own or k not in extra or v != extra[k]}
+    written = {k: v for k, v in result.items() if k not in extra or v != extra[k]}
     rendered = render_key(written)
     family = _family(rendered.partition(b"{")[0], typed)
     return (b"" if rendered == key else rendered), family
