@@ -61,6 +61,22 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
      "replacement: not a valid label name or template"),
     ({"target_label": "b", "replacement": {"x": 1}}, "replacement: must be a string"),
     ({"target_label": "b", "separator": [";"]}, "separator: must be a string"),
+    # Prometheus' TestRelabelValidate and TestTargetLabelValidity (relabel_test.go).
+    ({}, "target_label: required for action replace"),
+    ({"action": "lowercase"}, "target_label: required for action lowercase"),
+    ({"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "target_label": "-${3}"},
+     "target_label: not a valid label name or template"),
+    *(({"source_labels": ["a"], "target_label": label}, "target_label: not a valid label name")
+      for label in ("-label", "$", "${}", "foo${", "-foo${1}bar-")),
+]  # fmt: skip
+
+# Rules 2.42 takes and we refuse, as later Prometheus versions do (TestRelabelValidate):
+# 2.42 would set a label literally named `${3}`.
+STRICTER: list[tuple[dict[str, Any], str]] = [
+    ({"source_labels": ["a"], "action": "lowercase", "target_label": "${3}"},
+     "target_label: not a valid label name: '${3}'"),
+    ({"source_labels": ["a"], "action": "uppercase", "target_label": "x$1"},
+     "target_label: not a valid label name: 'x$1'"),
 ]  # fmt: skip
 
 ACCEPTED: list[dict[str, Any]] = [
@@ -74,7 +90,11 @@ ACCEPTED: list[dict[str, Any]] = [
     {"regex": "__meta_(.+)", "action": "labelmap"},
     {"source_labels": ["a"], "regex": "x", "action": "Drop"},
     {"source_labels": [], "regex": "", "action": "keep"},
-]
+    # Target labels Prometheus' TestTargetLabelValidity and TestRelabelValidate accept.
+    *({"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "target_label": label}
+      for label in ("label", "label${1}", "${1}label", "${1}", "$1", "asd$2asd", "_${1}_",
+                    "foo${bar}foo", "${3}")),
+]  # fmt: skip
 
 # Regexes RE2 (Go 1.19, Prometheus 2.42's) refuses; each is refused here too.
 RE2_REFUSED = [

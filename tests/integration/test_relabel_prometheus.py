@@ -18,6 +18,7 @@ from relabel_cases import (
     REFUSED,
     REGEX_CASES,
     REGEX_TEMPLATE,
+    STRICTER,
 )
 from servers import Target, async_wait_for, find_binary
 from stores import PrometheusStore
@@ -233,6 +234,13 @@ def _we_accept(rule: dict[str, Any]) -> bool:
 )
 def test_promtool_and_we_refuse_the_same_rules(tmp_path: Path, rule: dict[str, Any]) -> None:
     assert _we_accept(rule) == _promtool_accepts(tmp_path, rule)
+
+
+@pytest.mark.parametrize("rule", [rule for rule, _ in STRICTER])
+def test_promtool_takes_what_we_refuse_as_later_versions_do(
+    tmp_path: Path, rule: dict[str, Any]
+) -> None:
+    assert _promtool_accepts(tmp_path, rule) and not _we_accept(rule)
 
 
 async def test_regexes_match_and_expand_as_go_does(tmp_path: Path) -> None:
