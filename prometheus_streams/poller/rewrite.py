@@ -2,15 +2,17 @@
 
 Only for jobs that have them: the others keep forwarding the page's bytes.
 The outcome of the rules for a series depends on its key and the target's
-labels alone, so each target keeps the rendered lines of its last scrape:
-in the steady state a sample costs a parse (C) and a dict lookup.
+labels alone, so each target keeps the outcomes of its last scrape. In the
+steady state (every key known) the C pass rewrite_known does the page in
+one go; this module's loop is the reference, the fallback without the C
+pass, and what handles new series, renamed families and limit failures.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -27,6 +29,19 @@ _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 # A series' outcome: its rendered key (with family), None when dropped, or a limit it broke.
 _Outcome = tuple[bytes, bytes] | None | str
 _MISSING: _Outcome = ""  # never an outcome: a limit problem is never empty
+_NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def _native() -> Callable[[bytes, dict[bytes, bytes | None]], tuple[bytes, int] | None] | None:
+    try:
+        from prometheus_streams._speedups import rewrite_known
+    except ImportError:
+        return None
+    return rewrite_known
+
+
+# The C pass (_speedups.c) is optional at build time; None: this module's loop alone.
+NATIVE_REWRITE = _native()
 
 
 @dataclass
@@ -35,6 +50,26 @@ class SeriesCache:
 
     rules: object = None
     outcomes: dict[bytes, _Outcome] = field(default_factory=dict)
+    # For the C pass: key -> None (dropped), b"" (as written) or the key written
+    # instead; only outcomes that keep the series in its family and within limits.
+    lines: dict[bytes, bytes | None] = field(default_factory=dict)
+
+
+def _name(key: bytes) -> bytes:
+    found = _NAME.match(key)
+    return found.group() if found else b""
+
+
+def _lines(outcomes: dict[bytes, _Outcome]) -> dict[bytes, bytes | None]:
+    lines: dict[bytes, bytes | None] = {}
+    for key, outcome in outcomes.items():
+        if outcome is None:
+            lines[key] = None
+        elif not isinstance(outcome, str):
+            rendered = outcome[0]
+            if not rendered or _name(rendered) == _name(key):
+                lines[key] = rendered
+    return lines
 
 
 @dataclass(frozen=True)
@@ -149,10 +184,6 @@ def rewrite_page(
     honor_timestamps: bool = True,
 ) -> Rewritten:
     """`body` after the job's metric_relabel_configs, checked against its limits."""
-    try:
-        samples = parse_page(body)
-    except ParseError as exc:
-        return Rewritten(b"", 0, 0, "invalid_exposition", str(exc))
     rules = (
         job.metric_relabel_configs,
         job.label_limit,
@@ -161,7 +192,15 @@ def rewrite_page(
         tuple(sorted(target_labels.items())),
     )
     if cache.rules != rules:
-        cache.rules, cache.outcomes = rules, {}
+        cache.rules, cache.outcomes, cache.lines = rules, {}, {}
+    elif NATIVE_REWRITE is not None and honor_timestamps and cache.lines:
+        done = NATIVE_REWRITE(body, cache.lines)
+        if done is not None:
+            return _limited(job, *done, added=0)
+    try:
+        samples = parse_page(body)
+    except ParseError as exc:
+        return Rewritten(b"", 0, 0, "invalid_exposition", str(exc))
     known = cache.outcomes
     typed: set[bytes] | None = None
     families: dict[bytes, list[bytes]] = {}
@@ -197,11 +236,10 @@ def rewrite_page(
         # Series gone from the page leave the cache when new ones come; in a
         # steady state the cache is left as it is (one lookup per sample).
         cache.outcomes = {key: known[key] for key, _, _ in samples}
+        cache.lines = _lines(cache.outcomes)
     kept = sum(len(lines) for lines in families.values())
     if job.sample_limit and kept > job.sample_limit:
-        return Rewritten(
-            b"", kept, added, "sample_limit", f"sample_limit exceeded ({kept} > {job.sample_limit})"
-        )
+        return _limited(job, b"", kept, added)
     comments: dict[bytes, list[bytes]] = {}
     for line, name in _COMMENT.findall(body):
         if name in families:
@@ -212,3 +250,12 @@ def rewrite_page(
         out += lines
     out.append(b"")
     return Rewritten(b"\n".join(out) if kept else b"", kept, added)
+
+
+def _limited(job: Job, body: bytes, kept: int, added: int) -> Rewritten:
+    """The rewritten page, or the sample_limit failure when it keeps too many samples."""
+    if job.sample_limit and kept > job.sample_limit:
+        return Rewritten(
+            b"", kept, added, "sample_limit", f"sample_limit exceeded ({kept} > {job.sample_limit})"
+        )
+    return Rewritten(body, kept, added)
