@@ -960,13 +960,21 @@ static PyObject *
 rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "rewrite_known(body: bytes, lines: dict)");
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1]) || !PyList_Check(args[2])
+        || !PyList_Check(args[3]) || PyList_GET_SIZE(args[2]) != PyList_GET_SIZE(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rewrite_known(body: bytes, lines: dict, keys: list, actions: list)");
         return NULL;
     }
     const char *body = PyBytes_AS_STRING(args[0]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     PyObject *lines = args[1];
+    /* The keys of the last page in order, and lines[key] for each: a page like
+     * the last one costs a memcmp per sample instead of a bytes object, a hash
+     * and a lookup. Entries are only ever taken from `lines`, so they stay
+     * right however a call ends; the caller replaces both when `lines` changes. */
+    PyObject *order_keys = args[2], *order_actions = args[3];
+    Py_ssize_t index = 0;
     Buffer out = {NULL, 0, 0};
     /* Families already passed, and the names they would belong to if typed
      * (node_x_total: node_x): a family seen twice is Python's to group. */
@@ -1094,15 +1102,34 @@ rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             fam_len = name_len;
             typed = flushed = npending = 0;
         }
-        PyObject *key = PyBytes_FromStringAndSize(s, key_end);
-        if (key == NULL) goto error;
-        PyObject *found = PyDict_GetItemWithError(lines, key);
-        Py_DECREF(key);
-        if (found == NULL) {
-            if (PyErr_Occurred()) goto error;
-            bail = 1;
-            break;
+        PyObject *found = NULL;
+        if (index < PyList_GET_SIZE(order_keys)) {
+            PyObject *known = PyList_GET_ITEM(order_keys, index);
+            if (PyBytes_GET_SIZE(known) == key_end
+                && memcmp(PyBytes_AS_STRING(known), s, (size_t)key_end) == 0) {
+                found = PyList_GET_ITEM(order_actions, index);
+            }
         }
+        if (found == NULL) {
+            PyObject *key = PyBytes_FromStringAndSize(s, key_end);
+            if (key == NULL) goto error;
+            found = PyDict_GetItemWithError(lines, key);
+            if (found == NULL) {
+                Py_DECREF(key);
+                if (PyErr_Occurred()) goto error;
+                bail = 1;
+                break;
+            }
+            if (index < PyList_GET_SIZE(order_keys)) {
+                PyList_SetItem(order_keys, index, key); /* steals key */
+                PyList_SetItem(order_actions, index, Py_NewRef(found));
+            } else {
+                int failed = PyList_Append(order_keys, key) || PyList_Append(order_actions, found);
+                Py_DECREF(key);
+                if (failed) goto error;
+            }
+        }
+        index++;
         if (found == Py_None) continue;
         if (!PyBytes_Check(found)) {
             bail = 1;
@@ -1127,6 +1154,12 @@ rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyMem_Free(seen.slots);
     PyMem_Free(bases.slots);
+    if (!bail && index < PyList_GET_SIZE(order_keys)
+        && (PyList_SetSlice(order_keys, index, PyList_GET_SIZE(order_keys), NULL) < 0
+            || PyList_SetSlice(order_actions, index, PyList_GET_SIZE(order_actions), NULL) < 0)) {
+        PyMem_Free(out.data);
+        return NULL;
+    }
     if (bail) {
         PyMem_Free(out.data);
         Py_RETURN_NONE;
@@ -1160,7 +1193,7 @@ static PyMethodDef methods[] = {
      "Every sample line as (series key, value, timestamp or None); None when a line"
      " does not parse (or is left to the Python parser)."},
     {"rewrite_known", (PyCFunction)(void (*)(void))rewrite_known, METH_FASTCALL,
-     "rewrite_known(body, lines, /)\n--\n\n"
+     "rewrite_known(body, lines, keys, actions, /)\n--\n\n"
      "A page whose every series key is in lines, rewritten: (body, samples kept), or None."},
     {"encode_series", (PyCFunction)(void (*)(void))encode_series, METH_FASTCALL,
      "encode_series(labels, samples, /)\n--\n\n"

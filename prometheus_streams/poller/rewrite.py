@@ -32,7 +32,12 @@ _MISSING: _Outcome = ""  # never an outcome: a limit problem is never empty
 _NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
-def _native() -> Callable[[bytes, dict[bytes, bytes | None]], tuple[bytes, int] | None] | None:
+_Native = Callable[
+    [bytes, dict[bytes, bytes | None], list[bytes], list[bytes | None]], tuple[bytes, int] | None
+]
+
+
+def _native() -> _Native | None:
     try:
         from prometheus_streams._speedups import rewrite_known
     except ImportError:
@@ -53,6 +58,8 @@ class SeriesCache:
     # For the C pass: key -> None (dropped), b"" (as written) or the key written
     # instead; only outcomes that keep the series in its family and within limits.
     lines: dict[bytes, bytes | None] = field(default_factory=dict)
+    # The C pass's memory of the last page: its keys in order and their `lines` entry.
+    order: tuple[list[bytes], list[bytes | None]] = field(default_factory=lambda: ([], []))
 
 
 def _name(key: bytes) -> bytes:
@@ -192,9 +199,9 @@ def rewrite_page(
         tuple(sorted(target_labels.items())),
     )
     if cache.rules != rules:
-        cache.rules, cache.outcomes, cache.lines = rules, {}, {}
+        cache.rules, cache.outcomes, cache.lines, cache.order = rules, {}, {}, ([], [])
     elif NATIVE_REWRITE is not None and honor_timestamps and cache.lines:
-        done = NATIVE_REWRITE(body, cache.lines)
+        done = NATIVE_REWRITE(body, cache.lines, *cache.order)
         if done is not None:
             return _limited(job, *done, added=0)
     try:
@@ -236,7 +243,7 @@ def rewrite_page(
         # Series gone from the page leave the cache when new ones come; in a
         # steady state the cache is left as it is (one lookup per sample).
         cache.outcomes = {key: known[key] for key, _, _ in samples}
-        cache.lines = _lines(cache.outcomes)
+        cache.lines, cache.order = _lines(cache.outcomes), ([], [])
     kept = sum(len(lines) for lines in families.values())
     if job.sample_limit and kept > job.sample_limit:
         return _limited(job, b"", kept, added)
