@@ -44,6 +44,9 @@ CPU = [
     "vm_vmagent_cpu_ms_per_1k_samples",
     "rw_receiver_cpu_ms_per_1k",
     "rw_vmagent_cpu_ms_per_1k",
+    "relabel_none_cpu_ms_per_1k_samples",
+    "relabel_typical_cpu_ms_per_1k_samples",
+    "relabel_payload_typical_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
 RATIOS = [
@@ -55,6 +58,7 @@ RATIOS = [
     "rw_ours_ratio",
     "rw_ours_store_rows_ratio",
     "rw_vmagent_store_rows_ratio",
+    "relabel_ratio",
 ]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.
 PINNED = ["pinned_drain_per_s", "pinned_direct_push_per_s", "pinned_drain_ratio"]
