@@ -104,7 +104,7 @@ def build_rewritten_payload(
     extra = _relabel_health(out.samples_post, out.series_added)
     if out.error:
         failed = replace(result, error=out.error, detail=out.detail, gzip=None)
-        health = health_series(False, result.duration, scraped) + extra
+        health = health_series(False, result.duration, out.scraped or scraped) + extra
         return Payload(gzip_member(health, level), replaced), failed
     plain = with_health(out.body, result.duration, scraped) + extra
     return Payload(gzip_member(plain, level), replaced), result

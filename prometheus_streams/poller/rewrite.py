@@ -88,6 +88,9 @@ class Rewritten:
     series_added: int
     error: str = ""
     detail: str = ""
+    # Samples read before a label limit stopped the page (Prometheus reports that
+    # many as scrape_samples_scraped); 0: the whole page was read.
+    scraped: int = 0
 
 
 def escape_value(value: str) -> str:
@@ -216,7 +219,7 @@ def rewrite_page(
     lines = [line for line in body.split(b"\n") if line and line[0] != 35]  # 35: "#"
     own_lines: Iterable[bytes | None] = lines if len(lines) == len(samples) else repeat(None)
     added = 0
-    for (key, value, stamp), line in zip(samples, own_lines, strict=False):
+    for index, ((key, value, stamp), line) in enumerate(zip(samples, own_lines, strict=False)):
         outcome = known.get(key, _MISSING)
         if outcome is _MISSING:
             if typed is None:
@@ -226,7 +229,9 @@ def rewrite_page(
         if outcome is None:
             continue
         if isinstance(outcome, str):
-            return Rewritten(b"", 0, 0, "label_limit", outcome)
+            # As Prometheus: the scrape stops at this sample, which counts as read.
+            kept = sum(len(lines) for lines in families.values())
+            return Rewritten(b"", kept, 0, "label_limit", outcome, scraped=index + 1)
         rendered, family = outcome
         if line is not None and (stamp is None or honor_timestamps) and line.startswith(key):
             # An empty rendering: the rules left the series as written.
