@@ -912,21 +912,36 @@ base_len(const char *name, Py_ssize_t n)
     return 0;
 }
 
-static int
-has(Families *t, const char *name, Py_ssize_t n)
+/* families_find with the name's hash already taken (name_hash), so a family's
+ * few lookups hash its name once. */
+static Family *
+families_find_hashed(Families *t, const char *name, Py_ssize_t n, size_t h)
 {
-    return n > 0 && families_find(t, name, n)->name != NULL;
+    size_t i = h & t->mask;
+    while (t->slots[i].name != NULL) {
+        if (t->slots[i].len == n && memcmp(t->slots[i].name, name, (size_t)n) == 0) {
+            return &t->slots[i];
+        }
+        i = (i + 1) & t->mask;
+    }
+    return &t->slots[i];
 }
 
 static int
-remember(Families *seen, const char *name, Py_ssize_t n)
+has(Families *t, const char *name, Py_ssize_t n, size_t h)
+{
+    return n > 0 && families_find_hashed(t, name, n, h)->name != NULL;
+}
+
+static int
+remember(Families *seen, const char *name, Py_ssize_t n, size_t h)
 {
     if (n == 0) return 0;
-    Family *slot = families_find(seen, name, n);
+    Family *slot = families_find_hashed(seen, name, n, h);
     if (slot->name != NULL) return 0;
     if ((seen->used + 1) * 2 > seen->mask + 1) {
         if (families_grow(seen) < 0) return -2;
-        slot = families_find(seen, name, n);
+        slot = families_find_hashed(seen, name, n, h);
     }
     slot->name = name;
     slot->len = n;
@@ -937,10 +952,11 @@ remember(Families *seen, const char *name, Py_ssize_t n)
 
 /* A family left behind: its name, and its base if it has one. */
 static int
-pass_family(Families *seen, Families *bases, const char *name, Py_ssize_t n)
+pass_family(Families *seen, Families *bases, const char *name, Py_ssize_t n, size_t h)
 {
-    if (remember(seen, name, n) < 0) return -2;
-    return remember(bases, name, base_len(name, n));
+    if (remember(seen, name, n, h) < 0) return -2;
+    Py_ssize_t base = base_len(name, n);
+    return base ? remember(bases, name, base, name_hash(name, base)) : 0;
 }
 
 /* Whether sample `name` belongs to the family `fam` (typed: a TYPE line named it). */
@@ -995,6 +1011,7 @@ rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* The current family: a run of TYPE/HELP lines and the samples after it. */
     const char *fam = NULL;
     Py_ssize_t fam_len = 0;
+    size_t fam_hash = 0;
     int typed = 0, flushed = 0, npending = 0, bail = 0;
     Py_ssize_t pending[PENDING_MAX][2];
     Py_ssize_t kept = 0;
@@ -1021,13 +1038,17 @@ rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             for (j = i; j < end && name_char(body[j]); j++);
             if (fam == NULL || j - i != fam_len || memcmp(body + i, fam, (size_t)fam_len) != 0) {
                 /* A new family: never seen, nor the base of one seen. */
-                if (fam != NULL && pass_family(&seen, &bases, fam, fam_len) < 0) goto error;
-                if (has(&seen, body + i, j - i) || has(&bases, body + i, j - i)) {
+                if (fam != NULL && pass_family(&seen, &bases, fam, fam_len, fam_hash) < 0) {
+                    goto error;
+                }
+                size_t h = name_hash(body + i, j - i);
+                if (has(&seen, body + i, j - i, h) || has(&bases, body + i, j - i, h)) {
                     bail = 1;
                     break;
                 }
                 fam = body + i;
                 fam_len = j - i;
+                fam_hash = h;
                 typed = flushed = npending = 0;
             }
             typed |= is_type;
@@ -1092,14 +1113,19 @@ rewrite_known(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         /* Its family: the current one, or (no TYPE/HELP before it) its own name. */
         if (fam == NULL || !in_family(s, name_len, fam, fam_len, typed)) {
-            if (fam != NULL && pass_family(&seen, &bases, fam, fam_len) < 0) goto error;
-            if (has(&seen, s, name_len) || has(&bases, s, name_len)
-                || has(&seen, s, base_len(s, name_len))) {
+            if (fam != NULL && pass_family(&seen, &bases, fam, fam_len, fam_hash) < 0) {
+                goto error;
+            }
+            size_t h = name_hash(s, name_len);
+            Py_ssize_t base = base_len(s, name_len);
+            if (has(&seen, s, name_len, h) || has(&bases, s, name_len, h)
+                || (base && has(&seen, s, base, name_hash(s, base)))) {
                 bail = 1;
                 break;
             }
             fam = s;
             fam_len = name_len;
+            fam_hash = h;
             typed = flushed = npending = 0;
         }
         PyObject *found = NULL;
