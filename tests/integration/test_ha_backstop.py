@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import yaml
 from harness import (
     TOPIC,
     group_samples,
@@ -22,8 +24,9 @@ from harness import (
     write_config,
 )
 from nats.js import JetStreamContext
-from servers import NatsServer, Pushgateway, async_wait_for
+from servers import NatsServer, Pushgateway, async_wait_for, free_port, http_request
 from stores import VictoriaMetricsStore
+from test_cli import Daemon, cli
 from test_status_page import render
 
 from prometheus_streams import config, wire
@@ -234,3 +237,63 @@ async def test_required_publisher_missing_is_flagged_optional_shown_unexpected_s
     assert '<td class="muted">missing (optional)</td>' in section
     assert '<td class="good">reporting</td>' in section
     assert '<td class="warn">unexpected</td>' in section
+
+
+async def test_check_config_shows_the_list_and_sighup_takes_a_new_one(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway
+) -> None:
+    port = free_port()
+    common = {"monitor_port": port, "monitor_address": "127.0.0.1", "publisher_stale_after": "1h"}
+    path = receiver_data(
+        tmp_path,
+        nats_server.url,
+        pushgateway.url,
+        expected_publishers=["dc1", {"name": "dc-gone", "optional": True}],
+        **common,
+    )
+    shown = cli("check-config", "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    printed = yaml.safe_load(shown.stdout)["publishers"]
+    assert printed["expected_publishers"] == [
+        {"name": "dc1", "optional": False},
+        {"name": "dc-gone", "optional": True},
+    ]
+    assert printed["ha_backstop"] == {"enabled": True, "failover_timeout_seconds": 30.0}
+    receiver = Daemon(tmp_path / "receiver.err", "--config", str(path), "receiver")
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+
+    def exposed() -> str:
+        try:
+            status, text = http_request("GET", metrics_url)
+        except OSError:  # not listening yet
+            return ""
+        return text.decode() if status == 200 else ""
+
+    def line(publisher: str, optional: str) -> str:
+        return (
+            "prometheus_streams_receiver_expected_publisher_reporting"
+            f'{{optional="{optional}",publisher="{publisher}"}}'
+        )
+
+    try:
+        await publish_scrape(nats_server.url, b"demo 1\n", publisher="dc1")
+        await async_wait_for(
+            lambda: line("dc1", "false") + " 1.0" in exposed(), timeout=60, message="dc1 unseen"
+        )
+        assert line("dc-gone", "true") + " 0.0" in exposed()
+        receiver_data(
+            tmp_path,
+            nats_server.url,
+            pushgateway.url,
+            expected_publishers=["dc1", "dc-new"],
+            **common,
+        )
+        receiver.proc.send_signal(signal.SIGHUP)
+        await async_wait_for(
+            lambda: line("dc-new", "false") + " 0.0" in exposed(), timeout=60, message="no reload"
+        )
+        assert line("dc-gone", "true") not in exposed()
+        assert line("dc1", "false") + " 1.0" in exposed()
+    finally:
+        code, log = receiver.stop()
+    assert code == 0, log[-2000:]
