@@ -152,6 +152,16 @@ async def test_two_replicas_at_once_only_one_reaches_the_outputs_until_it_falls_
 
         await async_wait_for(both_in_store, timeout=60, message="the store lacks a or b")
         status = receiver.status()
+        monitor = MonitorServer(registry, "127.0.0.1", 0, receiver)
+        await monitor.start()
+        try:
+            url = f"http://127.0.0.1:{monitor.bound_port}/"
+            dom = await asyncio.to_thread(render, url, tmp_path / "chromium", 3000)
+        finally:
+            await monitor.stop()
+    section = dom.split('id="ha-section"', 1)[1].split("</section>", 1)[0]
+    assert "hidden" not in section.split(">", 1)[0]
+    assert "<td>dc1</td><td>b</td>" in section
     assert max(found["a"]) + FAILOVER * 1000 < min(found["b"]), found
     # Counted once per message although two outputs consumed it.
     refused = metric(registry, "receiver_ha_refused_total", publisher="dc1", reason="other_replica")
