@@ -141,6 +141,16 @@ async def test_two_replicas_at_once_only_one_reaches_the_outputs_until_it_falls_
             ),
             message="the plain poller's scrape was held back",
         )
+        # A replica name no label could hold is bad input: terminated and counted.
+        scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), body("c"))
+        subject, payload, headers = wire.encode(TOPIC, scrape)
+        await js.publish(
+            subject, payload, headers={**headers, wire.H_REPLICA: "c" * 300}, stream="PROMETHEUS"
+        )
+        await async_wait_for(
+            lambda: metric(registry, "receiver_dropped_total", reason="bad_header") >= 1,
+            message="the bad replica header was not counted",
+        )
         # The store got a's scrapes, then b's, never both for one stretch of time.
         found: dict[str, list[int]] = {}
 
