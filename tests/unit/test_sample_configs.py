@@ -6,18 +6,17 @@ from pathlib import Path
 
 from prometheus_streams import config
 from prometheus_streams.config.budget import KEYS as BUDGET_KEYS
+from prometheus_streams.config.http_client import (
+    AUTHORIZATION_KEYS,
+    BASIC_AUTH_KEYS,
+    TLS_CONFIG_KEYS,
+)
 from prometheus_streams.config.jobs import FILE_SD_KEYS, JOB_KEYS, TARGET_KEYS
 from prometheus_streams.config.management import MANAGEMENT_KEYS, TOP_KEYS
 from prometheus_streams.config.nats import STREAM_KEYS
 from prometheus_streams.config.publishers import BACKSTOP_KEYS, EXPECTED_KEYS
 from prometheus_streams.config.pushgateway import PUSH_KEYS
-from prometheus_streams.config.remote_write import (
-    AUTHORIZATION_KEYS,
-    BASIC_AUTH_KEYS,
-    QUEUE_KEYS,
-    RW_KEYS,
-    TLS_CONFIG_KEYS,
-)
+from prometheus_streams.config.remote_write import QUEUE_KEYS, RW_KEYS
 from prometheus_streams.config.tls import TLS_KEYS
 
 ROOT = Path(__file__).parent.parent.parent
