@@ -36,6 +36,18 @@ BUCKET = "prometheus-streams-leases"
 RELEASED = b"released"
 
 
+async def open_bucket(
+    js: JetStreamContext, bucket: str, ttl: float, replicas: int, history: int = 1
+) -> KeyValue:
+    """The key-value bucket `bucket`, created if missing (keys kept `ttl` after a write)."""
+    try:
+        return await js.key_value(bucket)
+    except (NotFoundError, NATSError):
+        return await js.create_key_value(
+            js_api.KeyValueConfig(bucket=bucket, ttl=ttl, history=history, replicas=replicas)
+        )
+
+
 class Lease:
     """One key of the lease bucket, taken and renewed by `run`; `leading()` says if we hold it."""
 
@@ -194,15 +206,7 @@ class Lease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            js = self._js()
-            try:
-                self._kv = await js.key_value(self.bucket)
-            except (NotFoundError, NATSError):
-                self._kv = await js.create_key_value(
-                    js_api.KeyValueConfig(
-                        bucket=self.bucket, ttl=self.ttl, history=1, replicas=self.replicas
-                    )
-                )
+            self._kv = await open_bucket(self._js(), self.bucket, self.ttl, self.replicas)
         return self._kv
 
 
