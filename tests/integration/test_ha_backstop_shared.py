@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import signal
 import time
 import urllib.error
 from pathlib import Path
 
+import pytest
+from harness import TOPIC, metric, new_receiver, publish_raw, running
+from harness import receiver_config as base_receiver_config
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 from servers import NatsServer, Pushgateway, async_wait_for, free_port, http_request
 from test_cli import Daemon
-from test_ha_backstop import jetstream, publish_as, receiver_data, sent_by
+from test_ha_backstop import body, jetstream, publish_as, receiver_data, sent_by
+from test_publish_permissions import RECEIVER_PERMISSIONS, _poller_permissions
 
-from prometheus_streams import config
+from prometheus_streams import config, wire
 from prometheus_streams.receiver.election import BUCKET, key_of
 
 INTERVAL = 0.5  # seconds between the replicas' scrapes
@@ -164,3 +170,67 @@ async def test_receivers_sharing_the_consumer_and_restarts_follow_one_stored_ele
     finally:
         for receiver in running:
             receiver.stop()
+
+
+HA = "KV_prometheus-streams-ha"
+# What docs/security-auth.md adds for a receiver that serves HA publishers.
+HA_PERMISSIONS = RECEIVER_PERMISSIONS.replace(
+    '"$JS.ACK.',
+    f'"$JS.API.STREAM.INFO.{HA}", "$JS.API.STREAM.CREATE.{HA}", '
+    f'"$JS.API.STREAM.MSG.GET.{HA}", "$JS.API.CONSUMER.CREATE.{HA}", '
+    f'"$JS.API.CONSUMER.INFO.{HA}.>", "$KV.prometheus-streams-ha.>", "$JS.ACK.',
+)
+
+
+def server_config(receiver_permissions: str) -> str:
+    return (
+        "authorization { users: [\n"
+        f'  {{ user: "dc1", password: "dc1-pw", permissions: {_poller_permissions("dc1")} }}\n'
+        f'  {{ user: "central", password: "central-pw", permissions: {receiver_permissions} }}\n'
+        "] }\n"
+    )
+
+
+async def test_without_the_bucket_replicas_messages_are_held_until_it_answers(
+    tmp_path: Path, pushgateway: Pushgateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bucket refused (permissions): a replica's scrape is held, not pushed, not lost;
+    granted as docs/security-auth.md says (a nats-server reload), it is pushed."""
+    caplog.set_level(logging.WARNING)
+    with NatsServer(tmp_path / "nats", extra_config=server_config(RECEIVER_PERMISSIONS)) as server:
+        stream = {"user": "central", "password": "central-pw"}
+        cfg = base_receiver_config(tmp_path, server.url, pushgateway.url, stream=stream)
+        receiver, registry = new_receiver(cfg)
+        dc1 = f"nats://dc1:dc1-pw@127.0.0.1:{server.port}"
+        async with running(receiver):
+            await async_wait_for(lambda: receiver.ready()[0], message="receiver never bound")
+            scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), body("a"))
+            subject, payload, headers = wire.encode(TOPIC, scrape)
+            await publish_raw(dc1, subject, payload, {**headers, wire.H_REPLICA: "a"})
+            await async_wait_for(
+                lambda: metric(registry, "receiver_ha_held_total", publisher="dc1") >= 2,
+                timeout=60,
+                message="the replica's scrape was not held",
+            )
+            assert metric(registry, "receiver_ha_store_errors_total") >= 1
+            assert sent_by(pushgateway) == set()
+            assert metric(registry, "receiver_ha_refused_total", publisher="dc1") == 0
+            caplog.clear()
+            server.extra_config = server_config(HA_PERMISSIONS)
+            server._write_config()
+            assert server.process is not None
+            server.process.send_signal(signal.SIGHUP)
+            await async_wait_for(
+                lambda: sent_by(pushgateway) == {"a"}, timeout=60, message="never pushed"
+            )
+            store = receiver.backstop.store
+            assert store is not None
+            await async_wait_for(store.synced.is_set, timeout=60, message="no watch")
+            accepted = metric(
+                registry, "receiver_ha_accepted_replica", publisher="dc1", replica="a"
+            )
+            assert accepted == 1
+    violations = [
+        r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage()
+    ]
+    assert violations == []
