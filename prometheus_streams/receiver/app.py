@@ -71,7 +71,9 @@ class Receiver(runtime.SharedRole, runtime.Phases):
             store = ElectionStore(
                 lambda: self.conn.js, self.stream.replicas, backstop_metrics.store_errors.inc
             )
-        self.backstop = Backstop(config.ha_backstop, backstop_metrics, store)
+        self.backstop = Backstop(
+            config.ha_backstop, backstop_metrics, store, self._supervisor.spawn
+        )
         self.expected = ExpectedPublishers(config, self.publishers, registry)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)

@@ -19,6 +19,7 @@ import bisect
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,8 @@ MAX_CONFLICTS = 8
 # of failover_timeout ahead of the stored one: other receivers then judge
 # silence on a time at most that much behind (docs/design.md).
 WRITE_BACK_SHARE = 4
+# At shutdown, storing what was accepted but not written back waits no longer.
+FLUSH_TIMEOUT = 5.0
 WARN_EVERY = 60.0
 # A replica name travels in a metric label and the logs: keep it short.
 MAX_REPLICA_CHARS = 253
@@ -133,14 +136,17 @@ class Backstop:
         config: HABackstopConfig,
         metrics: BackstopMetrics,
         store: ElectionStore | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[Any]] | None = None,
     ) -> None:
         self.config = config
+        # The receiver's supervisor in production: a write-back that crashes is reported.
+        self._spawn = spawn or (lambda coro, _name: asyncio.ensure_future(coro))
         self._metrics = metrics
         self.store = store
         self._publishers: dict[str, _Publisher] = {}
         self._warned: dict[str, float] = {}  # publisher -> when a refusal was last logged
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def reload(self, config: HABackstopConfig) -> None:
         """Take a new failover_timeout; the accepted replicas stay."""
@@ -272,7 +278,7 @@ class Backstop:
         write_back = int(self.config.failover_timeout * 1000 / WRITE_BACK_SHARE)
         if state.local_last >= current.last_ms + write_back and not state.writing:
             state.writing = True
-            task = asyncio.ensure_future(self._write_back(publisher))
+            task = self._spawn(self._write_back(publisher), f"HA write-back {publisher}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -303,14 +309,20 @@ class Backstop:
             self._adopt(publisher, write, revision)
 
     async def flush(self) -> None:
-        """Store every newest accepted scrape time not stored yet (at shutdown)."""
+        """Store every newest accepted scrape time not stored yet (at shutdown), bounded."""
         if self.store is None:
             return
+        try:
+            await asyncio.wait_for(self._flush(), FLUSH_TIMEOUT)
+        except TimeoutError:
+            log.warning("HA backstop: could not store the newest accepted scrapes at shutdown")
+
+    async def _flush(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for publisher, state in list(self._publishers.items()):
             if state.periods and state.local_last > state.periods[-1].last_ms:
                 await self._write_back(publisher)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def follow(self, publisher: str, stored: Stored | None) -> None:
         """Take what the store holds for `publisher` (None: the key is gone)."""

@@ -11,7 +11,10 @@ from typing import Any, cast
 import pytest
 from prometheus_client import CollectorRegistry
 
+from prometheus_streams import config
+from prometheus_streams.check_config import describe
 from prometheus_streams.config.publishers import HABackstopConfig
+from prometheus_streams.errors import ConfigError
 from prometheus_streams.receiver.backstop import (
     HOLD,
     OTHER_REPLICA,
@@ -236,3 +239,12 @@ def test_keys_and_values_round_trip() -> None:
             decode(bad)
     with pytest.raises(ValueError, match="out of order"):
         decode(encode(((200, "a", 200), (100, "b", 100))))
+
+
+def test_shared_is_the_default_and_can_be_turned_off() -> None:
+    assert config.parse({"identity": "central"}, "r.yaml").ha_backstop.shared is True
+    cfg = config.parse({"identity": "central", "ha_backstop": {"shared": False}}, "r.yaml")
+    assert cfg.ha_backstop.shared is False
+    assert describe(cfg)["publishers"]["ha_backstop"]["shared"] is False
+    with pytest.raises(ConfigError, match=r"r.yaml: ha_backstop.shared: must be true or false"):
+        config.parse({"identity": "central", "ha_backstop": {"shared": "yes"}}, "r.yaml")
