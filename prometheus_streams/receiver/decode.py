@@ -58,7 +58,9 @@ class Decoder:
             try:
                 scrape, encoding = wire.decode_headers(self.topic, msg.subject, msg.headers)
                 replica = replica_of(msg.headers)
-                verdict = await self._refused(scrape, replica)
+                self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
+                # A plain poller's message is not the backstop's business: no await for it.
+                verdict = None if replica is None else await self._refused(scrape, replica)
                 if verdict == HOLD:
                     # Nobody can say yet which replica is accepted: back to the stream.
                     await self._acks.nak(msg, HOLD_DELAY)
@@ -90,10 +92,9 @@ class Decoder:
                 await self._acks.drop(msg, "superseded")
         return list(newest.values()) if newest_only else every
 
-    async def _refused(self, scrape: wire.Scrape, replica: str | None) -> str | None:
-        """Note a valid message of the publisher; why the HA backstop refuses it (or HOLD)."""
-        self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
-        if replica is None or self._backstop is None:
+    async def _refused(self, scrape: wire.Scrape, replica: str) -> str | None:
+        """Why the HA backstop refuses a replica's message, HOLD, or None (accepted)."""
+        if self._backstop is None:
             return None
         return await self._backstop.judge(
             scrape.publisher, replica, scrape.scrape_time_ms, self._count
