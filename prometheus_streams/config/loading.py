@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from prometheus_streams.config.budget import read_series_budget
+from prometheus_streams.config.ha import read_ha
 from prometheus_streams.config.jobs import read_job_defaults, read_jobs
 from prometheus_streams.config.management import (
     TOP_KEYS,
@@ -65,13 +66,14 @@ def _sections(top: Section, path: str) -> Config:
     identity = top.get("identity", as_name, "") or socket.gethostname()
     defaults = read_job_defaults(top)
     tls = read_tls(top, identity) if "tls" in top else None
+    top_level = read_top_level(top)
     return Config(
         path=path,
         identity=identity,
         scrape_interval=defaults.scrape_interval,
         scrape_timeout=defaults.scrape_timeout,
         body_size_limit=defaults.body_size_limit,
-        **read_top_level(top),
+        **top_level,
         jobs=read_jobs(top, defaults),
         poller_stream=read_stream(top, "poller_stream", identity, tls),
         receiver_stream=read_stream(top, "receiver_stream", identity, tls),
@@ -81,6 +83,7 @@ def _sections(top: Section, path: str) -> Config:
         series_budget=read_series_budget(top),
         tls=tls,
         management=read_management(top, identity, tls),
+        ha=read_ha(top, top_level["monitor_port"]),
     )
 
 

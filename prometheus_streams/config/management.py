@@ -57,6 +57,7 @@ TOP_KEYS = {
     "series_budget",
     "management",
     "tls",
+    "ha",
 }
 # Names many hosts share: loopback names and the stock host names of images.
 _SHARED_NAMES = {

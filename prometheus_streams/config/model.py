@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from prometheus_streams.config.budget import SeriesBudgetConfig
+from prometheus_streams.config.ha import HAConfig
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import Secret
 
@@ -379,6 +380,8 @@ class Config:
     series_budget: SeriesBudgetConfig = field(default_factory=SeriesBudgetConfig)
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
+    # The poller's HA group; None: it publishes alone.
+    ha: HAConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def problems_for(self, role: str) -> list[str]:

@@ -14,6 +14,7 @@ from prometheus_streams.exposition_check import NATIVE_CHECK
 from prometheus_streams.management import Management
 from prometheus_streams.poller import LOGGER_NAME
 from prometheus_streams.poller.discovery import FileDiscovery
+from prometheus_streams.poller.ha import HAMember
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.poller.outbox import Outbox
 from prometheus_streams.poller.payload import build_payload
@@ -68,7 +69,12 @@ class Poller(SharedRole, Phases):
             self._supervisor, self._scrape_once, self.gate, self.metrics.missed
         )
         self.targets = self.schedule.targets
+        self.ha = HAMember(config.ha, config.identity, self.conn, registry) if config.ha else None
+        self._ha_stop = asyncio.Event()
         self.outbox = Outbox(self.conn, self.stream, self.metrics, self.readiness, config.max_age)
+        if self.ha is not None:
+            self.outbox.fence = self.ha.fence
+            self.outbox.replica = self.ha.config.replica
         self._discovered: dict[str, tuple[Target, ...]] = {}
         # From http_sd and dns_sd, apart: a job may have file_sd too.
         self._remote: dict[str, tuple[Target, ...]] = {}
@@ -84,6 +90,7 @@ class Poller(SharedRole, Phases):
             **self._shared_status("poller"),
             "buffered_scrapes": len(self.outbox),
             "targets": [vars(t) for t in self.targets.values()],
+            "ha": None if self.ha is None else self.ha.status(),
         }
 
     def top(self, n: int) -> dict[str, Any]:
@@ -96,6 +103,8 @@ class Poller(SharedRole, Phases):
         """Apply a new config: targets start and stop, the NATS connection stays."""
         if config.poller_stream != self.stream:
             log.warning("poller_stream changed: that takes effect only after a restart")
+        if config.ha != self.config.ha:
+            log.warning("ha changed: that takes effect only after a restart")
         self.config = config
         self.outbox.max_age = config.max_age
         self.jobs = scrape_jobs(config, self.monitor_port)
@@ -180,6 +189,9 @@ class Poller(SharedRole, Phases):
             task.cancel()
         await asyncio.gather(self.schedule.stop(), *watchers, return_exceptions=True)
         await self.outbox.flush(grace)
+        self._ha_stop.set()
+        if self.ha is not None:
+            await self.ha.release()  # the standby need not wait for the lease to expire
         await self._release(self.scraper.close, self.conn.close)
 
     async def _connect(self) -> None:
@@ -187,6 +199,8 @@ class Poller(SharedRole, Phases):
         await bind_stream(self.conn, self.stream, f"check stream {self.stream.stream}")
         self.readiness.stream_checked = True
         self.outbox.wake()
+        if self.ha is not None:
+            self._supervisor.spawn(self.ha.run(self._ha_stop), f"ha lease {self.ha.config.group}")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
 
     async def _wake_publishers(self) -> None:
@@ -201,11 +215,16 @@ class Poller(SharedRole, Phases):
         # The job as configured now: a reload that changes only credentials or
         # TLS leaves the loops running (their schedule is the same).
         http = self._job(job.name) or job
+        # A standby does not scrape (docs/design.md, "HA pollers": the targets
+        # carry one poller's load, not two); its loops keep their phase.
+        term = self.outbox.fence()
+        if not term:
+            return
         result = await self.scraper.scrape(
             with_params(target.url, http.params), job.scrape_timeout, job.body_size_limit, http
         )
         self._record(job, target, result)
-        self._submit(job, target, result)
+        self._submit(job, target, result, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
@@ -233,7 +252,7 @@ class Poller(SharedRole, Phases):
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
-    def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
+    def _submit(self, job: Job, target: Target, result: ScrapeResult, term: int = 1) -> None:
         payload = build_payload(result, honor_timestamps=job.honor_timestamps)
         if payload.replaced:
             self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
@@ -245,4 +264,4 @@ class Poller(SharedRole, Phases):
             body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
         )
-        self.outbox.put(scrape, payload.data)
+        self.outbox.put(scrape, payload.data, term)
