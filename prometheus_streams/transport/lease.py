@@ -251,11 +251,12 @@ class Lease:
             # The server drops the write `ttl` after it stored it: look again
             # then, by its clock as far as ours agrees; sooner when the
             # same write is still there (our clock is ahead of the server's).
+            # At least every third of the TTL, to see a released lease soon.
             again = revision == self._seen_revision
             self._next_look = (
                 min(1.0, self.ttl / 10)
                 if again
-                else min(self.ttl, max(0.05, written + self.ttl - time.time() + 0.05))
+                else min(self.ttl / 3, max(0.05, written + self.ttl - time.time() + 0.05))
             )
         if self.holder_seen is not None and holder != self.holder_seen:
             self.changes += 1
