@@ -153,10 +153,11 @@ def start_poller(
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
+    ha: dict[str, object] | None = None,
 ) -> Service:
     """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...)."""
     port = free_port()
-    config = {
+    config: dict[str, object] = {
         "identity": "bench",
         "scrape_interval": f"{interval:g}s",
         "scrape_timeout": f"{min(interval, 10.0):g}s",
@@ -167,6 +168,8 @@ def start_poller(
             "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
         },
     }
+    if ha is not None:
+        config["ha"] = ha
     return _start_role(procs, work, "poller", name, config, port, launcher=launcher)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
 import pytest_asyncio
@@ -45,7 +45,7 @@ async def test_a_holder_fences_by_the_buckets_ttl_when_another_created_it_shorte
     assert a.ttl == 2.0
 
 
-def _takes(lease: Lease) -> object:
+def _takes(lease: Lease) -> Callable[[], Awaitable[bool]]:
     async def step() -> bool:
         await lease._step()
         return lease.leading()
