@@ -89,6 +89,16 @@ class PollerProcess:
         document: dict[str, Any] | None = json.loads(body) if code == 200 else None
         return document
 
+    def metric(self, name: str, labels: str = "") -> float:
+        """One of its own metrics (0 when absent)."""
+        code, body = http_request("GET", f"http://{HOST}:{self.port}/metrics")
+        assert code == 200
+        wanted = f"prometheus_streams_{name}{labels} "
+        for line in body.decode().splitlines():
+            if line.startswith(wanted):
+                return float(line.split()[-1])
+        return 0.0
+
     def ha(self) -> dict[str, Any]:
         status = self.status()
         return (status or {}).get("ha") or {}
@@ -257,8 +267,13 @@ async def test_kill_9_the_leader_and_the_standby_publishes_within_failover_plus_
 async def test_sigstop_past_the_lease_and_the_old_leader_never_publishes_again(
     group: Group,
 ) -> None:
+    # A slow target: the leader is stopped with a scrape under way, which it
+    # finishes after SIGCONT, in a term that is over.
+    group.target.delay = INTERVAL / 2
     leader = await group.leader_publishing()
     standby = group.other(leader)
+    requests = group.target.requests
+    await async_wait_for(lambda: group.target.requests > requests, timeout=30, interval=0.005)
     group.pollers[leader].signal(signal.SIGSTOP)
     stopped = time.monotonic()
     await async_wait_for(
@@ -278,6 +293,8 @@ async def test_sigstop_past_the_lease_and_the_old_leader_never_publishes_again(
     assert group.pollers[leader].ha()["leading"] is False
     assert group.shared_intervals() == []
     assert group.changes() == 1
+    # The scrape it finished after SIGCONT was fenced off, not published.
+    assert group.pollers[leader].metric("poller_dropped_total", '{reason="not_leader"}') >= 1
 
 
 async def test_cut_the_leaders_nats_link_then_restore_it_one_leader_change(group: Group) -> None:
