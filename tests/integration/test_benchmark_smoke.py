@@ -32,6 +32,8 @@ RATES = [
     "rw_drain_ours_per_cpu_s",
     "rw_ours_queryable_p50_ms",
     "rw_vmagent_queryable_p50_ms",
+    "ha_lease_share_pct",
+    "ha_failover_from_kill_s",
 ]
 CPU = [
     "pipeline_poller_cpu_ms_per_1k_samples",
