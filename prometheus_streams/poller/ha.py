@@ -51,6 +51,8 @@ class HAMember:
             ttl=ha.failover_timeout,
             bucket=bucket_name(ha.group),
             take_delay=ha.take_delay,
+            # A third of the TTL: a released lease is seen soon, at a few requests per TTL.
+            look_every=ha.failover_timeout / 3,
         )
         registry.register(_HACollector(self))
 

@@ -64,6 +64,7 @@ class Lease:
         replicas: int = 1,
         may_take: Callable[[], bool] = lambda: True,
         take_delay: float = 0.0,
+        look_every: float | None = None,
     ) -> None:
         self._js = js
         self.key = key
@@ -75,6 +76,9 @@ class Lease:
         self.may_take = may_take
         # How long a free lease lies before we take it (a less preferred replica waits).
         self.take_delay = take_delay
+        # How often a non-holder reads a held key at most (default: soon after it is
+        # released); it also reads it when the write it saw is due to expire.
+        self._look_every = look_every
         self.resigning = False  # giving the lease up: not leading, released once settled
         self._set_ttl(ttl)
         self._kv: KeyValue | None = None
@@ -89,6 +93,7 @@ class Lease:
         # What the bucket showed at our last look: who holds the key, since when
         # (wall clock), and how often the holder changed to another.
         self.holder_seen: str | None = None
+        self._last_holder: str | None = None
         self.written_at = 0.0
         self.changes = 0
         self._seen_revision = 0
@@ -251,19 +256,19 @@ class Lease:
             # The server drops the write `ttl` after it stored it: look again
             # then, by its clock as far as ours agrees; sooner when the
             # same write is still there (our clock is ahead of the server's).
-            # At least every third of the TTL, to see a released lease soon.
-            again = revision == self._seen_revision
+            due = written + self.ttl - time.time()
+            overdue = revision == self._seen_revision and due <= 0
+            every = self._look_every or min(1.0, self.ttl / 5)
             self._next_look = (
-                min(1.0, self.ttl / 10)
-                if again
-                else min(self.ttl / 3, max(0.05, written + self.ttl - time.time() + 0.05))
+                min(1.0, self.ttl / 10) if overdue else min(every, max(0.05, due + 0.05))
             )
-        if self.holder_seen is not None and holder != self.holder_seen:
+        # Counted against the last holder seen, also across a spell without one.
+        if self._last_holder is not None and holder != self._last_holder:
             self.changes += 1
-            log.info("lease %s: %s leads now (was %s)", self.key, holder, self.holder_seen)
-        elif self.holder_seen is None and holder != self.holder and self.changes == 0:
+            log.info("lease %s: %s leads now (was %s)", self.key, holder, self._last_holder)
+        elif self._last_holder is None and holder != self.holder:
             log.info("lease %s: %s leads", self.key, holder)
-        self.holder_seen = holder
+        self.holder_seen = self._last_holder = holder
         self._seen_revision = revision
         self.written_at = written
 

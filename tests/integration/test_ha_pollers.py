@@ -262,6 +262,7 @@ async def test_kill_9_the_leader_and_the_standby_publishes_within_failover_plus_
         timeout=30,
         message="the survivor does not show itself as leader",
     )
+    assert group.pollers[standby].ha()["leader_changes"] == 1
 
 
 async def test_sigstop_past_the_lease_and_the_old_leader_never_publishes_again(
@@ -347,4 +348,6 @@ async def test_twenty_failures_in_a_row_make_exactly_one_leader_change_each(grou
     await asyncio.sleep(2 * INTERVAL)
     assert group.changes() == 20
     assert group.shared_intervals() == []
+    # Each replica saw every change (the stopped one when it resumed).
+    assert [group.pollers[r].ha()["leader_changes"] for r in REPLICAS] == [20, 20]
     print(f"20 failures, {group.changes()} leader changes, {len(group.seen)} scrapes on the stream")
