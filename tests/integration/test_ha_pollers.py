@@ -262,7 +262,14 @@ async def test_kill_9_the_leader_and_the_standby_publishes_within_failover_plus_
         timeout=30,
         message="the survivor does not show itself as leader",
     )
-    assert group.pollers[standby].ha()["leader_changes"] == 1
+    survivor = group.pollers[standby]
+    assert survivor.ha()["leader_changes"] == 1
+    labels = '{ha_group="dc1-pollers"}'
+    assert survivor.metric("poller_ha_leading", labels) == 1
+    assert survivor.metric("poller_ha_leader_changes_total", labels) == 1
+    leads = f'{{ha_group="dc1-pollers",replica="{standby}"}}'
+    assert survivor.metric("poller_ha_leader", leads) == 1
+    assert 0 <= survivor.metric("poller_ha_seconds_since_renewal", labels) < FAILOVER
 
 
 async def test_sigstop_past_the_lease_and_the_old_leader_never_publishes_again(
