@@ -21,6 +21,7 @@ from prometheus_streams.config.nats import read_stream
 from prometheus_streams.config.pushgateway import read_push_gateway
 from prometheus_streams.config.reader import Reader, Section
 from prometheus_streams.config.remote_write import read_publisher_label, read_remote_write
+from prometheus_streams.config.scrape_configs import read_scrape_configs
 from prometheus_streams.config.tls import read_tls
 from prometheus_streams.config.values import as_name
 from prometheus_streams.errors import ConfigError
@@ -65,6 +66,8 @@ def _sections(top: Section, path: str) -> Config:
     identity = top.get("identity", as_name, "") or socket.gethostname()
     defaults = read_job_defaults(top)
     tls = read_tls(top, identity) if "tls" in top else None
+    jobs = read_jobs(top, defaults)
+    jobs += read_scrape_configs(top, defaults, {job.name for job in jobs})
     return Config(
         path=path,
         identity=identity,
@@ -72,7 +75,7 @@ def _sections(top: Section, path: str) -> Config:
         scrape_timeout=defaults.scrape_timeout,
         body_size_limit=defaults.body_size_limit,
         **read_top_level(top),
-        jobs=read_jobs(top, defaults),
+        jobs=jobs,
         poller_stream=read_stream(top, "poller_stream", identity, tls),
         receiver_stream=read_stream(top, "receiver_stream", identity, tls),
         push_gateway=read_push_gateway(top),

@@ -49,6 +49,8 @@ TOP_KEYS = {
     "max_label_count",
     "shutdown_grace",
     "jobs",
+    "scrape_configs",
+    "global",
     "poller_stream",
     "receiver_stream",
     "push_gateway",

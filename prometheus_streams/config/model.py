@@ -120,6 +120,8 @@ class Target:
     name: str
     url: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Discovery's hidden labels (__meta_*, ...): relabel_configs sees them, nothing else does.
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
