@@ -31,8 +31,14 @@ def _meta(raw: dict[Any, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(meta))
 
 
-def read_target_group(group: object, scheme: str, metrics_path: str) -> list[Target]:
-    """The targets of one group; raises GroupError naming what is wrong."""
+def read_target_group(
+    group: object, scheme: str, metrics_path: str, source: tuple[tuple[str, str], ...] = ()
+) -> list[Target]:
+    """The targets of one group; raises GroupError naming what is wrong.
+
+    `source` is the discovery's own metadata (__meta_filepath, __meta_url); as in
+    Prometheus it wins over a group label of the same name.
+    """
     if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
         raise GroupError("", "a target group needs a `targets` list")
     group_labels = group.get("labels") or {}
@@ -52,7 +58,9 @@ def read_target_group(group: object, scheme: str, metrics_path: str) -> list[Tar
         or not instance_override
     ):
         raise GroupError("", f"bad instance label {instance_override!r}")
-    meta = _meta({k: v for k, v in raw_labels.items() if str(k).startswith("__")})
+    meta = _meta(
+        {**{k: v for k, v in raw_labels.items() if str(k).startswith("__")}, **dict(source)}
+    )
     raw_labels = {k: v for k, v in raw_labels.items() if not str(k).startswith("__")}
     try:
         labels = check_labels(raw_labels)

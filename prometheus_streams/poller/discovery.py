@@ -26,8 +26,14 @@ class DiscoveryError(ValueError):
     """A file-SD file that cannot be used; its previous targets are kept."""
 
 
-def parse_target_groups(path: str, text: str, job: Job, as_json: bool = False) -> list[Target]:
-    """Targets of one file: a list of {targets: [host:port], labels: {...}}."""
+def parse_target_groups(
+    path: str, text: str, job: Job, as_json: bool = False, meta: str = "__meta_filepath"
+) -> list[Target]:
+    """Targets of one file: a list of {targets: [host:port], labels: {...}}.
+
+    Each target gets `path` as the discovery label `meta` (Prometheus' names:
+    __meta_filepath for file_sd, __meta_url for http_sd).
+    """
     as_json = as_json or path.endswith(".json")
     try:
         data = json.loads(text) if as_json else yaml.safe_load(text)
@@ -40,7 +46,7 @@ def parse_target_groups(path: str, text: str, job: Job, as_json: bool = False) -
     targets = []
     for index, group in enumerate(data):
         try:
-            targets += read_target_group(group, job.scheme, job.metrics_path)
+            targets += read_target_group(group, job.scheme, job.metrics_path, ((meta, path),))
         except GroupError as exc:
             key = f".{exc.key}" if exc.key else ""
             raise DiscoveryError(f"{path}: [{index}]{key}: {exc}") from None
