@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,37 @@ def test_check_config_describes_a_pasted_job(tmp_path: Path) -> None:
     assert job["auth"].startswith("basic auth as prom")
     assert any(d.startswith("file ") for d in job["discovery"])
     assert SECRET not in repr(describe(cfg))
+
+
+def _doc_snippet() -> str:
+    """The pasted Prometheus config of docs/configuration.md, exactly as shown there."""
+    doc = (Path(__file__).parent.parent.parent / "docs" / "configuration.md").read_text()
+    after = doc.split("<!-- pasted-prometheus-job -->\n", 1)[1]
+    assert after.startswith("```yaml\n")
+    return after.removeprefix("```yaml\n").split("```\n", 1)[0]
+
+
+def test_the_documented_prometheus_job_loads_unchanged(tmp_path: Path) -> None:
+    snippet = _doc_snippet()
+    path = tmp_path / "poller.yaml"
+    path.write_text('identity: dc1\npoller_stream: {urls: "nats://127.0.0.1:4222"}\n' + snippet)
+    cfg = config.load(path)
+    assert cfg.warnings == ()
+    assert cfg.problems_for("poller") == []
+    node, blackbox, api = cfg.jobs
+    assert [t.name for t in node.targets] == [
+        "web1.dc1.example.net:9100",
+        "web2.dc1.example.net:9100",
+    ]
+    assert (node.scrape_interval, node.sample_limit) == (15.0, 20000)
+    assert blackbox.params == (("module", ("http_2xx",)),) and blackbox.relabel_configs
+    assert api.dns_sd[0].type == "SRV" and api.scheme == "https"
+    # Prometheus 2.42 takes the same text: the block is Prometheus' own syntax.
+    (tmp_path / "prometheus.yml").write_text(snippet)
+    checked = subprocess.run(
+        ["promtool", "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
