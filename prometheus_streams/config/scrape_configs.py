@@ -62,7 +62,7 @@ def read_global_defaults(top: Section, defaults: JobDefaults) -> JobDefaults:
     g.check_keys(GLOBAL_KEYS, GLOBAL_IGNORED)
     interval = g.get("scrape_interval", positive_duration, defaults.scrape_interval)
     timeout = g.get("scrape_timeout", positive_duration, defaults.scrape_timeout)
-    if timeout > interval:
+    if g.given("scrape_timeout") and timeout > interval:
         g.problem(
             "scrape_timeout", f"{timeout:g}s is longer than the scrape_interval {interval:g}s"
         )

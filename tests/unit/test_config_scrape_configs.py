@@ -126,6 +126,13 @@ def test_global_sets_the_defaults_of_scrape_configs_jobs_only(tmp_path: Path) ->
     )
     timing = {j.name: (j.scrape_interval, j.scrape_timeout) for j in cfg.jobs}
     assert timing == {"ours": (60.0, 10.0), "a": (15.0, 3.0), "b": (5.0, 3.0)}
+    # As Prometheus: the default timeout is capped at a shorter interval.
+    short = _load(
+        tmp_path,
+        [{"job_name": "a", "static_configs": [{"targets": ["h:1"]}]}],
+        **{"global": {"scrape_interval": "5s"}},
+    )
+    assert (short.jobs[0].scrape_interval, short.jobs[0].scrape_timeout) == (5.0, 5.0)
 
 
 def test_static_configs_are_target_groups(tmp_path: Path) -> None:
