@@ -7,7 +7,6 @@ import logging
 import random
 
 import pytest
-
 from nats.errors import NoRespondersError
 from nats.js.errors import (
     BadRequestError,
