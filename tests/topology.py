@@ -100,7 +100,9 @@ def leaf_config(dc: str, hub_urls: Sequence[str]) -> str:
         "system_account: SYS\n"
         "leafnodes {\n"
         '  reconnect: "1s"\n'
-        f"  remotes: [ {{ urls: [{urls}], account: {account} }} ]\n"
+        # Only the listed URLs (the WAN link): never a hub address learnt from its INFO.
+        f"  remotes: [ {{ urls: [{urls}], account: {account},"
+        " ignore_discovered_servers: true } ]\n"
         "}\n"
     )
 

@@ -3,14 +3,17 @@ built from their streams (docs/topology.md), through real nats-servers and proxi
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest_asyncio
+from aiohttp import web
 from harness import (
     group_samples,
+    metric,
     new_poller,
     new_receiver,
     receiver_config,
@@ -18,10 +21,15 @@ from harness import (
     write_config,
 )
 from nats.js import api as js_api
+from prometheus_client import CollectorRegistry
 from servers import NatsServer, Pushgateway, Target, async_wait_for
+from stores import PrometheusStore
 from topology import CENTRAL_DOMAIN, STREAM, TOPIC, Topology
 
-from prometheus_streams import config
+from prometheus_streams import config, wire
+
+INTERVAL = 1.0
+MAX_AGE = "5m"
 
 
 @pytest_asyncio.fixture
@@ -39,16 +47,25 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
 
 
 def edge_poller(
-    tmp_path: Path, topo: Topology, dc: str, jobs: dict[str, Any], **extra: Any
+    tmp_path: Path,
+    topo: Topology,
+    dc: str,
+    jobs: dict[str, Any],
+    stream: dict[str, Any] | None = None,
 ) -> config.Config:
     """A datacenter's poller, publishing into its leaf node's edge stream in domain `dc`."""
     data: dict[str, Any] = {
         "identity": dc,
-        "scrape_interval": "1s",
-        "poller_stream": {"urls": topo.leaf_url(dc), "topic": TOPIC, "domain": dc},
+        "scrape_interval": f"{INTERVAL}s",
+        "max_age": MAX_AGE,
+        "poller_stream": {
+            "urls": topo.leaf_url(dc),
+            "topic": TOPIC,
+            "domain": dc,
+            **(stream or {}),
+        },
         "jobs": jobs,
         "shutdown_grace": "5s",
-        **extra,
     }
     return config.load(write_config(tmp_path, data, f"poller-{dc}.yaml"))
 
@@ -149,3 +166,115 @@ async def test_receiver_consumes_a_stream_made_of_sources_without_subjects_of_it
             message="the sourced scrape never arrived",
         )
         assert receiver.ready()[0]
+
+
+class CountingTarget(Target):
+    """A target whose `served` gauge counts its scrapes: the newest scrape has the largest."""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.body = b"# TYPE served gauge\nserved %d\n" % (self.requests + 1)
+        return await super()._handle(request)
+
+
+async def edge_scrape_times(topo: Topology, dc: str, instance: str = "web-1") -> list[int]:
+    """The scrape times (ms) of one target on the datacenter's edge stream, in stream order."""
+    nc = await nats.connect(topo.leaf_url(dc, "admin"))
+    try:
+        js = nc.jetstream(domain=dc)
+        sub = await js.pull_subscribe(wire.subject_for(TOPIC, dc, "node", instance), stream=STREAM)
+        times: list[int] = []
+        while True:
+            try:
+                msgs = await sub.fetch(256, timeout=1.0)
+            except nats.errors.TimeoutError:
+                break
+            times.extend(int((msg.headers or {})[wire.H_SCRAPE_TIME]) for msg in msgs)
+            if len(msgs) < 256:
+                break
+        await sub.unsubscribe()
+        return times
+    finally:
+        await nc.close()
+
+
+async def store_samples(store: PrometheusStore, name: str, dc: str) -> list[tuple[int, str]]:
+    """(timestamp ms, value) of every sample of `name` from `dc` in the store, by time."""
+    series = await store.samples(f'{name}{{publisher="{dc}"}}', time.time() - 3600)
+    assert len(series) <= 1, series
+    return sorted(sample for samples in series.values() for sample in samples)
+
+
+def scrapes(registry: CollectorRegistry) -> float:
+    return metric(registry, "poller_scrapes_total", poller_job="node", result="success")
+
+
+async def test_wan_cut_with_a_poller_restart_loses_and_doubles_nothing(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    target = CountingTarget()
+    await target.start()
+    store = PrometheusStore(tmp_path / "store")
+    store.start()
+    outputs = {
+        "max_age": MAX_AGE,
+        "push_gateway": {"url": pushgateway.url, "publisher_label": True},
+        "remote_write": [
+            {
+                "url": store.write_url,
+                "name": "store",
+                "queue_config": {"batch_send_deadline": "1s", "max_backoff": "1s"},
+            }
+        ],
+    }
+    data = central_receiver_data(topology, ("dc1", "dc2"), **outputs)
+    receiver, _ = new_receiver(config.load(write_config(tmp_path, data, "receiver.yaml")))
+    # The edge keeps every scrape of its max_age: remote write wants them all.
+    dc1 = edge_poller(
+        tmp_path, topology, "dc1", jobs_for(target), {"max_msgs_per_subject": 100_000}
+    )
+    dc2 = edge_poller(tmp_path, topology, "dc2", jobs_for(target))
+
+    async def up(dc: str) -> list[int]:
+        return [ts for ts, _ in await store_samples(store, "up", dc)]
+
+    try:
+        async with running(receiver):
+            poller2, _ = new_poller(dc2)
+            async with running(poller2):
+                first, first_reg = new_poller(dc1)
+                async with running(first):
+                    await async_wait_for(lambda: up("dc1"), timeout=60, message="no dc1 scrape")
+                    await topology.cut("dc1")
+                    cut_at = time.time()
+                    cut_scrapes = scrapes(first_reg)
+                    await async_wait_for(lambda: scrapes(first_reg) >= cut_scrapes + 5, timeout=60)
+                # Restarted in the middle of the cut: what it had acked is at the edge.
+                second, second_reg = new_poller(dc1)
+                async with running(second):
+                    await async_wait_for(lambda: scrapes(second_reg) >= 6, timeout=60)
+                    # The centre heard nothing from dc1 meanwhile, and dc2 went on.
+                    assert max(await up("dc1")) < (cut_at + INTERVAL) * 1000
+                    assert max(await up("dc2")) > (cut_at + 5 * INTERVAL) * 1000
+                    await topology.restore("dc1")
+                    await async_wait_for(lambda: topology.linked("dc1"), timeout=60)
+            on_edge = await edge_scrape_times(topology, "dc1")
+            during_cut = [ts for ts in on_edge if ts > cut_at * 1000]
+            assert len(during_cut) >= 11, during_cut
+
+            async def all_written() -> bool:
+                return len(await up("dc1")) >= len(on_edge)
+
+            await async_wait_for(all_written, timeout=90, message="the backlog never arrived")
+            served = await store_samples(store, "served", "dc1")
+
+            def newest_pushed() -> bool:
+                pushed = group_samples(pushgateway.metrics_text(), "node", "web-1")
+                return pushed.get('served{publisher="dc1"}') == float(served[-1][1])
+
+            await async_wait_for(newest_pushed, timeout=30, message="not the newest scrape")
+        written = await up("dc1")
+        assert len(written) == len(set(written)), "a scrape was written twice"
+        assert sorted(written) == sorted(on_edge), "the store and the edge disagree"
+    finally:
+        store.close()
+        await target.stop()
