@@ -38,6 +38,13 @@ def poller_permissions(dc: str, stream: str = STREAM) -> str:
     )
 
 
+# What a leaf link may send into CENTRAL: answers to the centre's API calls and the
+# sourced messages, but no call on the central JetStream and no scrape subject.
+LEAF_PERMISSIONS = (
+    f'{{ publish: {{ deny: ["$JS.API.>", "$JS.{CENTRAL_DOMAIN}.API.>", "$KV.>", "{TOPIC}.>"] }} }}'
+)
+
+
 class NatsNode(NatsServer):
     """A nats-server of the topology: JetStream in a domain plus the given config body."""
 
@@ -62,7 +69,8 @@ class NatsNode(NatsServer):
 def hub_config(leaf_port: int, datacenters: Sequence[str]) -> str:
     """The central accounts: CENTRAL (receivers, and one leaf user per datacenter), SYS."""
     leaf_users = "".join(
-        f'    {{ user: "leaf-{dc}", password: "leaf-{dc}-pw" }}\n' for dc in datacenters
+        f'    {{ user: "leaf-{dc}", password: "leaf-{dc}-pw", permissions: {LEAF_PERMISSIONS} }}\n'
+        for dc in datacenters
     )
     return (
         "accounts {\n"
@@ -76,7 +84,8 @@ def hub_config(leaf_port: int, datacenters: Sequence[str]) -> str:
         '  SYS { users: [ { user: "sys", password: "sys-pw" } ] }\n'
         "}\n"
         "system_account: SYS\n"
-        f'leafnodes {{ listen: "{HOST}:{leaf_port}" }}\n'
+        # A datacenter's traffic reaches the centre, never another datacenter.
+        f'leafnodes {{ listen: "{HOST}:{leaf_port}", isolate_leafnode_interest: true }}\n'
     )
 
 

@@ -20,7 +20,9 @@ from harness import (
     running,
     write_config,
 )
+from nats.aio.client import Client as NATS
 from nats.js import api as js_api
+from nats.js.errors import NoStreamResponseError
 from prometheus_client import CollectorRegistry
 from servers import NatsServer, Pushgateway, Target, async_wait_for
 from stores import PrometheusStore
@@ -278,3 +280,125 @@ async def test_wan_cut_with_a_poller_restart_loses_and_doubles_nothing(
     finally:
         store.close()
         await target.stop()
+
+
+async def _connect(url: str, errors: list[str] | None = None) -> NATS:
+    async def note(exc: Exception) -> None:
+        if errors is not None:
+            errors.append(str(exc))
+
+    return await nats.connect(url, error_cb=note)
+
+
+async def _edge_stream(topo: Topology, dc: str, subjects: list[str]) -> None:
+    """Create a datacenter's edge stream as its operator (admin) would."""
+    nc = await _connect(topo.leaf_url(dc, "admin"))
+    try:
+        await nc.jetstream(domain=dc).add_stream(name=STREAM, subjects=subjects)
+    finally:
+        await nc.close()
+
+
+async def _stored(nc: NATS, subject: str, payload: bytes = b"x") -> bool:
+    """Whether a JetStream stream acked `subject`; False when nobody took it."""
+    try:
+        await nc.jetstream().publish(subject, payload, timeout=2)
+    except (NoStreamResponseError, nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return False
+    return True
+
+
+async def _answered(nc: NATS, subject: str) -> bool:
+    """Whether a JetStream API call on `subject` got an answer."""
+    try:
+        await nc.request(subject, b"", timeout=2)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return False
+    return True
+
+
+async def test_a_datacenter_cannot_publish_as_another_through_the_leaf(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    await _edge_stream(topology, "dc2", [f"{TOPIC}.dc2.>"])
+    push = {"push_gateway": {"url": pushgateway.url, "publisher_label": True}}
+    data = central_receiver_data(topology, ("dc1", "dc2"), **push)
+    receiver, _ = new_receiver(config.load(write_config(tmp_path, data, "receiver.yaml")))
+    forged = wire.subject_for(TOPIC, "dc2", "node", "web-1")
+    async with running(receiver):
+        await async_wait_for(lambda: receiver.ready()[0], timeout=60, message="never bound")
+        # dc1's poller credentials: NATS refuses dc2's subjects at the leaf itself.
+        errors: list[str] = []
+        poller = await _connect(topology.leaf_url("dc1"), errors)
+        try:
+            assert not await _stored(poller, forged)
+            await async_wait_for(lambda: errors, message="no permissions violation reported")
+            assert f'publish to "{forged}"' in errors[0]
+        finally:
+            await poller.close()
+        # Even dc1's operator, unrestricted at its leaf, reaches neither dc2's stream nor
+        # the central JetStream over the leaf link.
+        admin = await _connect(topology.leaf_url("dc1", "admin"))
+        try:
+            assert await _answered(admin, "$JS.dc1.API.INFO")  # its own domain answers
+            assert not await _stored(admin, forged)
+            assert not await _answered(admin, f"$JS.dc2.API.STREAM.INFO.{STREAM}")
+            assert not await _answered(admin, f"$JS.{CENTRAL_DOMAIN}.API.STREAM.INFO.{STREAM}")
+        finally:
+            await admin.close()
+        central = await receiver.conn.js.stream_info(STREAM)
+    dc2 = await _connect(topology.leaf_url("dc2", "admin"))
+    try:
+        edge = await dc2.jetstream(domain="dc2").stream_info(STREAM)
+    finally:
+        await dc2.close()
+    assert (edge.state.messages, central.state.messages) == (0, 0)
+    assert pushgateway.group_labels() == []
+
+
+async def test_a_datacenter_cannot_publish_as_another_through_the_source(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    # dc1's operator widens dc1's edge stream to every subject and fills it with
+    # dc2's name: in the subject, and in the headers of a dc1 subject.
+    await _edge_stream(topology, "dc1", [f"{TOPIC}.>"])
+    now = int(time.time() * 1000)
+    admin = await _connect(topology.leaf_url("dc1", "admin"))
+    try:
+        js = admin.jetstream(domain="dc1")
+        as_dc2 = wire.Scrape("dc2", "node", "web-1", now, b"# TYPE forged gauge\nforged 1\n")
+        subject, payload, headers = wire.encode(TOPIC, as_dc2)
+        await js.publish(subject, payload, headers=headers)
+        claims_dc2 = wire.Scrape("dc1", "node", "web-1", now, b"# TYPE forged gauge\nforged 2\n")
+        subject, payload, headers = wire.encode(TOPIC, claims_dc2)
+        headers[wire.H_PUBLISHER] = "dc2"
+        await js.publish(subject, payload, headers=headers)
+        # Then a scrape of dc1's own, to know when the others had their turn.
+        own = wire.Scrape("dc1", "node", "marker", now + 1, b"# TYPE own gauge\nown 1\n")
+        subject, payload, headers = wire.encode(TOPIC, own)
+        await js.publish(subject, payload, headers=headers)
+    finally:
+        await admin.close()
+    push = {"push_gateway": {"url": pushgateway.url, "publisher_label": True}}
+    data = central_receiver_data(topology, ("dc1", "dc2"), **push)
+    receiver, rreg = new_receiver(config.load(write_config(tmp_path, data, "receiver.yaml")))
+    async with running(receiver):
+        await async_wait_for(
+            lambda: (
+                'own{publisher="dc1"}'
+                in group_samples(pushgateway.metrics_text(), "node", "marker")
+            ),
+            timeout=60,
+            message="dc1's own scrape never arrived",
+        )
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_dropped_total", reason="header_mismatch") == 1,
+            message="the message claiming dc2 in its headers was not refused",
+        )
+        central = await receiver.conn.js.stream_info(STREAM, subjects_filter=">")
+    # The source of dc1 takes prometheus.dc1.> only: dc2's subject never reached the centre.
+    assert set(central.state.subjects or {}) == {
+        wire.subject_for(TOPIC, "dc1", "node", "web-1"),
+        wire.subject_for(TOPIC, "dc1", "node", "marker"),
+    }
+    assert not any(g.get("publisher") == "dc2" for g in pushgateway.group_labels())
