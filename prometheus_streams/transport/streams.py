@@ -210,7 +210,7 @@ def _check_fits(
             f"stream {config.stream} exists with subjects of its own ({', '.join(subjects)}),"
             " the config builds it from sources; set `stream` to another name"
         )
-    if not gathers and config.subjects not in subjects and ">" not in subjects:
+    if not gathers and not any(_covers(subject, config.subjects) for subject in subjects):
         raise StreamMismatchError(
             f"stream {config.stream} exists but does not take {config.subjects} "
             f"(its subjects: {', '.join(subjects) or 'none'}); set `stream` to another name "
@@ -221,6 +221,17 @@ def _check_fits(
             f"stream {config.stream} uses {have.storage} storage, the config asks for "
             f"{config.storage}; storage cannot be changed on an existing stream"
         )
+
+
+def _covers(pattern: str, subjects: str) -> bool:
+    """Whether the stream subject `pattern` takes every subject the filter `subjects` does."""
+    have, want = pattern.split("."), subjects.split(".")
+    for index, part in enumerate(have):
+        if part == ">":
+            return index < len(want)
+        if index >= len(want) or (part != want[index] and part != "*") or want[index] == ">":
+            return False
+    return len(have) == len(want)
 
 
 def _changes(

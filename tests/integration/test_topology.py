@@ -402,3 +402,18 @@ async def test_a_datacenter_cannot_publish_as_another_through_the_source(
         wire.subject_for(TOPIC, "dc1", "node", "marker"),
     }
     assert not any(g.get("publisher") == "dc2" for g in pushgateway.group_labels())
+
+
+async def test_poller_uses_an_edge_stream_made_wider_than_its_own_subjects(
+    tmp_path: Path, topology: Topology, target: Target
+) -> None:
+    # The datacenter's operator made the edge stream for every subject of the topic.
+    await _edge_stream(topology, "dc1", [f"{TOPIC}.>"])
+    poller, preg = new_poller(edge_poller(tmp_path, topology, "dc1", jobs_for(target)))
+    async with running(poller):
+        await async_wait_for(
+            lambda: metric(preg, "poller_published_total") >= 1,
+            timeout=60,
+            message="nothing was stored at the edge",
+        )
+    assert await edge_scrape_times(topology, "dc1")
