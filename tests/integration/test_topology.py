@@ -417,3 +417,38 @@ async def test_poller_uses_an_edge_stream_made_wider_than_its_own_subjects(
             message="nothing was stored at the edge",
         )
     assert await edge_scrape_times(topology, "dc1")
+
+
+async def test_a_retried_publish_is_stored_once_at_the_edge_and_at_the_centre(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    await _edge_stream(topology, "dc1", [f"{TOPIC}.dc1.>"])
+    now = int(time.time() * 1000)
+    admin = await _connect(topology.leaf_url("dc1", "admin"))
+    try:
+        js = admin.jetstream(domain="dc1")
+        scrape = wire.Scrape("dc1", "node", "web-1", now, b"# TYPE once gauge\nonce 1\n")
+        subject, payload, headers = wire.encode(TOPIC, scrape)
+        first = await js.publish(subject, payload, headers=headers)
+        again = await js.publish(subject, payload, headers=headers)
+    finally:
+        await admin.close()
+    assert (first.duplicate, again.duplicate, again.seq) == (None, True, first.seq)
+    push = {"push_gateway": {"url": pushgateway.url, "publisher_label": True}}
+    data = central_receiver_data(topology, ("dc1",), **push)
+    receiver, rreg = new_receiver(config.load(write_config(tmp_path, data, "receiver.yaml")))
+    async with running(receiver):
+        await async_wait_for(
+            lambda: metric(rreg, "receiver_pushes_total", result="success") >= 1,
+            timeout=60,
+            message="the scrape never arrived",
+        )
+        central = await receiver.conn.js.stream_info(STREAM)
+        message = await receiver.conn.js.get_msg(STREAM, 1)
+    assert central.state.messages == 1
+    assert metric(rreg, "receiver_pushes_total", result="success") == 1
+    # What a sourced message looks like: the poller's subject and headers, plus the source's.
+    assert message.subject == subject
+    assert message.headers is not None
+    assert {k: message.headers[k] for k in headers} == headers
+    assert message.headers["Nats-Stream-Source"].startswith(f"{STREAM}:")
