@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
 from prometheus_streams.config.budget import describe_series_budget
+from prometheus_streams.config.publishers import describe_publishers
 from prometheus_streams.config.scrape_http import describe_client
 from prometheus_streams.secret import redact_url
 from prometheus_streams.wire import escape_token
@@ -161,5 +162,8 @@ def describe(config: Config) -> dict[str, Any]:
             "max_label_count": config.max_label_count,
         },
         "series_budget": describe_series_budget(config.series_budget),
+        "publishers": describe_publishers(
+            config.ha_backstop, config.expected_publishers, config.publisher_stale_after
+        ),
         "fit_for": [role for role in ROLES if not config.problems_for(role)],
     }

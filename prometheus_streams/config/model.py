@@ -9,6 +9,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from prometheus_streams.config.budget import SeriesBudgetConfig
+from prometheus_streams.config.publishers import (
+    DEFAULT_PUBLISHER_STALE_AFTER,
+    ExpectedPublisher,
+    HABackstopConfig,
+)
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import Secret
 from prometheus_streams.wire import escape_token
@@ -412,6 +417,10 @@ class Config:
     # The label naming the poller on every remote-written series.
     publisher_label: str = DEFAULT_PUBLISHER_LABEL
     series_budget: SeriesBudgetConfig = field(default_factory=SeriesBudgetConfig)
+    # The receiver's view of its publishers (config/publishers.py).
+    ha_backstop: HABackstopConfig = field(default_factory=HABackstopConfig)
+    expected_publishers: tuple[ExpectedPublisher, ...] = ()
+    publisher_stale_after: float = DEFAULT_PUBLISHER_STALE_AFTER
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -22,9 +22,11 @@ from prometheus_streams.errors import StreamMismatchError
 from prometheus_streams.exposition import NATIVE_SHAPE
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.acks import Acks
+from prometheus_streams.receiver.backstop import Backstop, BackstopMetrics
 from prometheus_streams.receiver.breaker import Breaker
 from prometheus_streams.receiver.checks import BodyChecker
 from prometheus_streams.receiver.consumer import Consumer
+from prometheus_streams.receiver.expected import ExpectedPublishers
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 from prometheus_streams.receiver.output import Delivery, Output
 from prometheus_streams.receiver.outputs import build_lanes
@@ -63,6 +65,9 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self._supervisor = Supervisor("receiver")
         self.management = Management(config.management, "receiver", config.identity)
         self.publishers = Publishers(self.metrics)
+        # One per process, before the lanes: every output takes the same decisions.
+        self.backstop = Backstop(config.ha_backstop, BackstopMetrics(registry))
+        self.expected = ExpectedPublishers(config, self.publishers, registry)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)
         self.budget_metrics = BudgetMetrics(registry)
@@ -104,6 +109,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
                 {"publisher": p, "last_seen": seen, "age_seconds": round(time.time() - seen, 3)}
                 for p, seen in sorted(self.publishers.seen.items())
             ],
+            "ha_backstop": self.backstop.status(),
+            "expected_publishers": self.expected.status(),
             "last_error": self.last_error,
         }
 
@@ -216,6 +223,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
             assert lane.output is not None
             lane.output.reload(config)
             lane.series.reload(config.series_budget)
+        self.backstop.reload(config.ha_backstop)
+        self.expected.reload(config)
         # The limits or the grouping labels may have changed what passes.
         self.checker.clear()
         self.config = config
