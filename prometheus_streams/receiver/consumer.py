@@ -63,7 +63,9 @@ class Consumer:
         """Check the stream and bind (or create) the durable consumer; retried until done."""
         assert self.conn.nc is not None
         stream = self.stream
-        sub = self.sub or Puller(self.conn.nc, self.conn.js, stream.stream, stream.durable)
+        sub = self.sub or Puller(
+            self.conn.nc, self.conn.js, stream.stream, stream.durable, stream.api_prefix
+        )
 
         async def bind(info: js_api.StreamInfo) -> None:
             self.per_subject = info.config.max_msgs_per_subject or -1

@@ -57,12 +57,19 @@ def status_is_error(status: Msg) -> bool:
 class Puller:
     """Fetches from one durable pull consumer; one fetch at a time."""
 
-    def __init__(self, nc: NATS, js: JetStreamContext, stream: str, durable: str) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        stream: str,
+        durable: str,
+        api_prefix: str = API_PREFIX,
+    ) -> None:
         self._nc = nc
         self._js = js
         self.stream = stream
         self.durable = durable
-        self._next_subject = f"{API_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._inbox_prefix = self._inbox + "."
         self._sub: Subscription | None = None
