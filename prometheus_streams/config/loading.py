@@ -18,6 +18,11 @@ from prometheus_streams.config.management import (
 )
 from prometheus_streams.config.model import SELF_JOB, Config
 from prometheus_streams.config.nats import read_stream
+from prometheus_streams.config.publishers import (
+    read_expected_publishers,
+    read_ha_backstop,
+    read_publisher_stale_after,
+)
 from prometheus_streams.config.pushgateway import read_push_gateway
 from prometheus_streams.config.reader import Reader, Section
 from prometheus_streams.config.remote_write import read_publisher_label, read_remote_write
@@ -82,6 +87,9 @@ def _sections(top: Section, path: str) -> Config:
         remote_write=read_remote_write(top),
         publisher_label=read_publisher_label(top),
         series_budget=read_series_budget(top),
+        ha_backstop=read_ha_backstop(top),
+        expected_publishers=read_expected_publishers(top),
+        publisher_stale_after=read_publisher_stale_after(top),
         tls=tls,
         management=read_management(top, identity, tls),
     )

@@ -57,6 +57,9 @@ TOP_KEYS = {
     "remote_write",
     "publisher_label",
     "series_budget",
+    "ha_backstop",
+    "expected_publishers",
+    "publisher_stale_after",
     "management",
     "tls",
 }
