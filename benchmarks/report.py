@@ -24,6 +24,7 @@ SECTIONS = (
         "Remote write against vmagent (issue 16): each into its own VictoriaMetrics, side by side",
     ),
     ("ha", "HA pollers (issue 19): failover after kill -9 of the leader, lease traffic"),
+    ("topology", "3-node JetStream cluster (replicas 3) against one server, same machine"),
 )
 
 

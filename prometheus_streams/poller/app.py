@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -17,10 +18,12 @@ from prometheus_streams.poller.discovery import FileDiscovery
 from prometheus_streams.poller.ha import HAMember
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.poller.outbox import Outbox
-from prometheus_streams.poller.payload import build_payload
+from prometheus_streams.poller.payload import Payload, build_payload, build_rewritten_payload
 from prometheus_streams.poller.remote_sd import RemoteDiscovery
+from prometheus_streams.poller.rewrite import SeriesCache
 from prometheus_streams.poller.schedule import Schedule, TargetKey, scrape_jobs
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult, with_params
+from prometheus_streams.poller.target_relabel import relabel_target
 from prometheus_streams.poller.top import PageSeries
 from prometheus_streams.runtime import (
     PauseGate,
@@ -79,6 +82,9 @@ class Poller(SharedRole, Phases):
         # From http_sd and dns_sd, apart: a job may have file_sd too.
         self._remote: dict[str, tuple[Target, ...]] = {}
         self._watchers: list[asyncio.Task[None]] = []
+        # Jobs with more targets than their target_limit: the reason their targets fail.
+        self._over_limit: dict[str, str] = {}
+        self._series: dict[TargetKey, SeriesCache] = {}
         self.management = Management(config.management, "poller", config.identity)
         self.series = PageSeries(config.identity)
 
@@ -154,10 +160,21 @@ class Poller(SharedRole, Phases):
             targets = (
                 job.targets + self._discovered.get(job.name, ()) + self._remote.get(job.name, ())
             )
-            self.metrics.targets.labels(job.name).set(len(targets))
+            kept = [t for t in map(lambda t: relabel_target(job, t), targets) if t is not None]
+            if job.relabel_configs:
+                self.metrics.targets_dropped.labels(job.name).set(len(targets) - len(kept))
+            self.metrics.targets.labels(job.name).set(len(kept))
             self.metrics.known_job(job)
-            for target in targets:
+            if job.target_limit and len(kept) > job.target_limit:
+                self._over_limit[job.name] = (
+                    f"target_limit exceeded (number of targets: {len(kept)}, "
+                    f"limit: {job.target_limit})"
+                )
+            else:
+                self._over_limit.pop(job.name, None)
+            for target in kept:
                 wanted.setdefault((job.name, target.name), (job, target))
+        self._series = {k: v for k, v in self._series.items() if k in wanted}
         self.schedule.apply(wanted, self.config.identity)
         self.series.forget(set(wanted))
 
@@ -220,11 +237,20 @@ class Poller(SharedRole, Phases):
         term = self.outbox.fence()
         if not term:
             return
-        result = await self.scraper.scrape(
-            with_params(target.url, http.params), job.scrape_timeout, job.body_size_limit, http
-        )
+        over_limit = self._over_limit.get(job.name)
+        if over_limit:
+            result = ScrapeResult(time.time(), 0.0, error="target_limit", detail=over_limit)
+        else:
+            # A relabelled target's URL holds its __param_* already (or not, if dropped).
+            url = target.url if http.relabel_configs else with_params(target.url, http.params)
+            result = await self.scraper.scrape(url, job.scrape_timeout, job.body_size_limit, http)
+        payload = None
+        if http.rewrites_pages and result.ok:
+            cache = self._series.setdefault((job.name, target.name), SeriesCache())
+            labels = {"job": job.name, "instance": target.name, **dict(target.labels)}
+            payload, result = build_rewritten_payload(result, http, labels, cache)
         self._record(job, target, result)
-        self._submit(job, target, result, term)
+        self._submit(job, target, result, payload, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
@@ -252,8 +278,16 @@ class Poller(SharedRole, Phases):
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
-    def _submit(self, job: Job, target: Target, result: ScrapeResult, term: int = 1) -> None:
-        payload = build_payload(result, honor_timestamps=job.honor_timestamps)
+    def _submit(
+        self,
+        job: Job,
+        target: Target,
+        result: ScrapeResult,
+        payload: Payload | None = None,
+        term: int = 1,
+    ) -> None:
+        if payload is None:
+            payload = build_payload(result, honor_timestamps=job.honor_timestamps)
         if payload.replaced:
             self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
         scrape = wire.Scrape(

@@ -23,6 +23,9 @@ class PollerMetrics:
             "registry": registry,
         }
         self.targets = Gauge("targets", "Configured targets", ["poller_job"], **own)
+        self.targets_dropped = Gauge(
+            "targets_dropped", "Targets dropped by relabel_configs", ["poller_job"], **own
+        )
         self.scrapes = Counter(
             "scrapes_total", "Scrapes by outcome", ["poller_job", "result"], **own
         )

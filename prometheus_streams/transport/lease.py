@@ -126,8 +126,15 @@ class Lease:
             self.changed.set()
 
     async def wait_leading(self, stop: asyncio.Event) -> bool:
-        """Until we lead (True) or `stop` is set (False)."""
+        """Until we lead (True) or `stop` is set (False).
+
+        The caller works under the lease only after this returns: a lease
+        resigned meanwhile has nothing to settle and is released here, or
+        it would be renewed (resigning) forever and nobody could take it.
+        """
         while not stop.is_set():
+            if self.resigning:
+                await self.release()
             if self.leading():
                 return True
             self.changed.clear()
