@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Exit codes of the command: done, failed, bad usage or config.
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
 
 class ConfigError(Exception):
     """A configuration that cannot be used; carries every problem found."""

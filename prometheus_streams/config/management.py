@@ -49,14 +49,20 @@ TOP_KEYS = {
     "max_label_count",
     "shutdown_grace",
     "jobs",
+    "scrape_configs",
+    "global",
     "poller_stream",
     "receiver_stream",
     "push_gateway",
     "remote_write",
     "publisher_label",
     "series_budget",
+    "ha_backstop",
+    "expected_publishers",
+    "publisher_stale_after",
     "management",
     "tls",
+    "ha",
 }
 # Names many hosts share: loopback names and the stock host names of images.
 _SHARED_NAMES = {

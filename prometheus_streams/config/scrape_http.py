@@ -10,6 +10,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from prometheus_streams.config.http_client import read_auth, read_tls
 from prometheus_streams.config.model import (
     DNSSD,
     HTTPSD,
@@ -19,7 +20,6 @@ from prometheus_streams.config.model import (
     Job,
 )
 from prometheus_streams.config.reader import Section
-from prometheus_streams.config.remote_write import _auth, _tls
 from prometheus_streams.config.values import as_bool, as_str, http_url, int_in, positive_duration
 
 # The keys a job gains here, beside those of config/jobs.py.
@@ -167,7 +167,7 @@ def _nameserver(value: object) -> str:
 
 def _client(s: Section, url: str = "") -> dict[str, Any]:
     """Auth, TLS, proxy and redirects, shared by a job and an http_sd endpoint."""
-    auth = _auth(s, url)
+    auth = read_auth(s, url)
     basic_auth = authorization = None
     if auth.get("username") is not None:
         basic_auth = BasicAuth(auth["username"], auth.get("password"))
@@ -175,7 +175,7 @@ def _client(s: Section, url: str = "") -> dict[str, Any]:
         authorization = Authorization(
             auth["bearer_token"], auth.get("authorization_type", "Bearer")
         )
-    tls = _tls(s, url)
+    tls = read_tls(s, url)
     tls_config = None
     if tls:
         ca_file = tls.pop("ca")

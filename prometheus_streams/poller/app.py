@@ -15,6 +15,7 @@ from prometheus_streams.exposition_check import NATIVE_CHECK
 from prometheus_streams.management import Management
 from prometheus_streams.poller import LOGGER_NAME
 from prometheus_streams.poller.discovery import FileDiscovery
+from prometheus_streams.poller.ha import HAMember
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.poller.outbox import Outbox
 from prometheus_streams.poller.payload import Payload, build_payload, build_rewritten_payload
@@ -71,7 +72,12 @@ class Poller(SharedRole, Phases):
             self._supervisor, self._scrape_once, self.gate, self.metrics.missed
         )
         self.targets = self.schedule.targets
+        self.ha = HAMember(config.ha, config.identity, self.conn, registry) if config.ha else None
+        self._ha_stop = asyncio.Event()
         self.outbox = Outbox(self.conn, self.stream, self.metrics, self.readiness, config.max_age)
+        if self.ha is not None:
+            self.outbox.fence = self.ha.fence
+            self.outbox.replica = self.ha.config.replica
         self._discovered: dict[str, tuple[Target, ...]] = {}
         # From http_sd and dns_sd, apart: a job may have file_sd too.
         self._remote: dict[str, tuple[Target, ...]] = {}
@@ -90,6 +96,7 @@ class Poller(SharedRole, Phases):
             **self._shared_status("poller"),
             "buffered_scrapes": len(self.outbox),
             "targets": [vars(t) for t in self.targets.values()],
+            "ha": None if self.ha is None else self.ha.status(),
         }
 
     def top(self, n: int) -> dict[str, Any]:
@@ -102,6 +109,8 @@ class Poller(SharedRole, Phases):
         """Apply a new config: targets start and stop, the NATS connection stays."""
         if config.poller_stream != self.stream:
             log.warning("poller_stream changed: that takes effect only after a restart")
+        if config.ha != self.config.ha:
+            log.warning("ha changed: that takes effect only after a restart")
         self.config = config
         self.outbox.max_age = config.max_age
         self.jobs = scrape_jobs(config, self.monitor_port)
@@ -197,6 +206,9 @@ class Poller(SharedRole, Phases):
             task.cancel()
         await asyncio.gather(self.schedule.stop(), *watchers, return_exceptions=True)
         await self.outbox.flush(grace)
+        self._ha_stop.set()
+        if self.ha is not None:
+            await self.ha.release()  # the standby need not wait for the lease to expire
         await self._release(self.scraper.close, self.conn.close)
 
     async def _connect(self) -> None:
@@ -204,6 +216,8 @@ class Poller(SharedRole, Phases):
         await bind_stream(self.conn, self.stream, f"check stream {self.stream.stream}")
         self.readiness.stream_checked = True
         self.outbox.wake()
+        if self.ha is not None:
+            self._supervisor.spawn(self.ha.run(self._ha_stop), f"ha lease {self.ha.config.group}")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
 
     async def _wake_publishers(self) -> None:
@@ -218,6 +232,11 @@ class Poller(SharedRole, Phases):
         # The job as configured now: a reload that changes only credentials or
         # TLS leaves the loops running (their schedule is the same).
         http = self._job(job.name) or job
+        # A standby does not scrape (docs/design.md, "HA pollers": the targets
+        # carry one poller's load, not two); its loops keep their phase.
+        term = self.outbox.fence()
+        if not term:
+            return
         over_limit = self._over_limit.get(job.name)
         if over_limit:
             result = ScrapeResult(time.time(), 0.0, error="target_limit", detail=over_limit)
@@ -231,7 +250,7 @@ class Poller(SharedRole, Phases):
             labels = {"job": job.name, "instance": target.name, **dict(target.labels)}
             payload, result = build_rewritten_payload(result, http, labels, cache)
         self._record(job, target, result)
-        self._submit(job, target, result, payload)
+        self._submit(job, target, result, payload, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
@@ -260,7 +279,12 @@ class Poller(SharedRole, Phases):
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
     def _submit(
-        self, job: Job, target: Target, result: ScrapeResult, payload: Payload | None = None
+        self,
+        job: Job,
+        target: Target,
+        result: ScrapeResult,
+        payload: Payload | None = None,
+        term: int = 1,
     ) -> None:
         if payload is None:
             payload = build_payload(result, honor_timestamps=job.honor_timestamps)
@@ -274,4 +298,4 @@ class Poller(SharedRole, Phases):
             body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
         )
-        self.outbox.put(scrape, payload.data)
+        self.outbox.put(scrape, payload.data, term)

@@ -10,7 +10,7 @@ from prometheus_streams.config import Job
 from prometheus_streams.poller.scraper import RESULTS as SCRAPE_RESULTS
 
 # Why a scrape was never published.
-DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown")
+DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown", "not_leader")
 
 
 class PollerMetrics:

@@ -37,6 +37,7 @@ def target_labels(job: Job, target: Target) -> dict[str, str]:
             labels[_PARAM + name] = values[0]
     if target.name != address:
         labels["instance"] = target.name
+    labels.update(target.meta)
     labels.update(target.labels)
     return labels
 

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.acks import Acks
+from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop, replica_of
 from prometheus_streams.receiver.metrics import Publishers
 from prometheus_streams.receiver.output import Delivery
 
@@ -29,11 +30,19 @@ INFLATE_AHEAD = 32 * 1024 * 1024
 class Decoder:
     """Decodes a fetched batch; terminates what the wire format refuses."""
 
-    def __init__(self, topic: str, acks: Acks, publishers: Publishers, count: bool = True) -> None:
+    def __init__(
+        self,
+        topic: str,
+        acks: Acks,
+        publishers: Publishers,
+        count: bool = True,
+        backstop: Backstop | None = None,
+    ) -> None:
         self.topic = topic
         self._acks = acks
         self._publishers = publishers
         self._count = count  # one lane counts each publisher's messages, not every lane
+        self._backstop = backstop
 
     async def batch(
         self, msgs: list[Msg], body_size_limit: int, newest_only: bool
@@ -48,6 +57,19 @@ class Decoder:
         for msg in msgs:
             try:
                 scrape, encoding = wire.decode_headers(self.topic, msg.subject, msg.headers)
+                replica = replica_of(msg.headers)
+                self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
+                # A plain poller's message is not the backstop's business: no await for it.
+                verdict = None if replica is None else await self._refused(scrape, replica)
+                if verdict == HOLD:
+                    # Nobody can say yet which replica is accepted: back to the stream.
+                    await self._acks.nak(msg, HOLD_DELAY)
+                    continue
+                if verdict is not None:
+                    # Before the newest-per-group choice: a refused replica's scrape
+                    # must not supersede the accepted one's.
+                    self._acks.ack_soon(msg)
+                    continue
                 body = None
                 if inflated < INFLATE_AHEAD:
                     body = wire.decode_body(msg.data, encoding, body_size_limit)
@@ -69,6 +91,14 @@ class Decoder:
             else:
                 await self._acks.drop(msg, "superseded")
         return list(newest.values()) if newest_only else every
+
+    async def _refused(self, scrape: wire.Scrape, replica: str) -> str | None:
+        """Why the HA backstop refuses a replica's message, HOLD, or None (accepted)."""
+        if self._backstop is None:
+            return None
+        return await self._backstop.judge(
+            scrape.publisher, replica, scrape.scrape_time_ms, self._count
+        )
 
 
 def take_body(item: Delivery, body_size_limit: int) -> bytes:

@@ -81,7 +81,9 @@ class Lane:
             role._note_error,
             on_pending=on_pending,
         )
-        self.decoder = Decoder(stream.topic, role.acks, role.publishers, count=first)
+        self.decoder = Decoder(
+            stream.topic, role.acks, role.publishers, count=first, backstop=role.backstop
+        )
         self.output: Output | None = None
         self.series = SeriesTracker(role.config.series_budget, role.budget_metrics)
         self._group_locks: dict[tuple[str, str, str], _GroupLock] = {}

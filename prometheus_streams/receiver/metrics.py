@@ -147,6 +147,9 @@ class Publishers:
         self._children: dict[str, _PublisherChildren] = {}
         # Publisher -> scrape time (seconds) of its newest scrape delivered.
         self.seen: dict[str, float] = {}
+        # Publisher -> scrape time (seconds) of its newest valid message, delivered
+        # or not: whether it reports (receiver/expected.py).
+        self.heard_at: dict[str, float] = {}
 
     def of(self, publisher: str) -> _PublisherChildren:
         """The publisher's labelled children (kept: looked up for every message)."""
@@ -166,6 +169,11 @@ class Publishers:
         children.last_seen.set(seen)
         children.lag.set(max(0.0, now - seen))
         self.seen[publisher] = seen
+
+    def heard(self, publisher: str, scrape_time: float) -> None:
+        """A valid message of the publisher, taken at `scrape_time`, was fetched."""
+        if scrape_time > self.heard_at.get(publisher, 0.0):
+            self.heard_at[publisher] = scrape_time
 
     def refresh_lags(self, now: float) -> None:
         """Age every publisher's lag to `now` (nothing is delivered meanwhile)."""

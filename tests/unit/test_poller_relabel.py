@@ -50,6 +50,20 @@ def test_starting_labels_are_prometheus_ones() -> None:
     }
 
 
+def test_discovery_metadata_is_seen_by_the_rules_and_then_dropped() -> None:
+    target = replace(TARGET, meta=(("__meta_dns_name", "_node._tcp.dc1"),))
+    assert target_labels(JOB, target)["__meta_dns_name"] == "_node._tcp.dc1"
+    job = replace(
+        JOB,
+        relabel_configs=rules(
+            [{"source_labels": ["__meta_dns_name"], "regex": "_node.*", "action": "keep"}]
+        ),
+    )
+    kept = relabel_target(job, target)
+    assert kept is not None and kept.labels == (("dc", "a"),) and kept.meta == ()
+    assert relabel_target(job, TARGET) is None
+
+
 def test_url_is_rebuilt_and_instance_defaults_to_the_address() -> None:
     job = replace(
         JOB,

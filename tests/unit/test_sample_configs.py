@@ -6,17 +6,17 @@ from pathlib import Path
 
 from prometheus_streams import config
 from prometheus_streams.config.budget import KEYS as BUDGET_KEYS
+from prometheus_streams.config.http_client import (
+    AUTHORIZATION_KEYS,
+    BASIC_AUTH_KEYS,
+    TLS_CONFIG_KEYS,
+)
 from prometheus_streams.config.jobs import FILE_SD_KEYS, JOB_KEYS, TARGET_KEYS
 from prometheus_streams.config.management import MANAGEMENT_KEYS, TOP_KEYS
 from prometheus_streams.config.nats import STREAM_KEYS
+from prometheus_streams.config.publishers import BACKSTOP_KEYS, EXPECTED_KEYS
 from prometheus_streams.config.pushgateway import PUSH_KEYS
-from prometheus_streams.config.remote_write import (
-    AUTHORIZATION_KEYS,
-    BASIC_AUTH_KEYS,
-    QUEUE_KEYS,
-    RW_KEYS,
-    TLS_CONFIG_KEYS,
-)
+from prometheus_streams.config.remote_write import QUEUE_KEYS, RW_KEYS
 from prometheus_streams.config.tls import TLS_KEYS
 
 ROOT = Path(__file__).parent.parent.parent
@@ -61,6 +61,8 @@ def test_config_sample_mentions_every_key_the_loader_knows() -> None:
         | TLS_CONFIG_KEYS
         | QUEUE_KEYS
         | BUDGET_KEYS
+        | BACKSTOP_KEYS
+        | EXPECTED_KEYS
     )
     missing = sorted(known - documented)
     assert not missing, f"config.sample.yaml does not show: {missing}"
