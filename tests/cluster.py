@@ -44,6 +44,8 @@ class NatsCluster:
     """
 
     size = 3
+    # The account the streams live in, as the servers' election log lines name it.
+    account = "$G"
 
     def __init__(
         self,
@@ -54,32 +56,41 @@ class NatsCluster:
     ) -> None:
         self.tmp_dir = Path(tmp_dir)
         self.name = name
+        self.extra_config = extra_config
+        self.jetstream_extra = jetstream_extra
         self.route_ports = [quiet_port() for _ in range(self.size)]
         self.leafnode_ports = [quiet_port() for _ in range(self.size)]
+        self.nodes: list[NatsServer] = [self._node(i) for i in range(self.size)]
+
+    def _cluster_block(self, index: int) -> str:
+        """The `cluster` block of node `index`: its route listener and routes to all three."""
         routes = ", ".join(f'"nats-route://{HOST}:{port}"' for port in self.route_ports)
-        self.nodes: list[NatsServer] = []
-        for i in range(self.size):
-            block = (
-                "logtime_utc: true\n"
-                f"cluster {{\n"
-                f'  name: "{name}"\n'
-                f'  listen: "{HOST}:{self.route_ports[i]}"\n'
-                f"  routes: [{routes}]\n"
-                f"}}\n"
-                f'leafnodes {{ listen: "{HOST}:{self.leafnode_ports[i]}" }}\n'
-            )
-            node = NatsServer(
-                self.tmp_dir / f"n{i + 1}", port=quiet_port(), extra_config=block + extra_config
-            )
-            node.monitor_port = quiet_port()
-            node._write_config()
-            if jetstream_extra:
-                node.config_path.write_text(
-                    node.config_path.read_text().replace(
-                        "jetstream {\n", "jetstream {\n  " + jetstream_extra.strip() + "\n", 1
-                    )
+        return (
+            "logtime_utc: true\n"
+            f"cluster {{\n"
+            f'  name: "{self.name}"\n'
+            f'  listen: "{HOST}:{self.route_ports[index]}"\n'
+            f"  routes: [{routes}]\n"
+            f"}}\n"
+        )
+
+    def _node(self, index: int) -> NatsServer:
+        """Node `index` with its config written (quiet ports: it comes back on them)."""
+        block = (
+            self._cluster_block(index)
+            + f'leafnodes {{ listen: "{HOST}:{self.leafnode_ports[index]}" }}\n'
+        )
+        extra = block + self.extra_config
+        node = NatsServer(self.tmp_dir / f"n{index + 1}", port=quiet_port(), extra_config=extra)
+        node.monitor_port = quiet_port()
+        node._write_config()
+        if self.jetstream_extra:
+            node.config_path.write_text(
+                node.config_path.read_text().replace(
+                    "jetstream {\n", "jetstream {\n  " + self.jetstream_extra.strip() + "\n", 1
                 )
-            self.nodes.append(node)
+            )
+        return node
 
     # -- addresses -----------------------------------------------------------
 
@@ -221,13 +232,14 @@ class NatsCluster:
 
     def leader_elected_at(self, stream: str, after: float) -> float | None:
         """When (wall clock) a node logged a new leader of `stream` after `after`."""
-        times = [t for t, _ in election_times(self, f"stream leader for '$G > {stream}'")]
+        marker = f"stream leader for '{self.account} > {stream}'"
+        times = [t for t, _ in election_times(self, marker)]
         later = [t for t in times if t > after]
         return min(later) if later else None
 
     def consumer_elected_at(self, stream: str, consumer: str, after: float) -> float | None:
         """When a node logged a new leader of `consumer` on `stream` after `after`."""
-        marker = f"consumer leader for '$G > {stream} > {consumer}'"
+        marker = f"consumer leader for '{self.account} > {stream} > {consumer}'"
         later = [t for t, _ in election_times(self, marker) if t > after]
         return min(later) if later else None
 

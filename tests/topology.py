@@ -10,10 +10,12 @@ so a test can cut the WAN and restore it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from cluster import NatsCluster, quiet_port
 from servers import HOST, NatsServer, free_port, http_request
 from tcpproxy import TcpProxy
 
@@ -48,11 +50,13 @@ LEAF_PERMISSIONS = (
 class NatsNode(NatsServer):
     """A nats-server of the topology: JetStream in a domain plus the given config body."""
 
-    def __init__(self, tmp_dir: Path, server_name: str, domain: str, body: str) -> None:
+    def __init__(
+        self, tmp_dir: Path, server_name: str, domain: str, body: str, port: int | None = None
+    ) -> None:
         self.server_name = server_name
         self.domain = domain
         self.body = body
-        super().__init__(tmp_dir)
+        super().__init__(tmp_dir, port=port)
 
     def _write_config(self) -> None:
         self.config_path.write_text(
@@ -116,11 +120,48 @@ def leaf_config(dc: str, hub_urls: Sequence[str]) -> str:
     )
 
 
+class CentralCluster(NatsCluster):
+    """The central cluster of docs/topology.md: three nodes in domain `central`.
+
+    Every node has the hub's accounts (CENTRAL with a leaf user per
+    datacenter, SYS) and its own `leafnodes` listener; only the server name,
+    the ports and the routes differ between the nodes.
+    """
+
+    account = "CENTRAL"
+
+    def __init__(self, tmp_dir: Path, datacenters: Sequence[str]) -> None:
+        self.datacenters = tuple(datacenters)
+        super().__init__(tmp_dir)
+
+    def server_name(self, index: int) -> str:
+        """central-1, central-2, central-3."""
+        return f"central-{index + 1}"
+
+    def _node(self, index: int) -> NatsServer:
+        body = self._cluster_block(index) + hub_config(self.leafnode_ports[index], self.datacenters)
+        node = NatsNode(
+            self.tmp_dir / self.server_name(index),
+            self.server_name(index),
+            CENTRAL_DOMAIN,
+            body,
+            port=quiet_port(),
+        )
+        node.monitor_port = quiet_port()
+        node._write_config()
+        return node
+
+    def urls(self, user: str = "central") -> list[str]:
+        """Every node's client URL, logged in as `user` of CENTRAL."""
+        return [f"nats://{user}:{user}-pw@{HOST}:{node.port}" for node in self.nodes]
+
+
 class Topology:
     """A hub plus one leaf node per datacenter, each leaf link through a TcpProxy.
 
-    `hub_leaf_urls` ("host:port" of the central leafnode listeners) lets a
-    3-node cluster stand in for the single hub started here.
+    With `cluster`, the hub is a CentralCluster (3 nodes, every leaf linked to
+    all three through a proxy each); `hub_leaf_urls` ("host:port" of central
+    leafnode listeners started elsewhere) replaces the hub altogether.
     """
 
     def __init__(
@@ -128,11 +169,16 @@ class Topology:
         tmp_dir: Path,
         datacenters: Sequence[str] = ("dc1", "dc2"),
         hub_leaf_urls: Sequence[str] | None = None,
+        cluster: bool = False,
     ) -> None:
         self.tmp_dir = tmp_dir
         self.datacenters = tuple(datacenters)
         self.hub: NatsNode | None = None
-        if hub_leaf_urls is None:
+        self.cluster: CentralCluster | None = None
+        if cluster:
+            self.cluster = CentralCluster(tmp_dir / "central", datacenters)
+            hub_leaf_urls = [f"{HOST}:{port}" for port in self.cluster.leafnode_ports]
+        elif hub_leaf_urls is None:
             leaf_port = free_port()
             self.hub = NatsNode(
                 tmp_dir / "hub", "hub", CENTRAL_DOMAIN, hub_config(leaf_port, datacenters)
@@ -146,6 +192,8 @@ class Topology:
         """Start the hub, the proxies and the leaf nodes; wait until every leaf is linked."""
         if self.hub is not None:
             self.hub.start()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.start)
         for dc in self.datacenters:
             proxies = []
             for url in self.hub_leaf_urls:
@@ -172,6 +220,8 @@ class Topology:
                 await proxy.stop()
         if self.hub is not None:
             self.hub.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     async def cut(self, dc: str) -> None:
         """Cut the WAN between `dc` and the centre."""
@@ -184,7 +234,9 @@ class Topology:
             await proxy.restore()
 
     def central_url(self, user: str = "central") -> str:
-        """The hub's client URL, logged in as `user` of CENTRAL."""
+        """The hub's client URL (every node's, comma-separated), logged in as `user` of CENTRAL."""
+        if self.cluster is not None:
+            return ",".join(self.cluster.urls(user))
         assert self.hub is not None, "no hub of our own: use the cluster's URLs"
         return f"nats://{user}:{user}-pw@{HOST}:{self.hub.port}"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from harness import (
@@ -34,10 +35,15 @@ INTERVAL = 1.0
 MAX_AGE = "5m"
 
 
+# The central side of a test run both ways: one server, and the 3-node cluster of
+# docs/topology.md (stream and consumers of three replicas).
+SHAPES = pytest.mark.parametrize("topology", ["hub", "cluster"], indirect=True)
+
+
 @pytest_asyncio.fixture
-async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
-    """A hub and two leaf nodes (dc1, dc2), each link through a proxy, linked."""
-    topo = Topology(tmp_path / "topology")
+async def topology(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Topology]:
+    """A hub (or with param "cluster" a 3-node cluster) and two leaf nodes, each link proxied."""
+    topo = Topology(tmp_path / "topology", cluster=getattr(request, "param", "hub") == "cluster")
     await topo.start()
     try:
         await async_wait_for(
@@ -86,6 +92,7 @@ def central_receiver_data(
             "fetch_batch": 16,
             "ack_wait": "5s",
             "sources": [{"name": STREAM, "domain": dc, "publisher": dc} for dc in datacenters],
+            **({"replicas": 3} if topo.cluster is not None else {}),
         },
         "shutdown_grace": "5s",
         **outputs,
@@ -96,6 +103,7 @@ def jobs_for(target: Target, name: str = "web-1") -> dict[str, Any]:
     return {"node": {"targets": [{"name": name, "url": target.url}]}}
 
 
+@SHAPES
 async def test_scrapes_of_two_datacenters_reach_the_centre_through_sourced_streams(
     tmp_path: Path, topology: Topology, pushgateway: Pushgateway, target: Target
 ) -> None:
@@ -122,6 +130,12 @@ async def test_scrapes_of_two_datacenters_reach_the_centre_through_sourced_strea
         receiver.reload(config.load(path))
         await async_wait_for(lambda: arrived("dc2"), timeout=60, message="dc2 never arrived")
         info = await receiver.conn.js.stream_info(STREAM)
+        consumer = await receiver.conn.js.consumer_info(STREAM, "central")
+    if topology.cluster is not None:
+        # Three replicas of the stream, and of the consumer (it takes the stream's).
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+        assert consumer.cluster is not None and len(consumer.cluster.replicas or []) == 2
     assert not info.config.subjects
     assert {s.external.api for s in info.config.sources or [] if s.external} == {
         "$JS.dc1.API",
@@ -210,6 +224,7 @@ def scrapes(registry: CollectorRegistry) -> float:
     return metric(registry, "poller_scrapes_total", poller_job="node", result="success")
 
 
+@SHAPES
 async def test_wan_cut_with_a_poller_restart_loses_and_doubles_nothing(
     tmp_path: Path, topology: Topology, pushgateway: Pushgateway
 ) -> None:
@@ -317,6 +332,7 @@ async def _answered(nc: NATS, subject: str) -> bool:
     return True
 
 
+@SHAPES
 async def test_a_datacenter_cannot_publish_as_another_through_the_leaf(
     tmp_path: Path, topology: Topology, pushgateway: Pushgateway
 ) -> None:
@@ -356,6 +372,7 @@ async def test_a_datacenter_cannot_publish_as_another_through_the_leaf(
     assert pushgateway.group_labels() == []
 
 
+@SHAPES
 async def test_a_datacenter_cannot_publish_as_another_through_the_source(
     tmp_path: Path, topology: Topology, pushgateway: Pushgateway
 ) -> None:
