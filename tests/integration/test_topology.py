@@ -3,8 +3,12 @@ built from their streams (docs/topology.md), through real nats-servers and proxi
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 from nats.js.errors import NoStreamResponseError
 from prometheus_client import CollectorRegistry
+from pushlog import SeqTargets
 from servers import NatsServer, Pushgateway, Target, async_wait_for
 from stores import PrometheusStore
 from topology import CENTRAL_DOMAIN, STREAM, TOPIC, Topology
@@ -205,7 +210,8 @@ async def edge_scrape_times(topo: Topology, dc: str, instance: str = "web-1") ->
             except nats.errors.TimeoutError:
                 break
             times.extend(int((msg.headers or {})[wire.H_SCRAPE_TIME]) for msg in msgs)
-            if len(msgs) < 256:
+            # A fetch may return before its batch is full: stop when nothing is left.
+            if msgs[-1].metadata.num_pending == 0:
                 break
         await sub.unsubscribe()
         return times
@@ -469,3 +475,131 @@ async def test_a_retried_publish_is_stored_once_at_the_edge_and_at_the_centre(
     assert message.headers is not None
     assert {k: message.headers[k] for k in headers} == headers
     assert message.headers["Nats-Stream-Source"].startswith(f"{STREAM}:")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One scrape as a stream holds it."""
+
+    subject: str
+    scrape_ms: int
+    seq: int  # test_seq of the page: the target's count of scrapes
+    stored_at: float  # when this stream stored it (wall clock)
+
+
+async def stream_scrapes(url: str, domain: str, subjects: str) -> list[Stored]:
+    """Every scrape on `subjects` of the stream PROMETHEUS in `domain`, in stream order."""
+    nc = await nats.connect(url.split(","))
+    try:
+        sub = await nc.jetstream(domain=domain).pull_subscribe(subjects, stream=STREAM)
+        found: list[Stored] = []
+        while True:
+            try:
+                msgs = await sub.fetch(256, timeout=1.0)
+            except nats.errors.TimeoutError:
+                break
+            for msg in msgs:
+                scrape = wire.decode(TOPIC, msg.subject, msg.data, msg.headers, 1 << 20)
+                # The page, with the poller's own series (up, ...) after it.
+                seq = re.search(rb"^test_seq (\d+)", scrape.body, re.MULTILINE)
+                assert seq is not None, scrape.body
+                stored = msg.metadata.timestamp.timestamp()
+                found.append(Stored(msg.subject, scrape.scrape_time_ms, int(seq[1]), stored))
+            # A fetch may return before its batch is full: stop when nothing is left.
+            if msgs[-1].metadata.num_pending == 0:
+                break
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("topology", ["cluster"], indirect=True)
+async def test_kill_9_the_central_streams_leader_and_the_sources_resume_losing_nothing(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    cluster = topology.cluster
+    assert cluster is not None
+    datacenters = ("dc1", "dc2")
+    # Every scrape kept, at the edge and at the centre, so both can be compared whole.
+    keep = {"max_msgs_per_subject": 100_000}
+    push = {"push_gateway": {"url": pushgateway.url, "publisher_label": True}}
+    data = central_receiver_data(topology, datacenters, **push)
+    data["receiver_stream"].update(keep)
+    receiver, _ = new_receiver(config.load(write_config(tmp_path, data, "receiver.yaml")))
+    targets = {dc: SeqTargets(3) for dc in datacenters}
+    for seq in targets.values():
+        await seq.start()
+    pollers = {
+        dc: new_poller(edge_poller(tmp_path, topology, dc, targets[dc].jobs(), keep))
+        for dc in datacenters
+    }
+
+    def published(dc: str) -> float:
+        return metric(pollers[dc][1], "poller_published_total")
+
+    def pushed(dc: str, instance: str = "t0") -> float | None:
+        samples = group_samples(pushgateway.metrics_text(), "node", instance)
+        return samples.get(f'test_seq{{publisher="{dc}"}}')
+
+    central_url = topology.central_url()
+    edges: dict[str, list[Stored]] = {}
+    centre: dict[str, list[Stored]] = {}
+    try:
+        async with running(receiver):
+            async with running(pollers["dc1"][0]), running(pollers["dc2"][0]):
+                await async_wait_for(
+                    lambda: all(pushed(dc) for dc in datacenters), timeout=60, message="no flow"
+                )
+                leader = cluster.wait_stream_leader(STREAM)
+                killed_at = await asyncio.to_thread(cluster.kill_node, leader)
+                elected_at = await async_wait_for(
+                    lambda: cluster.leader_elected_at(STREAM, killed_at),
+                    timeout=60,
+                    message="no new leader of the central stream in the servers' logs",
+                )
+                # The flow goes on for five intervals past the election before the pollers stop.
+                then = {dc: published(dc) for dc in datacenters}
+                await async_wait_for(
+                    lambda: all(published(dc) >= then[dc] + 5 * 3 for dc in datacenters),
+                    timeout=60 + 20 * INTERVAL,
+                    message="the pollers stopped publishing",
+                )
+            for dc in datacenters:
+                edges[dc] = await stream_scrapes(
+                    topology.leaf_url(dc, "admin"), dc, f"{TOPIC}.{dc}.>"
+                )
+
+                async def caught_up(dc: str = dc) -> bool:
+                    subjects = f"{TOPIC}.{dc}.>"
+                    centre[dc] = await stream_scrapes(central_url, CENTRAL_DOMAIN, subjects)
+                    return len(centre[dc]) >= len(edges[dc])
+
+                await async_wait_for(caught_up, timeout=120, message=f"{dc}: never caught up")
+                # The receiver pushed each target's newest scrape.
+                newest = {s.subject: s.seq for s in edges[dc]}
+                for name in targets[dc].names:
+                    subject = wire.subject_for(TOPIC, dc, "node", name)
+                    await async_wait_for(
+                        lambda: pushed(dc, name) == newest[subject],  # noqa: B023
+                        timeout=60,
+                        message=f"{dc}/{name}: not its newest scrape at the Pushgateway",
+                    )
+    finally:
+        for seq in targets.values():
+            await seq.stop()
+    for dc in datacenters:
+        key = [(s.subject, s.scrape_ms) for s in centre[dc]]
+        assert len(key) == len(set(key)), f"{dc}: a scrape is twice in the central stream"
+        # Every scrape of the edge, once, in the edge's order: the sources resumed after
+        # the last message the central stream held, on whichever node leads it now.
+        assert key == [(s.subject, s.scrape_ms) for s in edges[dc]], f"{dc}: centre != edge"
+        # The longest pause in what the centre stored from this datacenter, around the kill.
+        stored = [s.stored_at for s in centre[dc]]
+        gap = max(b - a for a, b in itertools.pairwise(stored))
+        resumed = min(t for t in stored if t > killed_at) - elected_at
+        print(
+            f"{dc}: {len(stored)} scrapes, all once, in order; election"
+            f" {elected_at - killed_at:.2f}s after kill -9 of the leader; the source resumed"
+            f" {resumed:.2f}s after it; longest pause at the centre {gap:.2f}s"
+        )
