@@ -50,6 +50,8 @@ class HAMember:
             ha.replica,
             ttl=ha.failover_timeout,
             bucket=bucket_name(ha.group),
+            # As many as the stream's: on a cluster the lease must outlive a node.
+            replicas=conn.config.replicas,
             take_delay=ha.take_delay,
             # A third of the TTL: a released lease is seen soon, at a few requests per TTL.
             look_every=ha.failover_timeout / 3,

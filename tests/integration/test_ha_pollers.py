@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,14 @@ from typing import Any
 import nats
 import pytest_asyncio
 import yaml
+from cluster import NatsCluster
 from harness import TOPIC, new_receiver, receiver_config, running
 from servers import HOST, NatsServer, Pushgateway, Target, async_wait_for, free_port, http_request
 from tcpproxy import TcpProxy
 
 from prometheus_streams import wire
+from prometheus_streams.poller.ha import bucket_name
+from prometheus_streams.receiver.app import Receiver
 
 PROGRAM = (sys.executable, "-m", "prometheus_streams")
 INTERVAL = 1.0
@@ -42,7 +46,14 @@ JOB, INSTANCE = "node", "target-1"
 class PollerProcess:
     """One replica: a `prometheus-streams poller` process with its monitor port."""
 
-    def __init__(self, tmp_path: Path, replica: str, nats_url: str, target_url: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        replica: str,
+        nats_url: str,
+        target_url: str,
+        stream: dict[str, Any] | None = None,
+    ) -> None:
         self.replica = replica
         self.port = free_port()
         self.config_path = tmp_path / f"poller-{replica}.yaml"
@@ -55,7 +66,7 @@ class PollerProcess:
                     "monitor_port": self.port,
                     "monitor_address": HOST,
                     "shutdown_grace": "5s",
-                    "poller_stream": {"urls": nats_url, "topic": TOPIC},
+                    "poller_stream": {"urls": nats_url, "topic": TOPIC, **(stream or {})},
                     "jobs": {JOB: {"targets": [{"name": INSTANCE, "url": target_url}]}},
                     "ha": {
                         "group": "dc1-pollers",
@@ -178,18 +189,16 @@ class Group:
         return await async_wait_for(steady, timeout=60, message="no replica publishes steadily")
 
 
-@pytest_asyncio.fixture
-async def group(
-    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+@asynccontextmanager
+async def started_group(
+    tmp_path: Path,
+    pollers: dict[str, PollerProcess],
+    proxies: dict[str, TcpProxy],
+    target: Target,
+    nats_urls: list[str],
+    receiver: Receiver,
 ) -> AsyncIterator[Group]:
-    """Two replicas of poller dc1 on one target, a receiver, and a recorder of the stream."""
-    proxies = {r: TcpProxy(HOST, nats_server.port) for r in REPLICAS}
-    for proxy in proxies.values():
-        await proxy.start()
-    pollers = {
-        r: PollerProcess(tmp_path, r, f"nats://{HOST}:{proxies[r].port}", target.url)
-        for r in REPLICAS
-    }
+    """The group recorded on `nats_urls` and `receiver` running; every poller stopped after."""
     ha = Group(pollers, proxies, target)
     subject = wire.subject_for(TOPIC, "dc1", JOB, INSTANCE)
 
@@ -203,9 +212,8 @@ async def group(
             )
         )
 
-    nc = await nats.connect(nats_server.url)
+    nc = await nats.connect(nats_urls)
     await nc.subscribe(subject, cb=record)
-    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
     try:
         async with running(receiver):
             yield ha
@@ -217,6 +225,23 @@ async def group(
             await proxy.stop()
         for poller in pollers.values():
             print(f"--- poller {poller.replica} ---\n{poller.log()[-3000:]}")
+
+
+@pytest_asyncio.fixture
+async def group(
+    tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
+) -> AsyncIterator[Group]:
+    """Two replicas of poller dc1 on one target, a receiver, and a recorder of the stream."""
+    proxies = {r: TcpProxy(HOST, nats_server.port) for r in REPLICAS}
+    for proxy in proxies.values():
+        await proxy.start()
+    pollers = {
+        r: PollerProcess(tmp_path, r, f"nats://{HOST}:{proxies[r].port}", target.url)
+        for r in REPLICAS
+    }
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    async with started_group(tmp_path, pollers, proxies, target, [nats_server.url], receiver) as ha:
+        yield ha
 
 
 def _pushed_by_dc1(pushgateway: Pushgateway) -> bool:
@@ -358,3 +383,75 @@ async def test_twenty_failures_in_a_row_make_exactly_one_leader_change_each(grou
     # Each replica saw every change (the stopped one when it resumed).
     assert [group.pollers[r].ha()["leader_changes"] for r in REPLICAS] == [20, 20]
     print(f"20 failures, {group.changes()} leader changes, {len(group.seen)} scrapes on the stream")
+
+
+@pytest_asyncio.fixture
+async def cluster_group(
+    tmp_path: Path, nats_cluster: NatsCluster, pushgateway: Pushgateway, target: Target
+) -> AsyncIterator[Group]:
+    """The group on the 3-node cluster: every process has all three URLs, streams 3 replicas."""
+    urls = nats_cluster.client_urls
+    pollers = {
+        r: PollerProcess(tmp_path, r, ",".join(urls), target.url, {"replicas": 3}) for r in REPLICAS
+    }
+    stream = {"urls": urls, "replicas": 3}
+    receiver, _ = new_receiver(receiver_config(tmp_path, urls[0], pushgateway.url, stream=stream))
+    async with started_group(tmp_path, pollers, {}, target, urls, receiver) as ha:
+        yield ha
+
+
+async def test_on_a_cluster_kill_9_the_lease_buckets_leader_then_the_leading_poller(
+    cluster_group: Group, nats_cluster: NatsCluster
+) -> None:
+    group = cluster_group
+    await group.leader_publishing()
+    bucket = f"KV_{bucket_name('dc1-pollers')}"
+    # The lease lives as long as the cluster does: on all three nodes.
+    assert len(nats_cluster.stream_replicas(bucket).get("replicas") or []) == 2
+    node = nats_cluster.wait_stream_leader(bucket)
+    killed = time.monotonic()
+    killed_wall = await asyncio.to_thread(nats_cluster.kill_node, node)
+    elected_wall = await async_wait_for(
+        lambda: nats_cluster.leader_elected_at(bucket, killed_wall),
+        timeout=60,
+        message="no new leader of the lease bucket in the servers' logs",
+    )
+    elected = killed + (elected_wall - killed_wall)
+    # Past the election one replica publishes on, and both see it lead.
+    await async_wait_for(
+        lambda: len([m for m in group.seen if m.at > elected]) >= 5,
+        timeout=60,
+        message="nobody published after the lease bucket's election",
+    )
+    leader = await group.leader_publishing(5)
+    standby = group.other(leader)
+    await async_wait_for(
+        lambda: all(p.ha().get("leader") == leader for p in group.pollers.values()),
+        timeout=30,
+        message="the replicas disagree on the leader",
+    )
+    pause = max(b.at - a.at for a, b in itertools.pairwise(group.seen) if b.at > killed)
+    changes = group.changes()
+    print(
+        f"lease bucket's leader killed: election {elected_wall - killed_wall:.2f}s,"
+        f" longest pause at the centre {pause:.2f}s, {changes} leader change(s)"
+    )
+    assert group.shared_intervals() == []
+    assert changes <= 1
+
+    # Then the leading poller, with one of the three nodes still down.
+    group.pollers[leader].signal(signal.SIGKILL)
+    killed = time.monotonic()
+    first = await async_wait_for(
+        lambda: group.first_from(standby, killed), timeout=60, message="the standby never published"
+    )
+    last = group.last_from(leader, killed)
+    assert last is not None
+    print(
+        f"then the leading poller killed: the standby's first publish {first.at - killed:.2f}s"
+        f" after, gap at the centre {first.at - last.at:.2f}s"
+    )
+    # One interval of slack for a shared, slow test machine, as on one server.
+    assert first.at - killed <= FAILOVER + 2 * INTERVAL
+    assert group.shared_intervals() == []
+    assert group.changes() == changes + 1
