@@ -287,7 +287,8 @@ async def test_wan_cut_with_a_poller_restart_loses_and_doubles_nothing(
             async def all_written() -> bool:
                 return len(await up("dc1")) >= len(on_edge)
 
-            await async_wait_for(all_written, timeout=90, message="the backlog never arrived")
+            # nats-server retries a source that failed 10 s x failed tries later (at most 2 min).
+            await async_wait_for(all_written, timeout=180, message="the backlog never arrived")
             served = await store_samples(store, "served", "dc1")
 
             def newest_pushed() -> bool:
