@@ -23,6 +23,7 @@ SECTIONS = (
         "rw_vmagent",
         "Remote write against vmagent (issue 16): each into its own VictoriaMetrics, side by side",
     ),
+    ("topology", "3-node JetStream cluster (replicas 3) against one server, same machine"),
 )
 
 

@@ -130,11 +130,14 @@ class StreamSettings:
     storage: str = "file"
     stream_max_bytes: str = "4GiB"
     fetch_batch: int = 64
+    replicas: int = 1  # 3 on a cluster (the topology scenario)
 
 
-def _stream(nats: Service, settings: StreamSettings) -> dict[str, object]:
+def _stream(nats: Service | list[Service], settings: StreamSettings) -> dict[str, object]:
+    servers = nats if isinstance(nats, list) else [nats]
     return {
-        "urls": nats_url(nats),
+        "urls": [nats_url(server) for server in servers],
+        "replicas": settings.replicas,
         "topic": "prometheus",
         "storage": settings.storage,
         "max_msgs_per_subject": settings.max_msgs_per_subject,
@@ -147,7 +150,7 @@ def _stream(nats: Service, settings: StreamSettings) -> dict[str, object]:
 def start_poller(
     procs: Processes,
     work: Path,
-    nats: Service,
+    nats: Service | list[Service],
     urls: list[str],
     interval: float,
     settings: StreamSettings,
@@ -173,7 +176,7 @@ def start_poller(
 def start_receiver(
     procs: Processes,
     work: Path,
-    nats: Service,
+    nats: Service | list[Service],
     gateway: Service,
     settings: StreamSettings,
     name: str = "receiver",

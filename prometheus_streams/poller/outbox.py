@@ -18,10 +18,15 @@ from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.runtime import Readiness
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection
+from prometheus_streams.transport.retry import Outage, leaderless
 
 log = logging.getLogger(LOGGER_NAME)
 
 PUBLISH_TIMEOUT = 5.0
+# While the stream does not answer (a leader election in a cluster), one worker
+# tries this often, with this bound on each try; an election takes seconds.
+PROBE_INTERVAL = 0.25
+PROBE_TIMEOUT = 1.0
 PUBLISH_WORKERS = 32
 
 # A message as JetStream gets it: subject, body, headers.
@@ -50,6 +55,7 @@ class Outbox:
         # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
         self._idle: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
+        self._outage = Outage(log, f"stream {stream.stream} (publishing)")
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -85,7 +91,10 @@ class Outbox:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload)
         self.metrics.buffered.set(len(self._pending))
-        self._wake_one()
+        if self._outage.active:
+            self.wake()  # the prober may be idle: waking one could miss it
+        else:
+            self._wake_one()
 
     async def flush(self, grace: float) -> None:
         """Publish what is buffered within `grace`; count the rest as dropped."""
@@ -133,8 +142,10 @@ class Outbox:
 
     async def _publish_loop(self) -> None:
         backoff = 0.1
+        probing = False  # this worker tries the stream while the others wait
         while True:
-            if not self.readiness.ok or not self._pending:
+            probing = probing and self._outage.active
+            if not self.readiness.ok or not self._pending or (self._outage.active and not probing):
                 await self._wait_idle()
                 continue
             taken = self._take()
@@ -143,26 +154,45 @@ class Outbox:
             scrape, payload = taken
             self._in_flight += 1
             try:
-                await self._publish(scrape, payload)
+                await self._publish(scrape, payload, PROBE_TIMEOUT if probing else PUBLISH_TIMEOUT)
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
-                log.warning(
-                    "publish of %s/%s failed: %s",
-                    scrape.job,
-                    scrape.instance,
-                    exc,
-                    extra={"job": scrape.job, "target": scrape.instance, "error": str(exc)},
-                )
                 self._requeue(scrape, payload)
+                failure: BaseException | None = exc
             else:
-                backoff = 0.1
-                continue
+                failure = None
             finally:
                 self._in_flight -= 1
+            if failure is None:
+                backoff = 0.1
+                if self._outage.answered() is not None:
+                    self.wake()
+                continue
+            if leaderless(failure):
+                # An election (or a stream gone): one worker probes at a short
+                # interval and wakes the others the moment the stream answers,
+                # instead of each backing off on its own past the election.
+                if self._outage.failed(
+                    str(failure) or type(failure).__name__,
+                    f"holding scrapes, trying again every {PROBE_INTERVAL}s",
+                ):
+                    probing = True
+                if probing:
+                    await asyncio.sleep(PROBE_INTERVAL)
+                continue
+            log.warning(
+                "publish of %s/%s failed: %s",
+                scrape.job,
+                scrape.instance,
+                failure,
+                extra={"job": scrape.job, "target": scrape.instance, "error": str(failure)},
+            )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _publish(self, scrape: wire.Scrape, compressed: bytes) -> None:
+    async def _publish(
+        self, scrape: wire.Scrape, compressed: bytes, ack_within: float = PUBLISH_TIMEOUT
+    ) -> None:
         message = self._fitting(scrape, compressed)
         if message is None:
             return
@@ -177,7 +207,7 @@ class Outbox:
             subject, payload, stream=self.stream.stream, headers=headers
         )
         try:
-            await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)
+            await asyncio.wait_for(ack, timeout=ack_within)
         except TimeoutError:
             ack.cancel()
             raise

@@ -111,9 +111,11 @@ class Puller:
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
 
-    async def consumer_info(self) -> js_api.ConsumerInfo:
-        """The consumer's state as the server has it."""
-        info: js_api.ConsumerInfo = await self._js.consumer_info(self.stream, self.durable)
+    async def consumer_info(self, within: float | None = None) -> js_api.ConsumerInfo:
+        """The consumer's state as the server has it; `within` bounds the wait (default: 5 s)."""
+        info: js_api.ConsumerInfo = await self._js.consumer_info(
+            self.stream, self.durable, timeout=within
+        )
         return info
 
     async def fetch(self, batch: int, max_wait: float) -> list[Msg]:

@@ -55,6 +55,7 @@ RATIOS = [
     "rw_ours_ratio",
     "rw_ours_store_rows_ratio",
     "rw_vmagent_store_rows_ratio",
+    "topology_ratio_nats_cpu_ms_per_1k_samples",
 ]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.
 PINNED = ["pinned_drain_per_s", "pinned_direct_push_per_s", "pinned_drain_ratio"]
