@@ -156,16 +156,21 @@ def start_poller(
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
+    identity: str = "bench",
+    stream: dict[str, object] | None = None,
 ) -> Service:
-    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...)."""
+    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...).
+
+    `stream` adds to or overrides `poller_stream` (credentials, a domain).
+    """
     port = free_port()
     config = {
-        "identity": "bench",
+        "identity": identity,
         "scrape_interval": f"{interval:g}s",
         "scrape_timeout": f"{min(interval, 10.0):g}s",
         "monitor_port": port,
         "monitor_address": HOST,
-        "poller_stream": _stream(nats, settings),
+        "poller_stream": {**_stream(nats, settings), **(stream or {})},
         "jobs": {
             "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
         },
@@ -181,14 +186,15 @@ def start_receiver(
     settings: StreamSettings,
     name: str = "receiver",
     cpus: frozenset[int] | None = None,
+    stream: dict[str, object] | None = None,
 ) -> Service:
-    """`prometheus-streams receiver` pushing to `gateway`."""
+    """`prometheus-streams receiver` pushing to `gateway`; `stream` as in `start_poller`."""
     port = free_port()
     config = {
         "identity": "central",
         "monitor_port": port,
         "monitor_address": HOST,
-        "receiver_stream": _stream(nats, settings),
+        "receiver_stream": {**_stream(nats, settings), **(stream or {})},
         "push_gateway": {"url": gateway.url, "publisher_label": True},
     }
     return _start_role(procs, work, "receiver", name, config, port, cpus)
