@@ -231,8 +231,14 @@ def _leaves(
     }
     ctx.wait_scraped(len(urls), since, 3 * interval + 60)
     # nats-server retries a source that failed (the edge stream did not exist yet) after
-    # 10 s, then 20 s, ...: the windows start once scrapes flow to the Pushgateway.
-    _settle(receiver, len(urls), interval, timeout=150)
+    # 10 s, then 20 s, ...: the windows start once both datacenters' scrapes flow.
+    edges = _edges(leaves)
+    _wait(
+        "both sources flowing",
+        lambda: all(n >= edges[dc] for dc, n in _central(central)[2].items()),
+        150,
+    )
+    _settle(receiver, len(urls), interval)
     procs = {
         **{f"poller-{dc}": p.proc for dc, p in pollers.items()},
         "receiver": receiver.proc,
@@ -251,24 +257,40 @@ def _settle(receiver: Service, n: int, interval: float, timeout: float = 60) -> 
     time.sleep(interval)
 
 
-def _central(central: list[Service]) -> tuple[int, int]:
-    """(last sequence, ack floor of the receiver's consumer) of the central stream.
+_errors: dict[str, str] = {}  # the last error each source showed, for failure messages
+
+
+def _central(central: list[Service]) -> tuple[int, int, dict[str, int]]:
+    """The central stream: last sequence, the consumer's ack floor, per datacenter the
+    last sequence of its edge stream sourced.
 
     The largest over the nodes: a replica may lag behind the leader, never lead it.
     """
     last = floor = 0
+    sourced = dict.fromkeys(DATACENTERS, 0)
     for node in central:
-        state = stream_state(node)
-        consumer = state.get("consumer") or {}
-        assert isinstance(consumer, dict)
-        last = max(last, int(str(state.get("last_seq", 0))))
-        floor = max(floor, int((consumer.get("ack_floor") or {}).get("stream_seq", 0)))
-    return last, floor
+        url = f"http://{HOST}:{node.extra_port}/jsz?streams=true&consumers=true"
+        status, body = http_get(url, timeout=10.0)
+        if status != 200:
+            raise RuntimeError(f"/jsz of a central node -> {status}")
+        for account in json.loads(body).get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                if stream.get("name") != STREAM:
+                    continue
+                last = max(last, int(stream["state"]["last_seq"]))
+                for consumer in stream.get("consumer_detail") or []:
+                    floor = max(floor, int(consumer["ack_floor"]["stream_seq"]))
+                for source in stream.get("sources") or []:
+                    dc = source["external"]["api"].split(".")[1]  # $JS.<domain>.API
+                    sourced[dc] = max(sourced.get(dc, 0), int(source.get("seq", 0)))
+                    if source.get("error"):
+                        _errors[dc] = str(source["error"].get("description"))
+    return last, floor, sourced
 
 
-def _edge_total(leaves: dict[str, Service]) -> int:
-    """Messages ever stored at the edges (each is sourced into the centre exactly once)."""
-    return sum(int(str(stream_state(leaf).get("last_seq", 0))) for leaf in leaves.values())
+def _edges(leaves: dict[str, Service]) -> dict[str, int]:
+    """The last sequence of each datacenter's edge stream."""
+    return {dc: int(str(stream_state(leaf).get("last_seq", 0))) for dc, leaf in leaves.items()}
 
 
 def _catch_up(
@@ -281,9 +303,6 @@ def _catch_up(
     interval: float,
 ) -> None:
     """Cut both WAN links for 11 intervals; time the centre's catch-up once restored."""
-    # The central stream counts what it sourced: check that it keeps up before relying on it.
-    edge = _edge_total(leaves)
-    _wait("the centre sourcing every edge message", lambda: _central(central)[0] >= edge, 60)
     wans, links = wan
     for proc in wans.values():
         ctx.procs.stop(proc)
@@ -291,8 +310,9 @@ def _catch_up(
     # Stopped, the pollers leave a backlog of a known size (their last scrapes flushed).
     for poller in pollers:
         ctx.procs.stop(poller.proc)
-    edge = _edge_total(leaves)
-    backlog = edge - _central(central)[0]
+    edges = _edges(leaves)
+    _, _, before = _central(central)
+    backlog = sum(edges[dc] - before[dc] for dc in DATACENTERS)
     restored = time.monotonic()
     for dc in DATACENTERS:
         start_wan(ctx.procs, dc, links[dc])
@@ -300,24 +320,37 @@ def _catch_up(
         _wait(f"the leaf link of {dc} again", functools.partial(linked, leaf), 60)
         for dc, leaf in leaves.items()
     )
-
-    def current() -> bool:
-        last, floor = _central(central)
-        return last >= edge and floor >= edge
-
-    done = _wait("the catch-up", current, 120 + backlog / 20)
+    # nats-server retries a source that failed after 10 s x failures (at most 2 min), so
+    # the sourcing resumes a while after the link: timed apart from the drain.
+    resumed: dict[str, float] = {}
+    deadline = link_up + 180 + backlog / 20
+    while True:
+        last, floor, sourced = _central(central)
+        for dc in DATACENTERS:
+            if dc not in resumed and sourced[dc] > before[dc]:
+                resumed[dc] = time.monotonic()
+        if all(sourced[dc] >= edges[dc] for dc in DATACENTERS) and floor >= last:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"topology: no catch-up: sourced {sourced} of {edges}; errors seen {_errors}"
+            )
+        time.sleep(0.05)
+    done, sourcing = time.monotonic(), max(resumed.values())
     n = ctx.profile.pipeline_targets
     group_urls = [clients.group_path(gateway.url, f"t{i}") for i in range(n)]
     direct = asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
     for key, label, unit, value in (
         ("backlog_messages", "catch-up: backlog at the edges", "messages", backlog),
+        ("from_restore_s", "catch-up: WAN restored to all acked", "s", done - restored),
+        ("link_s", "catch-up: WAN restored to both leaf links up", "s", link_up - restored),
         (
-            "from_restore_s",
-            "catch-up: WAN restored to all acked",
+            "source_retry_s",
+            "catch-up: links up to both sources resumed (nats-server)",
             "s",
-            done - restored,
+            sourcing - link_up,
         ),
-        ("from_link_s", "catch-up: both leaf links up to all acked", "s", done - link_up),
+        ("drain_s", "catch-up: both sources resumed to all acked", "s", done - sourcing),
         ("direct_round_s", f"catch-up: one round of {n} direct pushes", "s", direct.seconds),
         (
             "ratio",
@@ -325,11 +358,18 @@ def _catch_up(
             "ratio",
             (done - restored) / direct.seconds,
         ),
+        (
+            "drain_ratio",
+            "catch-up (from sources resumed) / one direct round",
+            "ratio",
+            (done - sourcing) / direct.seconds,
+        ),
     ):
         ctx.record(SECTION, f"topology_catchup_{key}", label, unit, value)
     ctx.log(
         f"topology catch-up: backlog {backlog} messages, {done - restored:.2f}s from restore "
-        f"({done - link_up:.2f}s from link up), direct round {direct.seconds:.2f}s"
+        f"(links up {link_up - restored:.2f}s, sources resumed {sourcing - link_up:.2f}s later, "
+        f"drained {done - sourcing:.2f}s later), direct round {direct.seconds:.2f}s"
     )
 
 
