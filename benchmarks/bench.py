@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import gateway, hotpath, pipeline, report, rw_vmagent, topology, vmagent
+from benchmarks import gateway, ha, hotpath, pipeline, report, rw_vmagent, topology, vmagent
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
 from benchmarks.services import binary, start_targets
 
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "recovery": pipeline.recovery,
     "vmagent": vmagent.poller_vs_vmagent,
     "rw_vmagent": rw_vmagent.rw_vmagent,
+    "ha": ha.ha,
     "topology": topology.topology,
 }
 

@@ -156,6 +156,7 @@ def start_poller(
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
+    ha: dict[str, object] | None = None,
     identity: str = "bench",
     stream: dict[str, object] | None = None,
 ) -> Service:
@@ -164,7 +165,7 @@ def start_poller(
     `stream` adds to or overrides `poller_stream` (credentials, a domain).
     """
     port = free_port()
-    config = {
+    config: dict[str, object] = {
         "identity": identity,
         "scrape_interval": f"{interval:g}s",
         "scrape_timeout": f"{min(interval, 10.0):g}s",
@@ -175,6 +176,8 @@ def start_poller(
             "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
         },
     }
+    if ha is not None:
+        config["ha"] = ha
     return _start_role(procs, work, "poller", name, config, port, launcher=launcher)
 
 

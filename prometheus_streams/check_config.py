@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
 from prometheus_streams.config.budget import describe_series_budget
+from prometheus_streams.config.ha import describe_ha
+from prometheus_streams.config.jobs import LIMIT_KEYS
 from prometheus_streams.config.publishers import describe_publishers
 from prometheus_streams.config.scrape_http import describe_client
 from prometheus_streams.secret import redact_url
@@ -133,8 +135,12 @@ def describe(config: Config) -> dict[str, Any]:
                 "body_size_limit_bytes": job.body_size_limit,
                 "targets": {t.name: redact_url(t.url) for t in job.targets},
                 "auth": describe_client(job),
-                "discovery": [sd.url for sd in job.http_sd]
+                "discovery": [f"file {' '.join(sd.files)}" for sd in job.file_sd]
+                + [sd.url for sd in job.http_sd]
                 + [f"dns {d.type} {' '.join(d.names)}" for d in job.dns_sd],
+                "relabel_configs": len(job.relabel_configs),
+                "metric_relabel_configs": len(job.metric_relabel_configs),
+                "limits": {k: getattr(job, k) for k in LIMIT_KEYS if getattr(job, k)},
             }
             for job in config.jobs
         },
@@ -162,6 +168,7 @@ def describe(config: Config) -> dict[str, Any]:
             "max_label_count": config.max_label_count,
         },
         "series_budget": describe_series_budget(config.series_budget),
+        "ha": describe_ha(config.ha),
         "publishers": describe_publishers(
             config.ha_backstop, config.expected_publishers, config.publisher_stale_after
         ),

@@ -27,6 +27,9 @@ __all__ = ["CLUSTER_NAME", "NatsCluster", "election_times", "quiet_port"]
 CLUSTER_NAME = "central"
 # Below Linux's ephemeral range (32768-60999 by default).
 QUIET_PORTS = (20000, 32000)
+# Another test suite on the machine may pick from the same range: a node that finds
+# its port taken tries again, once a second, this many times.
+PORT_TRIES = 15
 _rng = random.Random()  # noqa: S311 - port picking, not cryptography
 FORMED_TIMEOUT = 60.0
 # nats-server writes `[pid] 2026/12/03 13:50:00.123456 [INF] ...`; UTC with logtime_utc.
@@ -107,7 +110,7 @@ class NatsCluster:
         """Start every node, then wait until the cluster has a JetStream meta leader."""
         try:
             for node in self.nodes:
-                node.start()
+                _start(node)
             self.wait_formed()
         except BaseException:
             self.stop()
@@ -133,7 +136,7 @@ class NatsCluster:
         node = self.nodes[index]
         if node.running:
             node.stop()
-        node.start()
+        _start(node)
         self.wait_formed()
 
     def wait_formed(self, timeout: float = FORMED_TIMEOUT) -> None:
@@ -258,6 +261,18 @@ def election_times(cluster: NatsCluster, marker: str) -> list[tuple[float, str]]
             stamp = datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=UTC)
             found.append((stamp.timestamp(), match.group(2)))
     return sorted(found)
+
+
+def _start(node: NatsServer) -> None:
+    """Start a node; wait for a port another process holds for a moment (not for ever)."""
+    for attempt in range(PORT_TRIES):
+        try:
+            node.start()
+            return
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == PORT_TRIES - 1:
+                raise
+        time.sleep(1.0)
 
 
 def quiet_port() -> int:

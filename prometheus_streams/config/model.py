@@ -9,12 +9,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from prometheus_streams.config.budget import SeriesBudgetConfig
+from prometheus_streams.config.ha import HAConfig
 from prometheus_streams.config.publishers import (
     DEFAULT_PUBLISHER_STALE_AFTER,
     ExpectedPublisher,
     HABackstopConfig,
 )
 from prometheus_streams.errors import ConfigError
+from prometheus_streams.relabel import RelabelConfig
 from prometheus_streams.secret import Secret
 from prometheus_streams.wire import escape_token
 
@@ -159,6 +161,8 @@ class Target:
     name: str
     url: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Discovery's hidden labels (__meta_*, ...): relabel_configs sees them, nothing else does.
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,25 @@ class Job:
     follow_redirects: bool = True
     http_sd: tuple[HTTPSD, ...] = ()
     dns_sd: tuple[DNSSD, ...] = ()
+    # Relabelling and limits, as Prometheus' scrape_config (0: no limit).
+    relabel_configs: tuple[RelabelConfig, ...] = ()
+    metric_relabel_configs: tuple[RelabelConfig, ...] = ()
+    sample_limit: int = 0
+    label_limit: int = 0
+    label_name_length_limit: int = 0
+    label_value_length_limit: int = 0
+    target_limit: int = 0
+
+    @property
+    def rewrites_pages(self) -> bool:
+        """Whether pages must be parsed: metric relabelling or a per-sample limit."""
+        return bool(
+            self.metric_relabel_configs
+            or self.sample_limit
+            or self.label_limit
+            or self.label_name_length_limit
+            or self.label_value_length_limit
+        )
 
 
 @dataclass(frozen=True)
@@ -423,6 +446,8 @@ class Config:
     publisher_stale_after: float = DEFAULT_PUBLISHER_STALE_AFTER
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
+    # The poller's HA group; None: it publishes alone.
+    ha: HAConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def problems_for(self, role: str) -> list[str]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 from nats.errors import Error as NATSError
@@ -31,6 +32,13 @@ PUBLISH_WORKERS = 32
 
 # A message as JetStream gets it: subject, body, headers.
 Message = tuple[str, bytes, dict[str, str]]
+# A scrape waiting: itself, its compressed page, and the term it was scraped in.
+Pending = tuple[wire.Scrape, bytes, int]
+
+
+def always_leading() -> int:
+    """The fence of a poller in no HA group: one endless term."""
+    return 1
 
 
 class Outbox:
@@ -43,13 +51,20 @@ class Outbox:
         metrics: PollerMetrics,
         readiness: Readiness,
         max_age: float,
+        fence: Callable[[], int] = always_leading,
+        replica: str | None = None,
     ) -> None:
         self.conn = conn
         self.stream = stream
         self.metrics = metrics
         self.readiness = readiness
         self.max_age = max_age  # the poller sets it again on reload
-        self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
+        # The term this poller leads its HA group in (0: it does not); a
+        # scrape goes out only in the term it was scraped in, checked right
+        # before the publish (docs/design.md, "HA pollers").
+        self.fence = fence
+        self.replica = replica  # sent in a header by a member of an HA group
+        self._pending: dict[str, Pending] = {}
         # Each idle worker waits on a future of its own, so that a scrape put
         # wakes one worker, not all: waking all 32 for each scrape cost
         # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
@@ -84,12 +99,12 @@ class Outbox:
         self._idle.append(waiter)
         await waiter
 
-    def put(self, scrape: wire.Scrape, payload: bytes) -> None:
-        """Queue a scrape; an older one of the same target still waiting is superseded."""
+    def put(self, scrape: wire.Scrape, payload: bytes, term: int = 1) -> None:
+        """Queue a scrape made in `term`; an older one of the same target waiting is superseded."""
         subject = self._subject(scrape)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
-        self._pending[subject] = (scrape, payload)
+        self._pending[subject] = (scrape, payload, term)
         self.metrics.buffered.set(len(self._pending))
         if self._outage.active:
             self.wake()  # the prober may be idle: waking one could miss it
@@ -114,10 +129,10 @@ class Outbox:
     def _subject(self, scrape: wire.Scrape) -> str:
         return wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
 
-    def _take(self) -> tuple[wire.Scrape, bytes] | None:
+    def _take(self) -> Pending | None:
         while self._pending:
             subject = next(iter(self._pending))
-            scrape, payload = self._pending.pop(subject)
+            scrape, payload, term = self._pending.pop(subject)
             self.metrics.buffered.set(len(self._pending))
             age = scrape.beyond(self.max_age)
             if age is not None:
@@ -129,15 +144,15 @@ class Outbox:
                     age,
                 )
                 continue
-            return scrape, payload
+            return scrape, payload, term
         return None
 
-    def _requeue(self, scrape: wire.Scrape, payload: bytes) -> None:
+    def _requeue(self, scrape: wire.Scrape, payload: bytes, term: int) -> None:
         subject = self._subject(scrape)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
         else:
-            self._pending[subject] = (scrape, payload)
+            self._pending[subject] = (scrape, payload, term)
             self.metrics.buffered.set(len(self._pending))
 
     async def _publish_loop(self) -> None:
@@ -151,13 +166,15 @@ class Outbox:
             taken = self._take()
             if taken is None:
                 continue
-            scrape, payload = taken
+            scrape, payload, term = taken
             self._in_flight += 1
             try:
-                await self._publish(scrape, payload, PROBE_TIMEOUT if probing else PUBLISH_TIMEOUT)
+                await self._publish(
+                    scrape, payload, term, PROBE_TIMEOUT if probing else PUBLISH_TIMEOUT
+                )
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
-                self._requeue(scrape, payload)
+                self._requeue(scrape, payload, term)
                 failure: BaseException | None = exc
             else:
                 failure = None
@@ -191,12 +208,18 @@ class Outbox:
             backoff = min(backoff * 2, 5.0)
 
     async def _publish(
-        self, scrape: wire.Scrape, compressed: bytes, ack_within: float = PUBLISH_TIMEOUT
+        self, scrape: wire.Scrape, compressed: bytes, term: int, ack_within: float = PUBLISH_TIMEOUT
     ) -> None:
         message = self._fitting(scrape, compressed)
         if message is None:
             return
         subject, payload, headers = message
+        # The fence, as late as we can check it: nothing between here and the
+        # bytes leaving through nats-py's flusher waits on I/O.
+        if self.fence() != term:
+            self.metrics.dropped.labels("not_leader").inc()
+            log.debug("not publishing %s/%s: not leading its term", scrape.job, scrape.instance)
+            return
         t0 = time.perf_counter()
         # Asynchronous publish shares one reply subscription instead of a request
         # inbox per message; the ack is still awaited before the scrape counts as sent.
@@ -218,9 +241,16 @@ class Outbox:
             "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
         )
 
+    def _encode(self, scrape: wire.Scrape, compressed: bytes | None = None) -> Message:
+        """The message; a member of an HA group names its replica (subject and id stay)."""
+        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
+        if self.replica is not None:
+            headers[wire.H_REPLICA] = self.replica
+        return subject, payload, headers
+
     def _fitting(self, scrape: wire.Scrape, compressed: bytes) -> Message | None:
         """The message, or up 0 in its place when too large; None when even that is."""
-        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
+        subject, payload, headers = self._encode(scrape, compressed)
         # The server counts headers and body against max_payload, and closes the
         # connection of a client that sends more.
         limit = self.conn.max_payload
@@ -236,7 +266,7 @@ class Outbox:
             limit,
         )
         down = replace(scrape, body=health_series(False, 0.0, 0))
-        subject, payload, headers = wire.encode(self.stream.topic, down)
+        subject, payload, headers = self._encode(down)
         if len(payload) + wire.header_size(headers) <= limit:
             return subject, payload, headers
         log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, replace
 
+from prometheus_streams.config import Job
 from prometheus_streams.exposition import (
     count_samples,
     drop_health_series,
@@ -12,6 +13,7 @@ from prometheus_streams.exposition import (
     strip_timestamps,
     with_health,
 )
+from prometheus_streams.poller.rewrite import SeriesCache, rewrite_page
 from prometheus_streams.poller.scraper import ScrapeResult
 
 
@@ -47,3 +49,36 @@ def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool =
         return Payload(result.gzip + gzip.compress(health, compresslevel=level, mtime=0))
     plain = with_health(body, result.duration, samples)
     return Payload(gzip.compress(plain, compresslevel=level, mtime=0), replaced)
+
+
+def _relabel_health(samples_post: int, series_added: int) -> bytes:
+    return (
+        b"# TYPE scrape_samples_post_metric_relabeling gauge\n"
+        + f"scrape_samples_post_metric_relabeling {samples_post}\n".encode()
+        + b"# TYPE scrape_series_added gauge\n"
+        + f"scrape_series_added {series_added}\n".encode()
+    )
+
+
+def build_rewritten_payload(
+    result: ScrapeResult,
+    job: Job,
+    target_labels: dict[str, str],
+    cache: SeriesCache,
+    level: int = 1,
+) -> tuple[Payload, ScrapeResult]:
+    """A successful scrape through the job's metric_relabel_configs and limits.
+
+    Over a limit the scrape fails as in Prometheus: the result becomes that
+    failure and the payload is the health series alone, with up 0.
+    """
+    body, replaced = drop_health_series(result.body)
+    scraped = count_samples(body)
+    out = rewrite_page(body, job, target_labels, cache, job.honor_timestamps)
+    extra = _relabel_health(out.samples_post, out.series_added)
+    if out.error:
+        failed = replace(result, error=out.error, detail=out.detail, gzip=None)
+        health = health_series(False, result.duration, scraped) + extra
+        return Payload(gzip.compress(health, compresslevel=level, mtime=0), replaced), failed
+    plain = with_health(out.body, result.duration, scraped) + extra
+    return Payload(gzip.compress(plain, compresslevel=level, mtime=0), replaced), result

@@ -34,6 +34,10 @@ RESULTS = (
     "bad_body",
     "invalid_exposition",
     "error",
+    # Prometheus' limits (the job's sample_limit, label limits, target_limit).
+    "sample_limit",
+    "label_limit",
+    "target_limit",
 )
 
 

@@ -26,6 +26,7 @@ from prometheus_streams.receiver.backstop import Backstop, BackstopMetrics
 from prometheus_streams.receiver.breaker import Breaker
 from prometheus_streams.receiver.checks import BodyChecker
 from prometheus_streams.receiver.consumer import Consumer
+from prometheus_streams.receiver.election import ElectionStore
 from prometheus_streams.receiver.expected import ExpectedPublishers
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 from prometheus_streams.receiver.output import Delivery, Output
@@ -66,7 +67,15 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self.management = Management(config.management, "receiver", config.identity)
         self.publishers = Publishers(self.metrics)
         # One per process, before the lanes: every output takes the same decisions.
-        self.backstop = Backstop(config.ha_backstop, BackstopMetrics(registry))
+        backstop_metrics = BackstopMetrics(registry)
+        store = None
+        if config.ha_backstop.shared:
+            store = ElectionStore(
+                lambda: self.conn.js, self.stream.replicas, backstop_metrics.store_errors.inc
+            )
+        self.backstop = Backstop(
+            config.ha_backstop, backstop_metrics, store, self._supervisor.spawn
+        )
         self.expected = ExpectedPublishers(config, self.publishers, registry)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)
@@ -159,6 +168,7 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         except Exception:  # noqa: S110 - already reported by the supervisor
             pass
         await self.acks.flush()  # before cancel_all: acks under way are not cut off
+        await self.backstop.flush()  # a restarted receiver judges silence by it
         closers = [lane.output.close for lane in self.lanes if lane.output is not None]
         await self._release(self.acks.flush, *closers, self.conn.close)
 
@@ -170,6 +180,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
                 self._supervisor.spawn(lane.lease.run(stop), f"lease {lane.lease.key}")
         for share in self.shares:
             self._supervisor.spawn(share.run(stop), f"lease share {share.prefix}")
+        if self.backstop.store is not None:
+            self._supervisor.spawn(self.backstop.store.run(stop, self.backstop.follow), "HA watch")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
         log.info(
             "receiver %s consuming %s from stream %s to %s",

@@ -34,6 +34,8 @@ RATES = [
     "rw_vmagent_queryable_p50_ms",
     "topology_catchup_from_restore_s",
     "topology_catchup_direct_round_s",
+    "ha_lease_share_pct",
+    "ha_failover_from_kill_s",
 ]
 CPU = [
     "pipeline_poller_cpu_ms_per_1k_samples",
