@@ -22,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import nats
 
 from benchmarks import clients, metrics
 from benchmarks.context import NODE_SAMPLES, Context, Watch, monitor
@@ -43,6 +46,7 @@ from benchmarks.services import (
     start_receiver,
     target_urls,
 )
+from prometheus_streams import wire
 
 POLLER = "prometheus_streams_poller_"
 LATENCY = "prometheus_streams_receiver_scrape_to_push_seconds"
@@ -248,7 +252,46 @@ def _leaves(
     }
     for _ in range(windows):
         runs.append(_window(ctx, procs, list(pollers.values()), receiver, interval))
+        _hops(ctx, central, leaves)
     _catch_up(ctx, central, leaves, (wans, links), list(pollers.values()), gateway, interval)
+
+
+async def _stored_after_scrape(url: str, domain: str, count: int) -> list[float]:
+    """Seconds from scrape to stored, of the newest `count` messages of a stream."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(domain=domain)
+        last = (await js.stream_info(STREAM)).state.last_seq
+        delays = []
+        for seq in range(max(1, last - count + 1), last + 1):
+            msg = await js.get_msg(STREAM, seq)
+            scraped = int((msg.headers or {})[wire.H_SCRAPE_TIME]) / 1000
+            assert msg.time is not None
+            delays.append(msg.time.timestamp() - scraped)
+        return delays
+    finally:
+        await nc.close()
+
+
+def _hops(ctx: Context, central: list[Service], leaves: dict[str, Service]) -> None:
+    """Where the latency is: scrape to stored at the edge, and at the centre (stored times)."""
+    count = min(200, 2 * ctx.profile.pipeline_targets)
+    edge = [
+        delay
+        for dc, leaf in leaves.items()
+        for delay in asyncio.run(
+            _stored_after_scrape(
+                f"nats://admin-{dc}:admin-{dc}-pw@{HOST}:{leaf.port}", dc, count // 2
+            )
+        )
+    ]
+    url = f"nats://central:central-pw@{HOST}:{central[0].port}"
+    centre = asyncio.run(_stored_after_scrape(url, CENTRAL_DOMAIN, count))
+    for where, delays in (("edge", edge), ("centre", centre)):
+        for q in (50, 99):
+            value = statistics.quantiles(delays, n=100)[q - 1] * 1000
+            label = f"{LABELS['leaves']}: scrape to stored at the {where}, p{q}"
+            ctx.record(SECTION, f"topology_leaves_stored_{where}_p{q}_ms", label, "ms", value)
 
 
 def _settle(receiver: Service, n: int, interval: float, timeout: float = 60) -> None:
