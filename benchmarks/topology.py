@@ -19,24 +19,31 @@ timed against one round of direct pushes of as many groups.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import statistics
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import nats
-
-from benchmarks import clients, metrics
+from benchmarks import metrics
 from benchmarks.context import NODE_SAMPLES, Context, Watch, monitor
-from benchmarks.gateway import CONCURRENCY, NODE_BODY, pushed, stream_state
-from benchmarks.natsconf import CENTRAL_DOMAIN, STREAM, hub_config, jetstream_node, leaf_config
+from benchmarks.gateway import pushed
+from benchmarks.leaves import (
+    CUT_INTERVALS,
+    DATACENTERS,
+    Figures,
+    catch_up,
+    centre,
+    edges,
+    hops,
+    linked,
+    start_leaf,
+    start_wan,
+    wait,
+)
+from benchmarks.natsconf import CENTRAL_DOMAIN, STREAM, hub_config, jetstream_node
 from benchmarks.procs import HOST, Proc, Processes, free_port, http_get
 from benchmarks.services import (
-    REPO,
     Service,
     StreamSettings,
     binary,
@@ -46,14 +53,11 @@ from benchmarks.services import (
     start_receiver,
     target_urls,
 )
-from prometheus_streams import wire
 
 POLLER = "prometheus_streams_poller_"
 LATENCY = "prometheus_streams_receiver_scrape_to_push_seconds"
 CLUSTER_SIZE = 3
 SECTION = "topology"
-DATACENTERS = ("dc1", "dc2")
-CUT_INTERVALS = 11  # as the recovery scenario: more than max_msgs_per_subject (10) at the centre
 # The edge keeps every scrape of the cut, so the backlog is all 11 intervals.
 EDGE_KEEP = 2 * CUT_INTERVALS
 LABELS = {"cluster": "3-node cluster", "leaves": "2 leaf datacenters -> 3-node cluster"}
@@ -106,47 +110,6 @@ def _status(url: str) -> bool:
 def _meta_leader(node: Service) -> bool:
     status, body = http_get(f"http://{HOST}:{node.extra_port}/jsz", timeout=2.0)
     return status == 200 and bool((json.loads(body).get("meta_cluster") or {}).get("leader"))
-
-
-def start_leaf(procs: Processes, work: Path, dc: str, hub_urls: Sequence[str]) -> Service:
-    """A datacenter's leaf node (domain `dc`, account DC<n>) linked to `hub_urls`."""
-    port, http = free_port(), free_port()
-    conf = work / f"leaf-{dc}.conf"
-    conf.write_text(
-        jetstream_node(f"leaf-{dc}", port, http, work / f"leaf-{dc}-js", dc)
-        + leaf_config(dc, hub_urls)
-    )
-    proc = procs.start(
-        f"leaf-{dc}",
-        [binary("nats-server"), "-c", str(conf)],
-        ready=functools.partial(_status, f"http://{HOST}:{http}/healthz?js-enabled-only=true"),
-    )
-    return Service(proc, port, http)
-
-
-def start_wan(procs: Processes, dc: str, links: Sequence[tuple[int, int]]) -> Proc:
-    """The WAN of `dc`: one TCP proxy process forwarding each (port, upstream port)."""
-    return procs.start(
-        f"wan-{dc}",
-        [sys.executable, "-m", "benchmarks.tcpproxy", *(f"{p}={HOST}:{up}" for p, up in links)],
-        env={"PYTHONPATH": str(REPO)},
-    )
-
-
-def linked(leaf: Service) -> bool:
-    """Whether a leaf node has its leaf link up (asked from its side)."""
-    status, body = http_get(f"http://{HOST}:{leaf.extra_port}/leafz", timeout=2.0)
-    return status == 200 and bool(json.loads(body).get("leafnodes"))
-
-
-def _wait(what: str, condition: Callable[[], bool], timeout: float) -> float:
-    """Poll `condition()` until true; the monotonic time it became true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topology: {what} not within {timeout:g}s")
-        time.sleep(0.05)
-    return time.monotonic()
 
 
 def topology(ctx: Context) -> None:
@@ -205,7 +168,7 @@ def _leaves(
         for dc in DATACENTERS
     }
     for dc, leaf in leaves.items():
-        _wait(f"the leaf link of {dc}", functools.partial(linked, leaf), 60)
+        wait(f"the leaf link of {dc}", functools.partial(linked, leaf), 60)
     gateway = start_pushgateway(ctx.procs, work, check=False)
     stream: dict[str, object] = {
         "urls": [f"nats://central:central-pw@{HOST}:{s.port}" for s in central],
@@ -236,10 +199,10 @@ def _leaves(
     ctx.wait_scraped(len(urls), since, 3 * interval + 60)
     # nats-server retries a source that failed (the edge stream did not exist yet) after
     # 10 s, then 20 s, ...: the windows start once both datacenters' scrapes flow.
-    edges = _edges(leaves)
-    _wait(
+    stored = edges(leaves)
+    wait(
         "both sources flowing",
-        lambda: all(n >= edges[dc] for dc, n in _central(central)[2].items()),
+        lambda: all(n >= stored[dc] for dc, n in centre(central).sourced.items()),
         150,
     )
     _settle(receiver, len(urls), interval)
@@ -252,168 +215,23 @@ def _leaves(
     }
     for _ in range(windows):
         runs.append(_window(ctx, procs, list(pollers.values()), receiver, interval))
-        _hops(ctx, central, leaves)
-    _catch_up(ctx, central, leaves, (wans, links), list(pollers.values()), gateway, interval)
+        count = min(200, 2 * len(urls))
+        _record_figures(ctx, "topology_leaves", LABELS["leaves"], hops(central, leaves, count))
+    figures = catch_up(
+        ctx, central, leaves, (wans, links), list(pollers.values()), gateway, interval
+    )
+    _record_figures(ctx, "topology_catchup", "", figures)
 
 
-async def _stored_after_scrape(url: str, domain: str, count: int) -> list[float]:
-    """Seconds from scrape to stored, of the newest `count` messages of a stream."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream(domain=domain)
-        last = (await js.stream_info(STREAM)).state.last_seq
-        delays = []
-        for seq in range(max(1, last - count + 1), last + 1):
-            msg = await js.get_msg(STREAM, seq)
-            scraped = int((msg.headers or {})[wire.H_SCRAPE_TIME]) / 1000
-            assert msg.time is not None
-            delays.append(msg.time.timestamp() - scraped)
-        return delays
-    finally:
-        await nc.close()
-
-
-def _hops(ctx: Context, central: list[Service], leaves: dict[str, Service]) -> None:
-    """Where the latency is: scrape to stored at the edge, and at the centre (stored times)."""
-    count = min(200, 2 * ctx.profile.pipeline_targets)
-    edge = [
-        delay
-        for dc, leaf in leaves.items()
-        for delay in asyncio.run(
-            _stored_after_scrape(
-                f"nats://admin-{dc}:admin-{dc}-pw@{HOST}:{leaf.port}", dc, count // 2
-            )
-        )
-    ]
-    url = f"nats://central:central-pw@{HOST}:{central[0].port}"
-    centre = asyncio.run(_stored_after_scrape(url, CENTRAL_DOMAIN, count))
-    for where, delays in (("edge", edge), ("centre", centre)):
-        for q in (50, 99):
-            value = statistics.quantiles(delays, n=100)[q - 1] * 1000
-            label = f"{LABELS['leaves']}: scrape to stored at the {where}, p{q}"
-            ctx.record(SECTION, f"topology_leaves_stored_{where}_p{q}_ms", label, "ms", value)
+def _record_figures(ctx: Context, prefix: str, label: str, figures: Figures) -> None:
+    for key, what, unit, value in figures:
+        ctx.record(SECTION, f"{prefix}_{key}", f"{label}: {what}" if label else what, unit, value)
 
 
 def _settle(receiver: Service, n: int, interval: float, timeout: float = 60) -> None:
     """Wait until the receiver pushed `n` times, then one more interval (start-up is over)."""
-    _wait("the first pushes", lambda: pushed(receiver) >= n, timeout + 3 * interval)
+    wait("the first pushes", lambda: pushed(receiver) >= n, timeout + 3 * interval)
     time.sleep(interval)
-
-
-_errors: dict[str, str] = {}  # the last error each source showed, for failure messages
-
-
-def _central(central: list[Service]) -> tuple[int, int, dict[str, int]]:
-    """The central stream: last sequence, the consumer's ack floor, per datacenter the
-    last sequence of its edge stream sourced.
-
-    The largest over the nodes: a replica may lag behind the leader, never lead it.
-    """
-    last = floor = 0
-    sourced = dict.fromkeys(DATACENTERS, 0)
-    for node in central:
-        url = f"http://{HOST}:{node.extra_port}/jsz?streams=true&consumers=true"
-        status, body = http_get(url, timeout=10.0)
-        if status != 200:
-            raise RuntimeError(f"/jsz of a central node -> {status}")
-        for account in json.loads(body).get("account_details") or []:
-            for stream in account.get("stream_detail") or []:
-                if stream.get("name") != STREAM:
-                    continue
-                last = max(last, int(stream["state"]["last_seq"]))
-                for consumer in stream.get("consumer_detail") or []:
-                    floor = max(floor, int(consumer["ack_floor"]["stream_seq"]))
-                for source in stream.get("sources") or []:
-                    dc = source["external"]["api"].split(".")[1]  # $JS.<domain>.API
-                    sourced[dc] = max(sourced.get(dc, 0), int(source.get("seq", 0)))
-                    if source.get("error"):
-                        _errors[dc] = str(source["error"].get("description"))
-    return last, floor, sourced
-
-
-def _edges(leaves: dict[str, Service]) -> dict[str, int]:
-    """The last sequence of each datacenter's edge stream."""
-    return {dc: int(str(stream_state(leaf).get("last_seq", 0))) for dc, leaf in leaves.items()}
-
-
-def _catch_up(
-    ctx: Context,
-    central: list[Service],
-    leaves: dict[str, Service],
-    wan: tuple[dict[str, Proc], dict[str, list[tuple[int, int]]]],
-    pollers: list[Service],
-    gateway: Service,
-    interval: float,
-) -> None:
-    """Cut both WAN links for 11 intervals; time the centre's catch-up once restored."""
-    wans, links = wan
-    for proc in wans.values():
-        ctx.procs.stop(proc)
-    time.sleep(CUT_INTERVALS * interval)
-    # Stopped, the pollers leave a backlog of a known size (their last scrapes flushed).
-    for poller in pollers:
-        ctx.procs.stop(poller.proc)
-    edges = _edges(leaves)
-    _, _, before = _central(central)
-    backlog = sum(edges[dc] - before[dc] for dc in DATACENTERS)
-    restored = time.monotonic()
-    for dc in DATACENTERS:
-        start_wan(ctx.procs, dc, links[dc])
-    link_up = max(
-        _wait(f"the leaf link of {dc} again", functools.partial(linked, leaf), 60)
-        for dc, leaf in leaves.items()
-    )
-    # nats-server retries a source that failed after 10 s x failures (at most 2 min), so
-    # the sourcing resumes a while after the link: timed apart from the drain.
-    resumed: dict[str, float] = {}
-    deadline = link_up + 180 + backlog / 20
-    while True:
-        last, floor, sourced = _central(central)
-        for dc in DATACENTERS:
-            if dc not in resumed and sourced[dc] > before[dc]:
-                resumed[dc] = time.monotonic()
-        if all(sourced[dc] >= edges[dc] for dc in DATACENTERS) and floor >= last:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"topology: no catch-up: sourced {sourced} of {edges}; errors seen {_errors}"
-            )
-        time.sleep(0.05)
-    done, sourcing = time.monotonic(), max(resumed.values())
-    n = ctx.profile.pipeline_targets
-    group_urls = [clients.group_path(gateway.url, f"t{i}") for i in range(n)]
-    direct = asyncio.run(clients.push(group_urls, NODE_BODY, CONCURRENCY, 600.0, n))
-    for key, label, unit, value in (
-        ("backlog_messages", "catch-up: backlog at the edges", "messages", backlog),
-        ("from_restore_s", "catch-up: WAN restored to all acked", "s", done - restored),
-        ("link_s", "catch-up: WAN restored to both leaf links up", "s", link_up - restored),
-        (
-            "source_retry_s",
-            "catch-up: links up to both sources resumed (nats-server)",
-            "s",
-            sourcing - link_up,
-        ),
-        ("drain_s", "catch-up: both sources resumed to all acked", "s", done - sourcing),
-        ("direct_round_s", f"catch-up: one round of {n} direct pushes", "s", direct.seconds),
-        (
-            "ratio",
-            "catch-up (from restore) / one direct round",
-            "ratio",
-            (done - restored) / direct.seconds,
-        ),
-        (
-            "drain_ratio",
-            "catch-up (from sources resumed) / one direct round",
-            "ratio",
-            (done - sourcing) / direct.seconds,
-        ),
-    ):
-        ctx.record(SECTION, f"topology_catchup_{key}", label, unit, value)
-    ctx.log(
-        f"topology catch-up: backlog {backlog} messages, {done - restored:.2f}s from restore "
-        f"(links up {link_up - restored:.2f}s, sources resumed {sourcing - link_up:.2f}s later, "
-        f"drained {done - sourcing:.2f}s later), direct round {direct.seconds:.2f}s"
-    )
 
 
 def _record(ctx: Context, shape: str, single: dict[str, float], other: dict[str, float]) -> None:

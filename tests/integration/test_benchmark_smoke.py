@@ -34,6 +34,7 @@ RATES = [
     "rw_vmagent_queryable_p50_ms",
     "topology_catchup_from_restore_s",
     "topology_catchup_direct_round_s",
+    "topology_leaves_stored_centre_p50_ms",
     "ha_lease_share_pct",
     "ha_failover_from_kill_s",
 ]
