@@ -783,6 +783,103 @@ done:
     return result;
 }
 
+/* encode_page(known, rows, at) is the repeated-page path of
+ * outputs.rw_series.scrape_samples in one call: when the rows' series keys
+ * are exactly known's keys in known's order, the concatenation of
+ * encode_series(labels, ((value, at if stamp is None else stamp),)) for each
+ * row, labels being known's value for the row's key; otherwise None (the
+ * Python path then labels the page line by line). */
+static PyObject *
+encode_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "encode_page expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *known = args[0], *rows = args[1];
+    if (!PyDict_Check(known) || !PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "encode_page(dict, list, int)");
+        return NULL;
+    }
+    long long at = PyLong_AsLongLong(args[2]);
+    if (at == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(rows);
+    if (PyDict_GET_SIZE(known) != count) Py_RETURN_NONE;
+    double *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
+    uint64_t *stamps = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+    PyObject **labels = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(PyObject *));
+    PyObject *result = NULL;
+    if (values == NULL || stamps == NULL || labels == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t pos = 0, size = 0;
+    PyObject *key, *value;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (!PyDict_Next(known, &pos, &key, &value)) {
+            result = Py_NewRef(Py_None); /* the dict changed under us: let Python decide */
+            goto done;
+        }
+        PyObject *row = PyList_GET_ITEM(rows, k);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a row is a (key, value, timestamp) tuple");
+            goto done;
+        }
+        PyObject *row_key = PyTuple_GET_ITEM(row, 0);
+        if (row_key != key) {
+            int same = PyObject_RichCompareBool(row_key, key, Py_EQ);
+            if (same < 0) goto done;
+            if (!same) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+        }
+        if (!PyBytes_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "known labels must be bytes");
+            goto done;
+        }
+        labels[k] = value;
+        values[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 1));
+        if (values[k] == -1.0 && PyErr_Occurred()) goto done;
+        PyObject *stamp = PyTuple_GET_ITEM(row, 2);
+        long long ms = at;
+        if (stamp != Py_None) {
+            ms = PyLong_AsLongLong(stamp);
+            if (ms == -1 && PyErr_Occurred()) goto done;
+        }
+        stamps[k] = (uint64_t)ms; /* an int64 goes on the wire as its two's complement */
+        Py_ssize_t series = PyBytes_GET_SIZE(value) + 2 + 10 + varint_size(stamps[k]);
+        size += 1 + varint_size((uint64_t)series) + series;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) goto done;
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t length = PyBytes_GET_SIZE(labels[k]);
+        Py_ssize_t stamp_size = varint_size(stamps[k]);
+        *out++ = 0x0a;
+        out = put_varint(out, (uint64_t)(length + 2 + 10 + stamp_size));
+        memcpy(out, PyBytes_AS_STRING(labels[k]), (size_t)length);
+        out += length;
+        *out++ = 0x12;
+        *out++ = (char)(10 + stamp_size);
+        *out++ = 0x09;
+        if (PyFloat_Pack8(values[k], out, 1) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        out += 8;
+        *out++ = 0x10;
+        out = put_varint(out, stamps[k]);
+    }
+done:
+    PyMem_Free(values);
+    PyMem_Free(stamps);
+    PyMem_Free(labels);
+    return result;
+}
+
 /* count_samples(body) is what exposition._count_samples returns: the lines
  * whose first character after blanks (space, tab) is neither '#' nor white
  * space. The regex builds a list of one match per sample line; this only
@@ -881,6 +978,10 @@ static PyMethodDef methods[] = {
      "parse_samples(body, /)\n--\n\n"
      "Every sample line as (series key, value, timestamp or None); None when a line"
      " does not parse (or is left to the Python parser)."},
+    {"encode_page", (PyCFunction)(void (*)(void))encode_page, METH_FASTCALL,
+     "encode_page(known, rows, at, /)\n--\n\n"
+     "A repeated page's TimeSeries fields in one bytes; None unless the rows' keys are"
+     " known's, in order."},
     {"encode_series", (PyCFunction)(void (*)(void))encode_series, METH_FASTCALL,
      "encode_series(labels, samples, /)\n--\n\n"
      "One remote-write TimeSeries field: encoded labels, then (value, timestamp ms) samples."},

@@ -49,6 +49,7 @@ from prometheus_streams.receiver.outputs.rw_metrics import (
     RemoteWriteMetrics,
 )
 from prometheus_streams.receiver.outputs.rw_series import Group, scrape_samples, stale_markers
+from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page
 from prometheus_streams.secret import redact_url
 
@@ -151,7 +152,7 @@ class RemoteWriteOutput:
         samples = scrape_samples(scrape, group, rows, self.config.publisher_label)
         for reason, count in samples.dropped.items():
             self.metrics.dropped.labels(self.label, reason).inc(count)
-        job = Job(item, samples.encoded, asyncio.get_running_loop().create_future())
+        job = Job(item, samples.encoded, samples.count, asyncio.get_running_loop().create_future())
         self._waiting += 1
         try:
             await self._batches.queue.put(job)
@@ -204,7 +205,7 @@ class RemoteWriteOutput:
                 return
             (job,) = batch
             reason = refusal_reason(exc.status, exc.answer)
-            self.metrics.dropped.labels(self.label, reason).inc(len(job.series))
+            self.metrics.dropped.labels(self.label, reason).inc(job.samples)
             self._note(f"{self.label} refused a scrape of {job.item.scrape.instance}: {exc}")
             if reason not in self._refusals_logged:
                 self._refusals_logged.add(reason)
@@ -227,13 +228,20 @@ class RemoteWriteOutput:
 
     async def _send(self, batch: list[Job], stop: asyncio.Event) -> None:
         """Write every sample of `batch`, in order, in requests of max_samples_per_send."""
-        flat = [series for job in batch for series in job.series]
         limit = self.rw.max_samples_per_send
-        for start in range(0, max(1, len(flat)), limit):
-            await self._post(flat[start : start + limit], batch, stop)
-        self.metrics.samples.labels(self.label).inc(len(flat))
+        total = sum(job.samples for job in batch)
+        if total <= limit:  # the batcher's batches: one request, a page's samples in one bytes
+            await self._post([series for job in batch for series in job.series], total, batch, stop)
+        else:  # a scrape larger than the limit (or a limit lowered by a reload since)
+            flat = [one for job in batch for one in _one_each(job)]
+            for start in range(0, len(flat), limit):
+                part = flat[start : start + limit]
+                await self._post(part, len(part), batch, stop)
+        self.metrics.samples.labels(self.label).inc(total)
 
-    async def _post(self, series: list[bytes], batch: list[Job], stop: asyncio.Event) -> None:
+    async def _post(
+        self, series: list[bytes], samples: int, batch: list[Job], stop: asyncio.Event
+    ) -> None:
         """One request, retried in place until 2xx, keeping `batch` in progress meanwhile."""
 
         async def touch() -> None:
@@ -242,6 +250,7 @@ class RemoteWriteOutput:
 
         await self._client.post(
             series,
+            samples,
             stop,
             lambda: not self._stopping and self._leading(),
             touch,
@@ -284,7 +293,8 @@ class RemoteWriteOutput:
         series = stale_markers([group for _, group in silent], int(time.time() * 1000))
         try:
             for start in range(0, len(series), self.rw.max_samples_per_send):
-                await self._post(series[start : start + self.rw.max_samples_per_send], [], stop)
+                part = series[start : start + self.rw.max_samples_per_send]
+                await self._post(part, len(part), [], stop)
         except (Abort, Refused) as exc:
             log.warning("remote write %s: stale markers not written: %s", self.label, exc)
             return
@@ -343,3 +353,10 @@ class RemoteWriteOutput:
         """Close the HTTP session."""
         self._stopping = True
         await self._client.close()
+
+
+def _one_each(job: Job) -> list[bytes]:
+    """The job's TimeSeries fields one sample each (a repeated page comes as one bytes)."""
+    if len(job.series) == job.samples:
+        return job.series
+    return protocol.split_series(b"".join(job.series))
