@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prometheus_streams import __version__
-from prometheus_streams._speedups import encode_page as c_encode_page  # fails without C
+from prometheus_streams._speedups import encode_known_page as c_encode_known_page  # no C: fails
+from prometheus_streams._speedups import encode_page as c_encode_page
 from prometheus_streams._speedups import encode_series as c_encode_series
+from prometheus_streams._speedups import parse_samples as c_parse_samples
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.protocol import (
     HEADERS,
@@ -335,3 +337,62 @@ def test_the_c_page_refuses_what_is_no_page(
 ) -> None:
     with pytest.raises(error):
         c_encode_page(known, rows, at)  # type: ignore[arg-type]
+
+
+PAGE_LINES = st.sampled_from(
+    [
+        b"a 1",
+        b'a{x="1"} 2.5',
+        b'a{x="1",} 2.5',
+        b'a { x = "2" } -3 1700000000000',
+        b"b 1e400",
+        b"c NaN 123",
+        b"c +Inf -5",
+        b"  d -Inf",
+        b"\td 1\t",
+        b"e 00000000000000000000001",
+        b"f 1 -9223372036854775808",
+        b"f 1 9223372036854775808",
+        b'g{y="\\n\\""} 0x1p3',
+        b"# HELP a x",
+        b"# TYPE a counter",
+        b"",
+        b"bad line",
+        b"a 3",
+        b"h 1.0000000000000000000000000000000000000001",
+    ]
+)
+
+
+@MANY
+@given(
+    st.lists(PAGE_LINES, max_size=12),
+    st.lists(PAGE_LINES, max_size=12) | st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+)
+def test_a_known_page_in_one_pass_is_parse_then_encode(
+    lines: list[bytes], other: list[bytes] | None, at: int, final_newline: bool
+) -> None:
+    body = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    # Known from the page itself (the usual case) or from another page.
+    known_rows = c_parse_samples(body if other is None else b"\n".join(other)) or []
+    known = {key: encode_labels([("k", key.hex())]) for key, _, _ in known_rows}
+    rows = c_parse_samples(body)
+    expected = None if rows is None else protocol.encode_page(known, rows, at)
+    assert c_encode_known_page(body, known, at) == expected
+
+
+def test_the_receiver_reads_known_pages_with_the_c_pass() -> None:
+    assert protocol.encode_known_page is c_encode_known_page
+    body = b'# TYPE a gauge\na{x="1"} 2.5\nb 1 7\n'
+    known = {b'a{x="1"}': encode_labels([("__name__", "a"), ("x", "1")]), b"b": b""}
+    page = c_encode_known_page(body, known, 5)
+    assert page is not None
+    assert decode_write_request(page) == [
+        ({"__name__": "a", "x": "1"}, [(2.5, 5)]),
+        ({}, [(1.0, 7)]),
+    ]
+    assert c_encode_known_page(body, dict(reversed(known.items())), 5) is None
+    assert c_encode_known_page(body + b"c 1\n", known, 5) is None
+    assert c_encode_known_page(body.replace(b"2.5", b"two"), known, 5) is None

@@ -48,7 +48,12 @@ from prometheus_streams.receiver.outputs.rw_metrics import (
     REQUEST_RESULTS,
     RemoteWriteMetrics,
 )
-from prometheus_streams.receiver.outputs.rw_series import Group, scrape_samples, stale_markers
+from prometheus_streams.receiver.outputs.rw_series import (
+    Group,
+    Samples,
+    scrape_samples,
+    stale_markers,
+)
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page
 from prometheus_streams.secret import redact_url
@@ -141,15 +146,9 @@ class RemoteWriteOutput:
             # refuse this one as out of order (it came back from another receiver).
             self.metrics.dropped.labels(self.label, "not_newer").inc(count_samples(body))
             return skipped("not_newer")
-        try:
-            rows = parse_page(body)
-        except ParseError as exc:
-            self.metrics.dropped.labels(self.label, "bad_page").inc(count_samples(body))
-            return failed(
-                "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
-            )
-        rows = self.ctx.series.filter_rows(scrape.group, rows)
-        samples = scrape_samples(scrape, group, rows, self.config.publisher_label)
+        samples = self._samples(scrape, group, body)
+        if not isinstance(samples, Samples):
+            return samples
         for reason, count in samples.dropped.items():
             self.metrics.dropped.labels(self.label, reason).inc(count)
         job = Job(item, samples.encoded, samples.count, asyncio.get_running_loop().create_future())
@@ -169,6 +168,31 @@ class RemoteWriteOutput:
             group.last_ms = scrape.scrape_time_ms
             group.last_seen = time.monotonic()
         return outcome
+
+    def _samples(self, scrape: wire.Scrape, group: Group | None, body: bytes) -> Samples | Outcome:
+        """The scrape's samples for a request, or why it has none (a page that does not parse)."""
+        refused: set[bytes] | None = None
+        if group is not None and group.whole and protocol.encode_known_page is not None:
+            # Most scrapes have the same series as the last written one, in the
+            # same order: then the page is read and encoded in one C pass.
+            page = protocol.encode_known_page(body, group.series, scrape.scrape_time_ms)
+            if page is not None:
+                # What filter_rows would ask with this page's keys.
+                refused = self.ctx.series.admit(scrape.group, list(group.series))
+                if not refused:
+                    return Samples([page], len(group.series), group.series, 0, {})
+        try:
+            rows = parse_page(body)
+        except ParseError as exc:
+            self.metrics.dropped.labels(self.label, "bad_page").inc(count_samples(body))
+            return failed(
+                "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
+            )
+        if refused is None:
+            rows = self.ctx.series.filter_rows(scrape.group, rows)
+        else:  # admitted above already: the tracker counts a page once
+            rows = [row for row in rows if row[0] not in refused]
+        return scrape_samples(scrape, group, rows, self.config.publisher_label)
 
     # -- requests ---------------------------------------------------------------
 

@@ -183,6 +183,23 @@ known's order. One C call a page, not one a sample.
 """
 
 
+def _native_known_page() -> Callable[[bytes, dict[bytes, bytes], int], bytes | None] | None:
+    try:
+        from prometheus_streams._speedups import encode_known_page as native
+    except ImportError:
+        return None
+    return native
+
+
+encode_known_page = _native_known_page()
+"""encode_page(known, text.parse_page(body), at) in one C pass, without making the rows.
+
+encode_known_page(body, known, at, /): None when the C parser leaves a line
+to the Python one, or the page's keys are not known's, in order. None itself
+without the C pass: then the caller parses and calls encode_page.
+"""
+
+
 def split_series(data: bytes) -> list[bytes]:
     """The timeseries fields of concatenated encode_series results, one bytes each."""
     out: list[bytes] = []
