@@ -43,6 +43,11 @@ class Profile:
     # Remote write against vmagent: node-sized scrapes stored before each drain.
     rw_backlog_scrapes: int = 2000
     rw_drain_runs: int = 3  # drains of each side (fresh processes each)
+    # HA pollers: node-sized targets, interval, failover_timeout, leaders killed.
+    ha_targets: int = 100
+    ha_interval: float = 2.0
+    ha_failover: float = 4.0
+    ha_kills: int = 3
 
 
 PROFILES = {
@@ -66,6 +71,10 @@ PROFILES = {
         vmagent_interval=1.0,
         rw_backlog_scrapes=200,
         rw_drain_runs=1,
+        ha_targets=20,
+        ha_interval=1.0,
+        ha_failover=2.0,
+        ha_kills=1,
     ),
     "quick": Profile(
         name="quick",

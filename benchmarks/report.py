@@ -23,6 +23,9 @@ SECTIONS = (
         "rw_vmagent",
         "Remote write against vmagent (issue 16): each into its own VictoriaMetrics, side by side",
     ),
+    ("relabel", "Poller with typical metric_relabel_configs against none (issue 17), side by side"),
+    ("ha", "HA pollers (issue 19): failover after kill -9 of the leader, lease traffic"),
+    ("topology", "3-node JetStream cluster (replicas 3) against one server, same machine"),
 )
 
 
@@ -121,6 +124,16 @@ def goals(ctx: Context) -> list[Goal]:
                 f"runs {_spread(ctx, key)}" if value is not None else "",
             )
         )
+    relabel = m("relabel_ratio")
+    out.append(
+        Goal(
+            "poller CPU/sample, typical metric_relabel_configs / none (issue 17)",
+            relabel,
+            "<= 1.25",
+            _check(relabel, (relabel or math.inf) <= 1.25),
+            f"runs {_spread(ctx, 'relabel_ratio')}" if relabel is not None else "",
+        )
+    )
     rec = m("recovery_ratio")
     out.append(
         Goal(
@@ -128,6 +141,28 @@ def goals(ctx: Context) -> list[Goal]:
             rec,
             "<= 2",
             _check(rec, (rec or math.inf) <= 2.0),
+        )
+    )
+    share = m("ha_lease_share_pct")
+    out.append(
+        Goal(
+            f"HA lease traffic / data bytes, % ({p.ha_targets} node targets every "
+            f"{p.ha_interval:g}s, failover_timeout {p.ha_failover:g}s)",
+            share,
+            "<= 1",
+            _check(share, (share or math.inf) <= 1.0),
+        )
+    )
+    # The worst of the kills, not the median: every failover must be in time.
+    kills = ctx.figures.get("ha_failover_from_kill_s")
+    worst = max(kills.values) if kills is not None and kills.values else None
+    bound = p.ha_failover + p.ha_interval
+    out.append(
+        Goal(
+            "HA: kill -9 of the leader to the standby's first publish, worst of the kills (s)",
+            worst,
+            f"<= failover_timeout + one interval ({bound:g})",
+            _check(worst, (worst or math.inf) <= bound),
         )
     )
     return out

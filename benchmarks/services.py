@@ -130,11 +130,14 @@ class StreamSettings:
     storage: str = "file"
     stream_max_bytes: str = "4GiB"
     fetch_batch: int = 64
+    replicas: int = 1  # 3 on a cluster (the topology scenario)
 
 
-def _stream(nats: Service, settings: StreamSettings) -> dict[str, object]:
+def _stream(nats: Service | list[Service], settings: StreamSettings) -> dict[str, object]:
+    servers = nats if isinstance(nats, list) else [nats]
     return {
-        "urls": nats_url(nats),
+        "urls": [nats_url(server) for server in servers],
+        "replicas": settings.replicas,
         "topic": "prometheus",
         "storage": settings.storage,
         "max_msgs_per_subject": settings.max_msgs_per_subject,
@@ -147,33 +150,44 @@ def _stream(nats: Service, settings: StreamSettings) -> dict[str, object]:
 def start_poller(
     procs: Processes,
     work: Path,
-    nats: Service,
+    nats: Service | list[Service],
     urls: list[str],
     interval: float,
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
+    identity: str = "bench",
+    job_keys: dict[str, object] | None = None,
+    ha: dict[str, object] | None = None,
 ) -> Service:
-    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...)."""
+    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...).
+
+    `job_keys` go into the job beside its targets (e.g. metric_relabel_configs).
+    """
     port = free_port()
-    config = {
-        "identity": "bench",
+    config: dict[str, object] = {
+        "identity": identity,
         "scrape_interval": f"{interval:g}s",
         "scrape_timeout": f"{min(interval, 10.0):g}s",
         "monitor_port": port,
         "monitor_address": HOST,
         "poller_stream": _stream(nats, settings),
         "jobs": {
-            "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
+            "node": {
+                "targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)],
+                **(job_keys or {}),
+            }
         },
     }
+    if ha is not None:
+        config["ha"] = ha
     return _start_role(procs, work, "poller", name, config, port, launcher=launcher)
 
 
 def start_receiver(
     procs: Processes,
     work: Path,
-    nats: Service,
+    nats: Service | list[Service],
     gateway: Service,
     settings: StreamSettings,
     name: str = "receiver",

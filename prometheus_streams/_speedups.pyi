@@ -10,3 +10,10 @@ def encode_page(
     known: dict[bytes, bytes], rows: list[tuple[bytes, float, int | None]], at: int, /
 ) -> bytes | None: ...
 def encode_known_page(body: bytes, known: dict[bytes, bytes], at: int, /) -> bytes | None: ...
+def rewrite_known(
+    body: bytes,
+    lines: dict[bytes, bytes | None],
+    keys: list[bytes],
+    actions: list[bytes | None],
+    /,
+) -> tuple[bytes, int] | None: ...

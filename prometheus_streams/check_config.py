@@ -6,9 +6,12 @@ from typing import Any
 
 from prometheus_streams.config import ROLES, Config, RemoteWriteConfig, StreamConfig, TLSConfig
 from prometheus_streams.config.budget import describe_series_budget
+from prometheus_streams.config.ha import describe_ha
+from prometheus_streams.config.jobs import LIMIT_KEYS
 from prometheus_streams.config.publishers import describe_publishers
 from prometheus_streams.config.scrape_http import describe_client
 from prometheus_streams.secret import redact_url
+from prometheus_streams.wire import escape_token
 
 
 def describe_tls(tls: TLSConfig | None) -> dict[str, Any] | None:
@@ -41,9 +44,40 @@ def describe_stream(s: StreamConfig | None) -> dict[str, Any] | None:
         "max_msgs_per_subject": s.max_msgs_per_subject,
         "fetch_batch": s.fetch_batch,
         "ack_wait_seconds": s.ack_wait,
+        **describe_topology(s),
         "tls": describe_tls(s.tls),
         "auth": "none" if s.auth is None else s.auth.describe(),
     }
+
+
+def describe_topology(s: StreamConfig) -> dict[str, Any]:
+    """Which JetStream domain serves the stream and, for a central stream, what it sources."""
+    if s.domain is None and not s.sources:
+        return {}
+    where = f"JetStream domain {s.domain}" if s.domain else "the servers' own JetStream"
+    found: dict[str, Any] = {"domain": s.domain, "jetstream_api": s.api_prefix}
+    if s.publisher is not None:
+        found["explained"] = (
+            f"edge stream {s.stream} in {where}: a scrape is stored there once acked,"
+            f" taking {s.subjects} only"
+        )
+    if s.sources:
+        found["sources"] = [
+            {
+                "stream": source.name,
+                "jetstream_api": source.api or s.api_prefix,
+                "deliver_prefix": source.deliver_prefix,
+                "takes": f"{s.topic}.{escape_token(source.publisher)}.>"
+                if source.publisher
+                else f"{s.subjects} (any publisher: set publisher to bind it to one)",
+            }
+            for source in s.sources
+        ]
+        found["explained"] = (
+            f"central stream {s.stream} in {where}, no subjects of its own, built from"
+            f" {len(s.sources)} datacenter stream(s); consumer {s.durable} reads {s.subjects}"
+        )
+    return found
 
 
 def describe_outputs(config: Config) -> list[str]:
@@ -101,8 +135,12 @@ def describe(config: Config) -> dict[str, Any]:
                 "body_size_limit_bytes": job.body_size_limit,
                 "targets": {t.name: redact_url(t.url) for t in job.targets},
                 "auth": describe_client(job),
-                "discovery": [sd.url for sd in job.http_sd]
+                "discovery": [f"file {' '.join(sd.files)}" for sd in job.file_sd]
+                + [sd.url for sd in job.http_sd]
                 + [f"dns {d.type} {' '.join(d.names)}" for d in job.dns_sd],
+                "relabel_configs": len(job.relabel_configs),
+                "metric_relabel_configs": len(job.metric_relabel_configs),
+                "limits": {k: getattr(job, k) for k in LIMIT_KEYS if getattr(job, k)},
             }
             for job in config.jobs
         },
@@ -130,6 +168,7 @@ def describe(config: Config) -> dict[str, Any]:
             "max_label_count": config.max_label_count,
         },
         "series_budget": describe_series_budget(config.series_budget),
+        "ha": describe_ha(config.ha),
         "publishers": describe_publishers(
             config.ha_backstop, config.expected_publishers, config.publisher_stale_after
         ),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cluster import NatsCluster
 from puppetserver import PuppetServer
 from servers import NatsServer, Pushgateway, Target
 from stores import FakeStore, PrometheusStore, VictoriaMetricsStore
@@ -25,6 +26,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A started 3-node JetStream cluster (tests/cluster.py), stopped after the test."""
+    cluster = NatsCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

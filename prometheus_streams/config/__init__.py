@@ -23,6 +23,7 @@ from prometheus_streams.config.model import (
     PushGatewayConfig,
     RemoteWriteConfig,
     StreamConfig,
+    StreamSource,
     Target,
     TLSConfig,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "PushGatewayConfig",
     "RemoteWriteConfig",
     "StreamConfig",
+    "StreamSource",
     "TLSConfig",
     "Target",
     "check_labels",

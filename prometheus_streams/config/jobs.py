@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_streams.config.model import (
@@ -15,6 +17,7 @@ from prometheus_streams.config.model import (
     Target,
 )
 from prometheus_streams.config.reader import Section
+from prometheus_streams.config.relabel import read_relabel_configs
 from prometheus_streams.config.scrape_http import (
     HTTP_JOB_KEYS,
     read_dns_sd,
@@ -27,6 +30,7 @@ from prometheus_streams.config.values import (
     as_bool,
     as_name,
     http_url,
+    int_in,
     one_of,
     positive_duration,
     size_in,
@@ -35,6 +39,14 @@ from prometheus_streams.config.values import (
 from prometheus_streams.units import parse_size
 from prometheus_streams.wire import MAX_LABELS, label_name_problem
 
+# Prometheus' per-job limits; 0 (the default) is no limit.
+LIMIT_KEYS = (
+    "sample_limit",
+    "label_limit",
+    "label_name_length_limit",
+    "label_value_length_limit",
+    "target_limit",
+)
 JOB_KEYS = {
     "targets",
     "scrape_interval",
@@ -44,6 +56,9 @@ JOB_KEYS = {
     "metrics_path",
     "file_sd_configs",
     "honor_timestamps",
+    "relabel_configs",
+    "metric_relabel_configs",
+    *LIMIT_KEYS,
 }
 TARGET_KEYS = {"name", "url", "labels"}
 FILE_SD_KEYS = {"files", "refresh_interval"}
@@ -125,8 +140,18 @@ def read_jobs(parent: Section, defaults: JobDefaults) -> tuple[Job, ...]:
     return tuple(jobs)
 
 
+# Reads a job's own target list: (job section, has discovery, scheme, metrics path,
+# the job's HTTP fields) -> targets, or None when the job is unusable.
+TargetsReader = Callable[[Section, bool, str, str, dict[str, Any]], "tuple[Target, ...] | None"]
+
+
 def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
     s.check_keys(JOB_KEYS | HTTP_JOB_KEYS)
+    return read_job(s, name, defaults, _listed_targets)
+
+
+def read_job(s: Section, name: str, defaults: JobDefaults, listed: TargetsReader) -> Job | None:
+    """A job's keys (those `jobs:` and `scrape_configs:` share); `listed` reads its targets."""
     interval = s.get("scrape_interval", positive_duration, defaults.scrape_interval)
     timeout = s.get("scrape_timeout", positive_duration, defaults.scrape_timeout)
     if "scrape_timeout" in s:
@@ -136,32 +161,45 @@ def _job(s: Section, name: str, defaults: JobDefaults) -> Job | None:
     http_sd = read_http_sd(s) if s.given("http_sd_configs") else ()
     dns_sd = read_dns_sd(s) if s.given("dns_sd_configs") else ()
     http = read_job_http(s)
-    listed = s.raw("targets")
-    if listed is None and (file_sd or http_sd or dns_sd):
-        targets: tuple[Target, ...] = ()
-    elif not isinstance(listed, list) or not listed:
-        s.problem(
-            "targets",
-            "must be a non-empty list of {name, url} "
-            "(or use file_sd_configs, http_sd_configs or dns_sd_configs)",
-        )
+    scheme = s.get("scheme", one_of("http", "https"), "http")
+    metrics_path = s.get("metrics_path", url_path, "/metrics")
+    targets = listed(s, bool(file_sd or http_sd or dns_sd), scheme, metrics_path, http)
+    if targets is None:
         return None
-    else:
-        targets = _targets(s, name, http)
     return Job(
         name=name,
         targets=targets,
         scrape_interval=interval,
         scrape_timeout=timeout,
         body_size_limit=s.get("body_size_limit", parse_size, defaults.body_size_limit),
-        scheme=s.get("scheme", one_of("http", "https"), "http"),
-        metrics_path=s.get("metrics_path", url_path, "/metrics"),
+        scheme=scheme,
+        metrics_path=metrics_path,
         file_sd=file_sd,
         honor_timestamps=s.get("honor_timestamps", as_bool, True),
         http_sd=http_sd,
         dns_sd=dns_sd,
+        relabel_configs=read_relabel_configs(s, "relabel_configs"),
+        metric_relabel_configs=read_relabel_configs(s, "metric_relabel_configs"),
+        **{key: s.get(key, int_in(0, 2**31), 0) for key in LIMIT_KEYS},  # type: ignore[arg-type]
         **http,
     )
+
+
+def _listed_targets(
+    s: Section, discovered: bool, scheme: str, metrics_path: str, http: dict[str, Any]
+) -> tuple[Target, ...] | None:
+    """The `targets` list of a `jobs:` entry ({name, url, labels} each)."""
+    listed = s.raw("targets")
+    if listed is None and discovered:
+        return ()
+    if not isinstance(listed, list) or not listed:
+        s.problem(
+            "targets",
+            "must be a non-empty list of {name, url} "
+            "(or use file_sd_configs, http_sd_configs or dns_sd_configs)",
+        )
+        return None
+    return _targets(s, s.path().removeprefix("jobs."), http)
 
 
 def _targets(job: Section, job_name: str, http: dict[str, object]) -> tuple[Target, ...]:

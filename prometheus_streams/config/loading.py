@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from prometheus_streams.config.budget import read_series_budget
+from prometheus_streams.config.ha import read_ha
 from prometheus_streams.config.jobs import read_job_defaults, read_jobs
 from prometheus_streams.config.management import (
     TOP_KEYS,
@@ -26,6 +27,7 @@ from prometheus_streams.config.publishers import (
 from prometheus_streams.config.pushgateway import read_push_gateway
 from prometheus_streams.config.reader import Reader, Section
 from prometheus_streams.config.remote_write import read_publisher_label, read_remote_write
+from prometheus_streams.config.scrape_configs import read_scrape_configs
 from prometheus_streams.config.tls import read_tls
 from prometheus_streams.config.values import as_name
 from prometheus_streams.errors import ConfigError
@@ -70,14 +72,17 @@ def _sections(top: Section, path: str) -> Config:
     identity = top.get("identity", as_name, "") or socket.gethostname()
     defaults = read_job_defaults(top)
     tls = read_tls(top, identity) if "tls" in top else None
+    top_level = read_top_level(top)
+    jobs = read_jobs(top, defaults)
+    jobs += read_scrape_configs(top, defaults, {job.name for job in jobs})
     return Config(
         path=path,
         identity=identity,
         scrape_interval=defaults.scrape_interval,
         scrape_timeout=defaults.scrape_timeout,
         body_size_limit=defaults.body_size_limit,
-        **read_top_level(top),
-        jobs=read_jobs(top, defaults),
+        **top_level,
+        jobs=jobs,
         poller_stream=read_stream(top, "poller_stream", identity, tls),
         receiver_stream=read_stream(top, "receiver_stream", identity, tls),
         push_gateway=read_push_gateway(top),
@@ -89,6 +94,7 @@ def _sections(top: Section, path: str) -> Config:
         publisher_stale_after=read_publisher_stale_after(top),
         tls=tls,
         management=read_management(top, identity, tls),
+        ha=read_ha(top, top_level["monitor_port"]),
     )
 
 

@@ -49,6 +49,8 @@ TOP_KEYS = {
     "max_label_count",
     "shutdown_grace",
     "jobs",
+    "scrape_configs",
+    "global",
     "poller_stream",
     "receiver_stream",
     "push_gateway",
@@ -60,6 +62,7 @@ TOP_KEYS = {
     "publisher_stale_after",
     "management",
     "tls",
+    "ha",
 }
 # Names many hosts share: loopback names and the stock host names of images.
 _SHARED_NAMES = {

@@ -9,13 +9,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from prometheus_streams.config.budget import SeriesBudgetConfig
+from prometheus_streams.config.ha import HAConfig
 from prometheus_streams.config.publishers import (
     DEFAULT_PUBLISHER_STALE_AFTER,
     ExpectedPublisher,
     HABackstopConfig,
 )
 from prometheus_streams.errors import ConfigError
+from prometheus_streams.relabel import RelabelConfig
 from prometheus_streams.secret import Secret
+from prometheus_streams.wire import escape_token
 
 SELF_JOB = "prometheus_streams"
 DEFAULT_SCRAPE_INTERVAL = 60.0
@@ -90,6 +93,25 @@ class NatsAuth:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """One datacenter stream the central stream sources, through another domain's API."""
+
+    name: str
+    domain: str | None = None
+    api_prefix: str | None = None
+    deliver_prefix: str | None = None
+    # Only this publisher's subjects come through: a datacenter cannot send as another.
+    publisher: str | None = None
+
+    @property
+    def api(self) -> str | None:
+        """The JetStream API prefix of the source's domain; None for this domain."""
+        if self.api_prefix:
+            return self.api_prefix
+        return f"$JS.{self.domain}.API" if self.domain else None
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """A NATS connection plus the JetStream stream and consumer it uses."""
 
@@ -110,11 +132,26 @@ class StreamConfig:
     # Set by a receiver with remote write, not a config key: the stream keeps
     # every scrape (no per-subject limit), marked in its metadata.
     history: bool = False
+    # The JetStream domain whose API provisions, acks and consumes (a leaf node's).
+    domain: str | None = None
+    # Set for a poller in a domain, not a config key: its edge stream takes only
+    # this publisher's subjects, so leaf nodes sharing an account never store
+    # each other's scrapes.
+    publisher: str | None = None
+    # A central stream built from datacenter streams: it has no subjects of its own.
+    sources: tuple[StreamSource, ...] = ()
 
     @property
     def subjects(self) -> str:
-        """The subject filter covering every message of this topic."""
+        """The subject filter of every message of this topic (of one publisher at the edge)."""
+        if self.publisher is not None:
+            return f"{self.topic}.{escape_token(self.publisher)}.>"
         return f"{self.topic}.>"
+
+    @property
+    def api_prefix(self) -> str:
+        """The JetStream API prefix: the domain's, or the connection's own."""
+        return f"$JS.{self.domain}.API" if self.domain else "$JS.API"
 
 
 @dataclass(frozen=True)
@@ -124,6 +161,8 @@ class Target:
     name: str
     url: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Discovery's hidden labels (__meta_*, ...): relabel_configs sees them, nothing else does.
+    meta: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +263,25 @@ class Job:
     follow_redirects: bool = True
     http_sd: tuple[HTTPSD, ...] = ()
     dns_sd: tuple[DNSSD, ...] = ()
+    # Relabelling and limits, as Prometheus' scrape_config (0: no limit).
+    relabel_configs: tuple[RelabelConfig, ...] = ()
+    metric_relabel_configs: tuple[RelabelConfig, ...] = ()
+    sample_limit: int = 0
+    label_limit: int = 0
+    label_name_length_limit: int = 0
+    label_value_length_limit: int = 0
+    target_limit: int = 0
+
+    @property
+    def rewrites_pages(self) -> bool:
+        """Whether pages must be parsed: metric relabelling or a per-sample limit."""
+        return bool(
+            self.metric_relabel_configs
+            or self.sample_limit
+            or self.label_limit
+            or self.label_name_length_limit
+            or self.label_value_length_limit
+        )
 
 
 @dataclass(frozen=True)
@@ -388,6 +446,8 @@ class Config:
     publisher_stale_after: float = DEFAULT_PUBLISHER_STALE_AFTER
     tls: TLSConfig | None = None
     management: ManagementConfig = ManagementConfig()
+    # The poller's HA group; None: it publishes alone.
+    ha: HAConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def problems_for(self, role: str) -> list[str]:

@@ -10,7 +10,7 @@ from prometheus_streams.config.credentials import (
     require_user_with_password,
     secret,
 )
-from prometheus_streams.config.model import NatsAuth, StreamConfig, TLSConfig
+from prometheus_streams.config.model import NatsAuth, StreamConfig, StreamSource, TLSConfig
 from prometheus_streams.config.reader import Section
 from prometheus_streams.config.tls import read_tls
 from prometheus_streams.config.values import (
@@ -49,13 +49,19 @@ STREAM_KEYS = {
     "durable",
     "fetch_batch",
     "ack_wait",
+    "domain",
+    "sources",
     *_NATS_AUTH_KEYS,
 }
+_SOURCE_KEYS = {"name", "domain", "api_prefix", "deliver_prefix", "publisher"}
 # Keys of the original (NATS Streaming) config that mean nothing on JetStream.
 _OBSOLETE_STREAM_KEYS = {
     "cluster_id": "NATS Streaming cluster ids do not exist in JetStream",
 }
 _STREAM_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+# A JetStream domain is one subject token of `$JS.<domain>.API`.
+_DOMAIN_RE = _STREAM_NAME_RE
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*")
 
 
 def _stream_name(topic: str) -> str:
@@ -84,6 +90,10 @@ def read_stream(
     if not _STREAM_NAME_RE.fullmatch(stream):
         s.problem("stream", f"must match [A-Za-z0-9_-]+: {stream!r}")
     tls = read_tls(s, identity) if "tls" in s else inherited
+    domain = s.get("domain", as_str, None)
+    if domain is not None and not _DOMAIN_RE.fullmatch(domain):
+        s.problem("domain", f"a JetStream domain must match [A-Za-z0-9_-]+: {domain!r}")
+    sources = _sources(s, key)
     return StreamConfig(
         urls=urls,
         topic=topic,
@@ -99,7 +109,54 @@ def read_stream(
         ack_wait=s.get("ack_wait", positive_duration, 30.0),
         tls=tls,
         auth=_nats_auth(s),
+        domain=domain,
+        # The edge stream of a datacenter's leaf node takes this poller's subjects only.
+        publisher=identity if domain is not None and key == "poller_stream" else None,
+        sources=sources,
     )
+
+
+def _sources(s: Section, key: str) -> tuple[StreamSource, ...]:
+    """`sources`: the datacenter streams a central stream is built from."""
+    if not s.given("sources"):
+        return ()
+    if key != "receiver_stream":
+        s.problem("sources", "only the receiver builds a stream from sources")
+        return ()
+    if not isinstance(s.raw("sources"), list):
+        s.problem("sources", "must be a list of {name, domain or api_prefix, publisher}")
+        return ()
+    found: list[StreamSource] = []
+    for entry in s.entries("sources"):
+        entry.check_keys(_SOURCE_KEYS)
+        name = entry.get("name", as_str, "")
+        if not _STREAM_NAME_RE.fullmatch(name):
+            entry.problem("name", f"required, the source stream's name, [A-Za-z0-9_-]+: {name!r}")
+        domain = entry.get("domain", as_str, None)
+        if domain is not None and not _DOMAIN_RE.fullmatch(domain):
+            entry.problem("domain", f"a JetStream domain must match [A-Za-z0-9_-]+: {domain!r}")
+        prefix = entry.get("api_prefix", as_str, None)
+        deliver = entry.get("deliver_prefix", as_str, None)
+        for field, value in (("api_prefix", prefix), ("deliver_prefix", deliver)):
+            if value is not None and not _PREFIX_RE.fullmatch(value):
+                entry.problem(field, f"must be a subject without wildcards: {value!r}")
+        if domain is not None and prefix is not None:
+            entry.problem(None, "choose domain or api_prefix, not both")
+        found.append(
+            StreamSource(
+                name=name,
+                domain=domain,
+                api_prefix=prefix,
+                deliver_prefix=deliver,
+                publisher=entry.get("publisher", as_str, None),
+            )
+        )
+    seen: set[tuple[str, str | None]] = set()
+    for index, source in enumerate(found):
+        if (source.name, source.api) in seen:
+            s.problem(f"sources[{index}]", f"stream {source.name} of that domain is listed twice")
+        seen.add((source.name, source.api))
+    return tuple(found)
 
 
 def _nats_auth(s: Section) -> NatsAuth | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from prometheus_streams.config.reader import Section
 from prometheus_streams.config.values import as_bool, as_name, positive_duration
 
-BACKSTOP_KEYS = {"enabled", "failover_timeout"}
+BACKSTOP_KEYS = {"enabled", "failover_timeout", "shared"}
 EXPECTED_KEYS = {"name", "optional"}
 # As the poller's `ha.failover_timeout` and Mimir's HA tracker: see docs/configuration.md.
 DEFAULT_FAILOVER_TIMEOUT = 30.0
@@ -21,6 +21,8 @@ class HABackstopConfig:
 
     enabled: bool = True
     failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT
+    # Elections shared by every receiver through a key-value bucket (receiver/election.py).
+    shared: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ def read_ha_backstop(top: Section) -> HABackstopConfig:
     return HABackstopConfig(
         enabled=s.get("enabled", as_bool, True),
         failover_timeout=s.get("failover_timeout", positive_duration, DEFAULT_FAILOVER_TIMEOUT),
+        shared=s.get("shared", as_bool, True),
     )
 
 
@@ -100,6 +103,7 @@ def describe_publishers(
         "ha_backstop": {
             "enabled": backstop.enabled,
             "failover_timeout_seconds": backstop.failover_timeout,
+            "shared": backstop.shared,
         },
         "expected_publishers": [{"name": p.name, "optional": p.optional} for p in expected],
         "publisher_stale_after_seconds": stale_after,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -14,12 +15,15 @@ from prometheus_streams.exposition_check import NATIVE_CHECK
 from prometheus_streams.management import Management
 from prometheus_streams.poller import LOGGER_NAME
 from prometheus_streams.poller.discovery import FileDiscovery
+from prometheus_streams.poller.ha import HAMember
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.poller.outbox import Outbox
-from prometheus_streams.poller.payload import build_payload
+from prometheus_streams.poller.payload import Payload, build_payload, build_rewritten_payload
 from prometheus_streams.poller.remote_sd import RemoteDiscovery
+from prometheus_streams.poller.rewrite import SeriesCache
 from prometheus_streams.poller.schedule import Schedule, TargetKey, scrape_jobs
 from prometheus_streams.poller.scraper import Scraper, ScrapeResult, with_params
+from prometheus_streams.poller.target_relabel import relabel_target
 from prometheus_streams.poller.top import PageSeries
 from prometheus_streams.runtime import (
     PauseGate,
@@ -68,11 +72,19 @@ class Poller(SharedRole, Phases):
             self._supervisor, self._scrape_once, self.gate, self.metrics.missed
         )
         self.targets = self.schedule.targets
+        self.ha = HAMember(config.ha, config.identity, self.conn, registry) if config.ha else None
+        self._ha_stop = asyncio.Event()
         self.outbox = Outbox(self.conn, self.stream, self.metrics, self.readiness, config.max_age)
+        if self.ha is not None:
+            self.outbox.fence = self.ha.fence
+            self.outbox.replica = self.ha.config.replica
         self._discovered: dict[str, tuple[Target, ...]] = {}
         # From http_sd and dns_sd, apart: a job may have file_sd too.
         self._remote: dict[str, tuple[Target, ...]] = {}
         self._watchers: list[asyncio.Task[None]] = []
+        # Jobs with more targets than their target_limit: the reason their targets fail.
+        self._over_limit: dict[str, str] = {}
+        self._series: dict[TargetKey, SeriesCache] = {}
         self.management = Management(config.management, "poller", config.identity)
         self.series = PageSeries(config.identity)
 
@@ -84,6 +96,7 @@ class Poller(SharedRole, Phases):
             **self._shared_status("poller"),
             "buffered_scrapes": len(self.outbox),
             "targets": [vars(t) for t in self.targets.values()],
+            "ha": None if self.ha is None else self.ha.status(),
         }
 
     def top(self, n: int) -> dict[str, Any]:
@@ -96,6 +109,8 @@ class Poller(SharedRole, Phases):
         """Apply a new config: targets start and stop, the NATS connection stays."""
         if config.poller_stream != self.stream:
             log.warning("poller_stream changed: that takes effect only after a restart")
+        if config.ha != self.config.ha:
+            log.warning("ha changed: that takes effect only after a restart")
         self.config = config
         self.outbox.max_age = config.max_age
         self.jobs = scrape_jobs(config, self.monitor_port)
@@ -145,10 +160,21 @@ class Poller(SharedRole, Phases):
             targets = (
                 job.targets + self._discovered.get(job.name, ()) + self._remote.get(job.name, ())
             )
-            self.metrics.targets.labels(job.name).set(len(targets))
+            kept = [t for t in map(lambda t: relabel_target(job, t), targets) if t is not None]
+            if job.relabel_configs:
+                self.metrics.targets_dropped.labels(job.name).set(len(targets) - len(kept))
+            self.metrics.targets.labels(job.name).set(len(kept))
             self.metrics.known_job(job)
-            for target in targets:
+            if job.target_limit and len(kept) > job.target_limit:
+                self._over_limit[job.name] = (
+                    f"target_limit exceeded (number of targets: {len(kept)}, "
+                    f"limit: {job.target_limit})"
+                )
+            else:
+                self._over_limit.pop(job.name, None)
+            for target in kept:
                 wanted.setdefault((job.name, target.name), (job, target))
+        self._series = {k: v for k, v in self._series.items() if k in wanted}
         self.schedule.apply(wanted, self.config.identity)
         self.series.forget(set(wanted))
 
@@ -180,6 +206,9 @@ class Poller(SharedRole, Phases):
             task.cancel()
         await asyncio.gather(self.schedule.stop(), *watchers, return_exceptions=True)
         await self.outbox.flush(grace)
+        self._ha_stop.set()
+        if self.ha is not None:
+            await self.ha.release()  # the standby need not wait for the lease to expire
         await self._release(self.scraper.close, self.conn.close)
 
     async def _connect(self) -> None:
@@ -187,6 +216,8 @@ class Poller(SharedRole, Phases):
         await bind_stream(self.conn, self.stream, f"check stream {self.stream.stream}")
         self.readiness.stream_checked = True
         self.outbox.wake()
+        if self.ha is not None:
+            self._supervisor.spawn(self.ha.run(self._ha_stop), f"ha lease {self.ha.config.group}")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
 
     async def _wake_publishers(self) -> None:
@@ -201,11 +232,25 @@ class Poller(SharedRole, Phases):
         # The job as configured now: a reload that changes only credentials or
         # TLS leaves the loops running (their schedule is the same).
         http = self._job(job.name) or job
-        result = await self.scraper.scrape(
-            with_params(target.url, http.params), job.scrape_timeout, job.body_size_limit, http
-        )
+        # A standby does not scrape (docs/design.md, "HA pollers": the targets
+        # carry one poller's load, not two); its loops keep their phase.
+        term = self.outbox.fence()
+        if not term:
+            return
+        over_limit = self._over_limit.get(job.name)
+        if over_limit:
+            result = ScrapeResult(time.time(), 0.0, error="target_limit", detail=over_limit)
+        else:
+            # A relabelled target's URL holds its __param_* already (or not, if dropped).
+            url = target.url if http.relabel_configs else with_params(target.url, http.params)
+            result = await self.scraper.scrape(url, job.scrape_timeout, job.body_size_limit, http)
+        payload = None
+        if http.rewrites_pages and result.ok:
+            cache = self._series.setdefault((job.name, target.name), SeriesCache())
+            labels = {"job": job.name, "instance": target.name, **dict(target.labels)}
+            payload, result = build_rewritten_payload(result, http, labels, cache)
         self._record(job, target, result)
-        self._submit(job, target, result)
+        self._submit(job, target, result, payload, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
@@ -233,8 +278,16 @@ class Poller(SharedRole, Phases):
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
-    def _submit(self, job: Job, target: Target, result: ScrapeResult) -> None:
-        payload = build_payload(result, honor_timestamps=job.honor_timestamps)
+    def _submit(
+        self,
+        job: Job,
+        target: Target,
+        result: ScrapeResult,
+        payload: Payload | None = None,
+        term: int = 1,
+    ) -> None:
+        if payload is None:
+            payload = build_payload(result, honor_timestamps=job.honor_timestamps)
         if payload.replaced:
             self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
         scrape = wire.Scrape(
@@ -245,4 +298,4 @@ class Poller(SharedRole, Phases):
             body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
         )
-        self.outbox.put(scrape, payload.data)
+        self.outbox.put(scrape, payload.data, term)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from prometheus_streams.config import FileSD, Job, Target, check_labels
+from prometheus_streams.config import FileSD, Job, Target
+from prometheus_streams.config.target_groups import GroupError, read_target_group
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,14 @@ class DiscoveryError(ValueError):
     """A file-SD file that cannot be used; its previous targets are kept."""
 
 
-def parse_target_groups(path: str, text: str, job: Job, as_json: bool = False) -> list[Target]:
-    """Targets of one file: a list of {targets: [host:port], labels: {...}}."""
+def parse_target_groups(
+    path: str, text: str, job: Job, as_json: bool = False, meta: str = "__meta_filepath"
+) -> list[Target]:
+    """Targets of one file: a list of {targets: [host:port], labels: {...}}.
+
+    Each target gets `path` as the discovery label `meta` (Prometheus' names:
+    __meta_filepath for file_sd, __meta_url for http_sd).
+    """
     as_json = as_json or path.endswith(".json")
     try:
         data = json.loads(text) if as_json else yaml.safe_load(text)
@@ -38,49 +45,11 @@ def parse_target_groups(path: str, text: str, job: Job, as_json: bool = False) -
         raise DiscoveryError(f"{path}: must be a list of target groups")
     targets = []
     for index, group in enumerate(data):
-        where = f"{path}: [{index}]"
-        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
-            raise DiscoveryError(f"{where}: a target group needs a `targets` list")
-        group_labels = group.get("labels") or {}
-        if not isinstance(group_labels, dict):
-            raise DiscoveryError(f"{where}.labels: must be a mapping of label names to values")
-        raw_labels = dict(group_labels)
-        scheme = str(raw_labels.pop("__scheme__", job.scheme))
-        metrics_path = str(raw_labels.pop("__metrics_path__", job.metrics_path))
-        if not metrics_path.startswith("/") or any(c in metrics_path for c in " ?#\n\r"):
-            raise DiscoveryError(f"{where}: __metrics_path__ must be a path: {metrics_path!r}")
-        instance_override = raw_labels.pop("instance", None)
-        if instance_override is not None and (
-            not isinstance(instance_override, str)
-            or not instance_override.isprintable()
-            or instance_override != instance_override.strip()
-            or not instance_override
-        ):
-            raise DiscoveryError(f"{where}: bad instance label {instance_override!r}")
-        raw_labels = {k: v for k, v in raw_labels.items() if not str(k).startswith("__")}
         try:
-            labels = check_labels(raw_labels)
-        except ValueError as exc:
-            raise DiscoveryError(f"{where}.labels: {exc}") from None
-        if scheme not in ("http", "https"):
-            raise DiscoveryError(f"{where}: __scheme__ must be http or https")
-        for address in group["targets"]:
-            if isinstance(address, str) and "@" in address:
-                # Never quoted: what precedes the `@` would be a password.
-                raise DiscoveryError(
-                    f"{where}.targets: {address.rpartition('@')[2]!r}: user info "
-                    "(user:password@) is not allowed in a host:port"
-                )
-            if (
-                not isinstance(address, str)
-                or not address.isprintable()
-                or any(c in address for c in "/ ?#")
-            ):
-                raise DiscoveryError(f"{where}.targets: not a host:port: {address!r}")
-            name = str(instance_override) if instance_override else address
-            targets.append(
-                Target(name=name, url=f"{scheme}://{address}{metrics_path}", labels=labels)
-            )
+            targets += read_target_group(group, job.scheme, job.metrics_path, ((meta, path),))
+        except GroupError as exc:
+            key = f".{exc.key}" if exc.key else ""
+            raise DiscoveryError(f"{path}: [{index}]{key}: {exc}") from None
     return targets
 
 

@@ -10,7 +10,7 @@ from prometheus_streams.config import Job
 from prometheus_streams.poller.scraper import RESULTS as SCRAPE_RESULTS
 
 # Why a scrape was never published.
-DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown")
+DROP_REASONS = ("superseded", "too_old", "too_large", "shutdown", "not_leader")
 
 
 class PollerMetrics:
@@ -23,6 +23,9 @@ class PollerMetrics:
             "registry": registry,
         }
         self.targets = Gauge("targets", "Configured targets", ["poller_job"], **own)
+        self.targets_dropped = Gauge(
+            "targets_dropped", "Targets dropped by relabel_configs", ["poller_job"], **own
+        )
         self.scrapes = Counter(
             "scrapes_total", "Scrapes by outcome", ["poller_job", "result"], **own
         )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 from nats.errors import Error as NATSError
@@ -18,14 +19,26 @@ from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.runtime import Readiness
 from prometheus_streams.service import Supervisor
 from prometheus_streams.transport import Connection
+from prometheus_streams.transport.retry import Outage, leaderless
 
 log = logging.getLogger(LOGGER_NAME)
 
 PUBLISH_TIMEOUT = 5.0
+# While the stream does not answer (a leader election in a cluster), one worker
+# tries this often, with this bound on each try; an election takes seconds.
+PROBE_INTERVAL = 0.25
+PROBE_TIMEOUT = 1.0
 PUBLISH_WORKERS = 32
 
 # A message as JetStream gets it: subject, body, headers.
 Message = tuple[str, bytes, dict[str, str]]
+# A scrape waiting: itself, its compressed page, and the term it was scraped in.
+Pending = tuple[wire.Scrape, bytes, int]
+
+
+def always_leading() -> int:
+    """The fence of a poller in no HA group: one endless term."""
+    return 1
 
 
 class Outbox:
@@ -38,18 +51,26 @@ class Outbox:
         metrics: PollerMetrics,
         readiness: Readiness,
         max_age: float,
+        fence: Callable[[], int] = always_leading,
+        replica: str | None = None,
     ) -> None:
         self.conn = conn
         self.stream = stream
         self.metrics = metrics
         self.readiness = readiness
         self.max_age = max_age  # the poller sets it again on reload
-        self._pending: dict[str, tuple[wire.Scrape, bytes]] = {}
+        # The term this poller leads its HA group in (0: it does not); a
+        # scrape goes out only in the term it was scraped in, checked right
+        # before the publish (docs/design.md, "HA pollers").
+        self.fence = fence
+        self.replica = replica  # sent in a header by a member of an HA group
+        self._pending: dict[str, Pending] = {}
         # Each idle worker waits on a future of its own, so that a scrape put
         # wakes one worker, not all: waking all 32 for each scrape cost
         # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
         self._idle: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
+        self._outage = Outage(log, f"stream {stream.stream} (publishing)")
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -78,14 +99,17 @@ class Outbox:
         self._idle.append(waiter)
         await waiter
 
-    def put(self, scrape: wire.Scrape, payload: bytes) -> None:
-        """Queue a scrape; an older one of the same target still waiting is superseded."""
+    def put(self, scrape: wire.Scrape, payload: bytes, term: int = 1) -> None:
+        """Queue a scrape made in `term`; an older one of the same target waiting is superseded."""
         subject = self._subject(scrape)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
-        self._pending[subject] = (scrape, payload)
+        self._pending[subject] = (scrape, payload, term)
         self.metrics.buffered.set(len(self._pending))
-        self._wake_one()
+        if self._outage.active:
+            self.wake()  # the prober may be idle: waking one could miss it
+        else:
+            self._wake_one()
 
     async def flush(self, grace: float) -> None:
         """Publish what is buffered within `grace`; count the rest as dropped."""
@@ -105,10 +129,10 @@ class Outbox:
     def _subject(self, scrape: wire.Scrape) -> str:
         return wire.subject_for(self.stream.topic, scrape.publisher, scrape.job, scrape.instance)
 
-    def _take(self) -> tuple[wire.Scrape, bytes] | None:
+    def _take(self) -> Pending | None:
         while self._pending:
             subject = next(iter(self._pending))
-            scrape, payload = self._pending.pop(subject)
+            scrape, payload, term = self._pending.pop(subject)
             self.metrics.buffered.set(len(self._pending))
             age = scrape.beyond(self.max_age)
             if age is not None:
@@ -120,53 +144,82 @@ class Outbox:
                     age,
                 )
                 continue
-            return scrape, payload
+            return scrape, payload, term
         return None
 
-    def _requeue(self, scrape: wire.Scrape, payload: bytes) -> None:
+    def _requeue(self, scrape: wire.Scrape, payload: bytes, term: int) -> None:
         subject = self._subject(scrape)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
         else:
-            self._pending[subject] = (scrape, payload)
+            self._pending[subject] = (scrape, payload, term)
             self.metrics.buffered.set(len(self._pending))
 
     async def _publish_loop(self) -> None:
         backoff = 0.1
+        probing = False  # this worker tries the stream while the others wait
         while True:
-            if not self.readiness.ok or not self._pending:
+            probing = probing and self._outage.active
+            if not self.readiness.ok or not self._pending or (self._outage.active and not probing):
                 await self._wait_idle()
                 continue
             taken = self._take()
             if taken is None:
                 continue
-            scrape, payload = taken
+            scrape, payload, term = taken
             self._in_flight += 1
             try:
-                await self._publish(scrape, payload)
+                await self._publish(
+                    scrape, payload, term, PROBE_TIMEOUT if probing else PUBLISH_TIMEOUT
+                )
             except (NATSError, TimeoutError) as exc:
                 self.metrics.publish_errors.labels(type(exc).__name__).inc()
-                log.warning(
-                    "publish of %s/%s failed: %s",
-                    scrape.job,
-                    scrape.instance,
-                    exc,
-                    extra={"job": scrape.job, "target": scrape.instance, "error": str(exc)},
-                )
-                self._requeue(scrape, payload)
+                self._requeue(scrape, payload, term)
+                failure: BaseException | None = exc
             else:
-                backoff = 0.1
-                continue
+                failure = None
             finally:
                 self._in_flight -= 1
+            if failure is None:
+                backoff = 0.1
+                if self._outage.answered() is not None:
+                    self.wake()
+                continue
+            if leaderless(failure):
+                # An election (or a stream gone): one worker probes at a short
+                # interval and wakes the others the moment the stream answers,
+                # instead of each backing off on its own past the election.
+                if self._outage.failed(
+                    str(failure) or type(failure).__name__,
+                    f"holding scrapes, trying again every {PROBE_INTERVAL}s",
+                ):
+                    probing = True
+                if probing:
+                    await asyncio.sleep(PROBE_INTERVAL)
+                continue
+            log.warning(
+                "publish of %s/%s failed: %s",
+                scrape.job,
+                scrape.instance,
+                failure,
+                extra={"job": scrape.job, "target": scrape.instance, "error": str(failure)},
+            )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def _publish(self, scrape: wire.Scrape, compressed: bytes) -> None:
+    async def _publish(
+        self, scrape: wire.Scrape, compressed: bytes, term: int, ack_within: float = PUBLISH_TIMEOUT
+    ) -> None:
         message = self._fitting(scrape, compressed)
         if message is None:
             return
         subject, payload, headers = message
+        # The fence, as late as we can check it: nothing between here and the
+        # bytes leaving through nats-py's flusher waits on I/O.
+        if self.fence() != term:
+            self.metrics.dropped.labels("not_leader").inc()
+            log.debug("not publishing %s/%s: not leading its term", scrape.job, scrape.instance)
+            return
         t0 = time.perf_counter()
         # Asynchronous publish shares one reply subscription instead of a request
         # inbox per message; the ack is still awaited before the scrape counts as sent.
@@ -177,7 +230,7 @@ class Outbox:
             subject, payload, stream=self.stream.stream, headers=headers
         )
         try:
-            await asyncio.wait_for(ack, timeout=PUBLISH_TIMEOUT)
+            await asyncio.wait_for(ack, timeout=ack_within)
         except TimeoutError:
             ack.cancel()
             raise
@@ -188,9 +241,16 @@ class Outbox:
             "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
         )
 
+    def _encode(self, scrape: wire.Scrape, compressed: bytes | None = None) -> Message:
+        """The message; a member of an HA group names its replica (subject and id stay)."""
+        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
+        if self.replica is not None:
+            headers[wire.H_REPLICA] = self.replica
+        return subject, payload, headers
+
     def _fitting(self, scrape: wire.Scrape, compressed: bytes) -> Message | None:
         """The message, or up 0 in its place when too large; None when even that is."""
-        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
+        subject, payload, headers = self._encode(scrape, compressed)
         # The server counts headers and body against max_payload, and closes the
         # connection of a client that sends more.
         limit = self.conn.max_payload
@@ -206,7 +266,7 @@ class Outbox:
             limit,
         )
         down = replace(scrape, body=health_series(False, 0.0, 0))
-        subject, payload, headers = wire.encode(self.stream.topic, down)
+        subject, payload, headers = self._encode(down)
         if len(payload) + wire.header_size(headers) <= limit:
             return subject, payload, headers
         log.error(

@@ -32,6 +32,16 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def dns_meta(name: str, srv_target: str = "", srv_port: str = "") -> tuple[tuple[str, str], ...]:
+    """Prometheus' dns_sd labels: the SRV ones empty for A and AAAA (the target keeps its dot)."""
+    return (
+        ("__meta_dns_mx_record_target", ""),  # MX lookups are not supported
+        ("__meta_dns_name", name),
+        ("__meta_dns_srv_record_port", srv_port),
+        ("__meta_dns_srv_record_target", srv_target),
+    )
+
+
 class RemoteDiscovery:
     """Refreshes one job's http_sd and dns_sd configs, each on its own interval."""
 
@@ -137,32 +147,38 @@ class RemoteDiscovery:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise DiscoveryError(f"{sd.url}: answer is not UTF-8") from None
-        return tuple(parse_target_groups(sd.url, text, self.job, as_json=True))
+        return tuple(parse_target_groups(sd.url, text, self.job, as_json=True, meta="__meta_url"))
 
     async def _resolve(self, sd: DNSSD) -> tuple[Target, ...]:
-        addresses: list[str] = []
+        found: dict[str, tuple[tuple[str, str], ...]] = {}
         for name in sd.names:
             try:
-                addresses += await self._lookup(sd, name)
+                for address, meta in await self._lookup(sd, name):
+                    found.setdefault(address, meta)
             except (DNSError, OSError) as exc:
                 raise DiscoveryError(f"{sd.type} {name}: {exc}") from None
         job = self.job
         return tuple(
-            Target(name=address, url=f"{job.scheme}://{address}{job.metrics_path}")
-            for address in dict.fromkeys(addresses)
+            Target(name=address, url=f"{job.scheme}://{address}{job.metrics_path}", meta=meta)
+            for address, meta in found.items()
         )
 
-    async def _lookup(self, sd: DNSSD, name: str) -> list[str]:
+    async def _lookup(self, sd: DNSSD, name: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+        """(host:port, its __meta_dns_* labels) of each record, as Prometheus labels them."""
         if sd.type == "SRV":
             records = await query(sd.nameserver or system_nameserver(), name, "SRV")
             return [
-                _host_port(r.target.rstrip("."), r.port)
+                (
+                    _host_port(r.target.rstrip("."), r.port),
+                    # Prometheus keeps the record's name as DNS writes it: rooted, with its dot.
+                    dns_meta(name, r.target.rstrip(".") + ".", str(r.port)),
+                )
                 for r in records
                 if isinstance(r, SRVRecord) and r.target
             ]
         if sd.nameserver is not None:
-            found = await query(sd.nameserver, name, sd.type)
-            return [_host_port(str(ip), sd.port) for ip in found]
+            ips = await query(sd.nameserver, name, sd.type)
+            return [(_host_port(str(ip), sd.port), dns_meta(name)) for ip in ips]
         family = socket.AF_INET if sd.type == "A" else socket.AF_INET6
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
@@ -173,4 +189,4 @@ class RemoteDiscovery:
             if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
                 return []
             raise
-        return [_host_port(str(info[4][0]), sd.port) for info in infos]
+        return [(_host_port(str(info[4][0]), sd.port), dns_meta(name)) for info in infos]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import runtime
 from prometheus_streams.config import Config, StreamConfig
+from prometheus_streams.errors import StreamMismatchError
 from prometheus_streams.exposition import NATIVE_SHAPE
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.acks import Acks
@@ -24,6 +26,7 @@ from prometheus_streams.receiver.backstop import Backstop, BackstopMetrics
 from prometheus_streams.receiver.breaker import Breaker
 from prometheus_streams.receiver.checks import BodyChecker
 from prometheus_streams.receiver.consumer import Consumer
+from prometheus_streams.receiver.election import ElectionStore
 from prometheus_streams.receiver.expected import ExpectedPublishers
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 from prometheus_streams.receiver.output import Delivery, Output
@@ -33,7 +36,7 @@ from prometheus_streams.receiver.outputs.remote_write import RemoteWriteOutput
 from prometheus_streams.receiver.pushgateway import PushGateway
 from prometheus_streams.receiver.series import BudgetMetrics, SeriesTracker, top
 from prometheus_streams.service import Supervisor
-from prometheus_streams.transport import Connection
+from prometheus_streams.transport import Connection, bind_stream
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,15 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         self.management = Management(config.management, "receiver", config.identity)
         self.publishers = Publishers(self.metrics)
         # One per process, before the lanes: every output takes the same decisions.
-        self.backstop = Backstop(config.ha_backstop, BackstopMetrics(registry))
+        backstop_metrics = BackstopMetrics(registry)
+        store = None
+        if config.ha_backstop.shared:
+            store = ElectionStore(
+                lambda: self.conn.js, self.stream.replicas, backstop_metrics.store_errors.inc
+            )
+        self.backstop = Backstop(
+            config.ha_backstop, backstop_metrics, store, self._supervisor.spawn
+        )
         self.expected = ExpectedPublishers(config, self.publishers, registry)
         self.acks = Acks(self._supervisor, self.metrics, self._note_error)
         self.checker = BodyChecker(self.metrics)
@@ -157,6 +168,7 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         except Exception:  # noqa: S110 - already reported by the supervisor
             pass
         await self.acks.flush()  # before cancel_all: acks under way are not cut off
+        await self.backstop.flush()  # a restarted receiver judges silence by it
         closers = [lane.output.close for lane in self.lanes if lane.output is not None]
         await self._release(self.acks.flush, *closers, self.conn.close)
 
@@ -168,6 +180,8 @@ class Receiver(runtime.SharedRole, runtime.Phases):
                 self._supervisor.spawn(lane.lease.run(stop), f"lease {lane.lease.key}")
         for share in self.shares:
             self._supervisor.spawn(share.run(stop), f"lease share {share.prefix}")
+        if self.backstop.store is not None:
+            self._supervisor.spawn(self.backstop.store.run(stop, self.backstop.follow), "HA watch")
         self._supervisor.spawn(self.management.run(self.conn, self), "management")
         log.info(
             "receiver %s consuming %s from stream %s to %s",
@@ -199,7 +213,14 @@ class Receiver(runtime.SharedRole, runtime.Phases):
 
     def reload(self, config: Config) -> None:
         """Apply a new config: limits, max_age and output settings; NATS stays."""
-        if config.receiver_stream != self.stream:
+        new = config.receiver_stream
+        if (
+            new is not None
+            and new != self.stream
+            and replace(new, sources=self.stream.sources) == self.stream
+        ):
+            self._align_sources(new)
+        elif new != self.stream:
             log.warning("receiver_stream changed: that takes effect only after a restart")
         had = {rw.name for rw in self.config.remote_write}
         has = {rw.name for rw in config.remote_write}
@@ -219,6 +240,28 @@ class Receiver(runtime.SharedRole, runtime.Phases):
         # The limits or the grouping labels may have changed what passes.
         self.checker.clear()
         self.config = config
+
+    def _align_sources(self, new: StreamConfig) -> None:
+        """A datacenter added to (or removed from) `sources`: update the central stream."""
+        log.info("receiver_stream.sources changed: updating stream %s", new.stream)
+        self.stream = new
+        for lane in self.lanes:
+            # A lane that binds again later must not put the old list back.
+            lane.stream = lane.consumer.stream = replace(lane.stream, sources=new.sources)
+        stream = self.lanes[0].stream
+
+        async def align() -> None:
+            await self.conn.connected.wait()
+            try:
+                await bind_stream(
+                    self.conn, stream, f"update the sources of stream {stream.stream}"
+                )
+            except StreamMismatchError as exc:
+                # A reload must not stop a receiver that consumes well.
+                self.errors.note(str(exc))
+                log.error("%s", exc)
+
+        self._supervisor.spawn(align(), "align stream sources")
 
     # -- kept for the tests and benchmarks written before the output seam ----
 

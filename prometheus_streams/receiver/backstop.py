@@ -14,9 +14,12 @@ message is the same whenever and by whichever lane it is asked (docs/design.md,
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from prometheus_streams import wire
 from prometheus_streams.config.publishers import HABackstopConfig
+from prometheus_streams.receiver.election import Conflict, ElectionStore, Stored, StoreError
 from prometheus_streams.receiver.metrics import own
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,18 @@ MAX_PERIODS = 64
 OTHER_REPLICA = "other_replica"  # another replica is accepted and not silent long enough
 PAST_PERIOD = "past_period"  # the scrape time falls where another replica was accepted
 REASONS = (OTHER_REPLICA, PAST_PERIOD)
+# Not a refusal: the shared store could not be read or written, so nobody can
+# say yet; the message is handed back and comes again after HOLD_DELAY.
+HOLD = "held"
+HOLD_DELAY = 2.0
+# Writes lost to other receivers in a row before a message is held instead.
+MAX_CONFLICTS = 8
+# A receiver writes back its newest accepted scrape time once it is this share
+# of failover_timeout ahead of the stored one: other receivers then judge
+# silence on a time at most that much behind (docs/design.md).
+WRITE_BACK_SHARE = 4
+# At shutdown, storing what was accepted but not written back waits no longer.
+FLUSH_TIMEOUT = 5.0
 WARN_EVERY = 60.0
 # A replica name travels in a metric label and the logs: keep it short.
 MAX_REPLICA_CHARS = 253
@@ -57,6 +73,25 @@ class BackstopMetrics:
             ["publisher"],
             **kw,
         )
+        self.held = Counter(
+            "ha_held",
+            "Messages of an HA replica handed back because the shared election could not be read"
+            " or written",
+            ["publisher"],
+            **kw,
+        )
+        self.store_writes = Counter(
+            "ha_store_writes",
+            "Writes to the shared election bucket, by outcome (conflict: another receiver wrote"
+            " first)",
+            ["outcome"],
+            **kw,
+        )
+        self.store_errors = Counter(
+            "ha_store_errors",
+            "Failed reads, writes and watches of the shared election bucket, and unreadable values",
+            **kw,
+        )
         self.refused = Counter(
             "ha_refused",
             "Messages of an HA replica not accepted: acked, never delivered, by reason",
@@ -71,7 +106,7 @@ class _Period:
 
     start_ms: int
     replica: str
-    last_ms: int  # the newest scrape time seen from it in this period
+    last_ms: int  # the newest scrape time seen from it in this period (shared: as stored)
 
 
 @dataclass(slots=True)
@@ -80,30 +115,267 @@ class _Publisher:
     starts: list[int] = field(default_factory=list)  # each period's start_ms, for bisect
     switches: int = 0
     refused: int = 0
+    revision: int = 0  # of the stored election we follow (shared only)
+    local_last: int = 0  # newest accepted here in the current period, maybe not stored yet
+    writing: bool = False  # a write-back of local_last is under way
+
+
+# What a rule asks to store before its answer holds: the publisher's new periods.
+_Write = tuple[tuple[int, str, int], ...]
 
 
 class Backstop:
-    """One per receiver process, shared by every lane: the decisions are the same in each."""
+    """One per receiver process, shared by every lane: the decisions are the same in each.
 
-    def __init__(self, config: HABackstopConfig, metrics: BackstopMetrics) -> None:
+    Without a store the elections live in this process (`refusal`); with one
+    they are shared with every receiver through the bucket (`judge`).
+    """
+
+    def __init__(
+        self,
+        config: HABackstopConfig,
+        metrics: BackstopMetrics,
+        store: ElectionStore | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[Any]] | None = None,
+    ) -> None:
         self.config = config
+        # The receiver's supervisor in production: a write-back that crashes is reported.
+        self._spawn = spawn or (lambda coro, _name: asyncio.ensure_future(coro))
         self._metrics = metrics
+        self.store = store
         self._publishers: dict[str, _Publisher] = {}
         self._warned: dict[str, float] = {}  # publisher -> when a refusal was last logged
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def reload(self, config: HABackstopConfig) -> None:
         """Take a new failover_timeout; the accepted replicas stay."""
+        if config.shared != self.config.shared:
+            log.warning("ha_backstop.shared changed: that takes effect only after a restart")
         self.config = config
 
     def refusal(self, publisher: str, replica: str, scrape_time_ms: int, count: bool) -> str | None:
-        """Why the message is refused (a reason), or None when it is accepted.
+        """This process's own decision (no store): why the message is refused, or None.
 
         `count` says whether this lane counts refusals (one lane does, so a
         message is counted once however many outputs there are).
         """
         if not self.config.enabled:
             return None
-        reason = self._decide(publisher, replica, scrape_time_ms)
+        state = self._publishers.setdefault(publisher, _Publisher())
+        reason, write = self._rule(state, replica, scrape_time_ms)
+        if write is not None:
+            self._adopt(publisher, write, state.revision + 1)
+        self._noted(publisher, state, replica, scrape_time_ms, reason, shared=False)
+        return self._counted(publisher, replica, reason, count)
+
+    async def judge(
+        self, publisher: str, replica: str, scrape_time_ms: int, count: bool
+    ) -> str | None:
+        """Why the message is refused, HOLD when the shared store cannot say, or None."""
+        if not self.config.enabled:
+            return None
+        if self.store is None:
+            return self.refusal(publisher, replica, scrape_time_ms, count)
+        self.store.wanted.set()
+        state = self._publishers.get(publisher)
+        lock = self._locks.get(publisher)
+        if state is not None and state.periods and (lock is None or not lock.locked()):
+            # The common case, decided on what we follow without a write.
+            reason, write = self._rule(state, replica, scrape_time_ms)
+            if write is None:
+                self._noted(publisher, state, replica, scrape_time_ms, reason, shared=True)
+                return self._counted(publisher, replica, reason, count)
+        reason = await self._stored(publisher, replica, scrape_time_ms)
+        if reason == HOLD:
+            if count:
+                self._metrics.held.labels(publisher).inc()
+            return reason
+        return self._counted(publisher, replica, reason, count)
+
+    async def _stored(self, publisher: str, replica: str, t: int) -> str | None:
+        """Decide through the store: read, and write what the rule asks with a revision check."""
+        assert self.store is not None
+        lock = self._locks.setdefault(publisher, asyncio.Lock())
+        async with lock:
+            refresh = False
+            for _ in range(MAX_CONFLICTS):
+                state = self._publishers.get(publisher)
+                try:
+                    if state is None or refresh:
+                        self.follow(publisher, await self.store.get(publisher))
+                        state = self._publishers.get(publisher)
+                    blank = _Publisher() if state is None else state
+                    reason, write = self._rule(blank, replica, t)
+                    if write is not None:
+                        revision = await self.store.write(publisher, write, blank.revision)
+                        self._adopt(publisher, write, revision)
+                        state = self._publishers[publisher]
+                except Conflict:
+                    self._metrics.store_writes.labels("conflict").inc()
+                    # Somebody decided first: follow what is stored and ask again.
+                    refresh = True
+                    continue
+                except StoreError:
+                    return HOLD
+                if write is not None:
+                    self._metrics.store_writes.labels("written").inc()
+                assert state is not None
+                self._noted(publisher, state, replica, t, reason, shared=True)
+                return reason
+        return HOLD
+
+    def _rule(self, state: _Publisher, replica: str, t: int) -> tuple[str | None, _Write | None]:
+        """The answer for a message of `replica` at scrape time `t`, and what must be stored first.
+
+        An answer holds for good only against what is stored: a replica's
+        scrape is accepted without a write while no receiver can have
+        switched before it (it is within failover_timeout of the stored
+        newest scrape), and a switch or a refusal past that needs a write.
+        """
+        if not state.periods:
+            return None, ((t, replica, t),)
+        at = bisect.bisect_right(state.starts, t) - 1
+        if at < 0:
+            # Older than everything kept: the first kept replica's, as it was
+            # decided when that period opened.
+            return (None if replica == state.periods[0].replica else PAST_PERIOD), None
+        period = state.periods[at]
+        if at < len(state.periods) - 1:
+            return (None if replica == period.replica else PAST_PERIOD), None
+        timeout = int(self.config.failover_timeout * 1000)
+        if replica == period.replica:
+            if t <= period.last_ms + timeout:
+                return None, None
+            return None, _periods(state, last=t)
+        # Strictly later than silence plus the timeout: a message refused here
+        # stays refused, since any later switch starts after it.
+        if t > max(period.last_ms, state.local_last) + timeout:
+            return None, (*_periods(state), (t, replica, t))
+        if t > period.last_ms + timeout:
+            # We saw the accepted replica speak more recently than stored:
+            # store that first, so no receiver can switch before this scrape.
+            return OTHER_REPLICA, _periods(state, last=state.local_last)
+        return OTHER_REPLICA, None
+
+    def _noted(
+        self,
+        publisher: str,
+        state: _Publisher,
+        replica: str,
+        t: int,
+        reason: str | None,
+        shared: bool,
+    ) -> None:
+        """After an answer: extend the current period by an accepted scrape of its replica."""
+        current = state.periods[-1]
+        if reason is not None or replica != current.replica or t < current.start_ms:
+            return
+        if not shared:
+            current.last_ms = max(current.last_ms, t)
+            return
+        state.local_last = max(state.local_last, t)
+        write_back = int(self.config.failover_timeout * 1000 / WRITE_BACK_SHARE)
+        if state.local_last >= current.last_ms + write_back and not state.writing:
+            state.writing = True
+            task = self._spawn(self._write_back(publisher), f"HA write-back {publisher}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write_back(self, publisher: str) -> None:
+        """Store the newest accepted scrape time, so other receivers judge silence by it."""
+        assert self.store is not None
+        lock = self._locks.setdefault(publisher, asyncio.Lock())
+        async with lock:
+            state = self._publishers.get(publisher)
+            if state is None:
+                return
+            state.writing = False
+            if not state.periods or state.local_last <= state.periods[-1].last_ms:
+                return
+            write = _periods(state, last=state.local_last)
+            try:
+                revision = await self.store.write(publisher, write, state.revision)
+            except Conflict:
+                self._metrics.store_writes.labels("conflict").inc()
+                with contextlib.suppress(StoreError):
+                    stored = await self.store.get(publisher)
+                    if stored is not None:
+                        self.follow(publisher, stored)
+                return
+            except StoreError:
+                return
+            self._metrics.store_writes.labels("written").inc()
+            self._adopt(publisher, write, revision)
+
+    async def flush(self) -> None:
+        """Store every newest accepted scrape time not stored yet (at shutdown), bounded."""
+        if self.store is None:
+            return
+        try:
+            await asyncio.wait_for(self._flush(), FLUSH_TIMEOUT)
+        except TimeoutError:
+            log.warning("HA backstop: could not store the newest accepted scrapes at shutdown")
+
+    async def _flush(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for publisher, state in list(self._publishers.items()):
+            if state.periods and state.local_last > state.periods[-1].last_ms:
+                await self._write_back(publisher)
+
+    def follow(self, publisher: str, stored: Stored | None) -> None:
+        """Take what the store holds for `publisher` (None: the key is gone)."""
+        if stored is None:
+            # Expired (silent for the bucket's TTL) or deleted: elected anew.
+            state = self._publishers.pop(publisher, None)
+            if state is not None and state.periods:
+                self._metrics.accepted.remove(publisher, state.periods[-1].replica)
+            return
+        self._adopt(publisher, stored.periods, stored.revision)
+
+    def _adopt(self, publisher: str, periods: _Write, revision: int) -> None:
+        """Follow the periods of `revision`, unless we already follow a newer one."""
+        state = self._publishers.get(publisher)
+        if state is None:
+            state = self._publishers[publisher] = _Publisher()
+        elif revision <= state.revision:
+            return
+        before = state.periods[-1] if state.periods else None
+        state.revision = revision
+        state.periods = [_Period(*p) for p in periods[-MAX_PERIODS:]]
+        state.starts = [p.start_ms for p in state.periods]
+        if not state.periods:
+            return
+        now = state.periods[-1]
+        if before is None or before.start_ms != now.start_ms:
+            state.local_last = 0
+        if before is not None and before.replica == now.replica:
+            return
+        if before is not None:
+            self._metrics.accepted.remove(publisher, before.replica)
+        self._metrics.accepted.labels(publisher, now.replica).set(1)
+        if before is None:
+            log.info(
+                "HA backstop: publisher %s accepted from replica %s",
+                publisher,
+                now.replica,
+                extra={"publisher": publisher},
+            )
+            return
+        state.switches += 1
+        self._metrics.switches.labels(publisher).inc()
+        log.warning(
+            "HA backstop: publisher %s now accepted from replica %s (replica %s silent"
+            " for %.1fs of scrape time)",
+            publisher,
+            now.replica,
+            before.replica,
+            (now.start_ms - max(before.last_ms, state.local_last)) / 1000,
+            extra={"publisher": publisher},
+        )
+
+    def _counted(self, publisher: str, replica: str, reason: str | None, count: bool) -> str | None:
         if reason is not None and count:
             self._metrics.refused.labels(publisher, reason).inc()
             self._publishers[publisher].refused += 1
@@ -126,77 +398,36 @@ class Backstop:
             extra={"publisher": publisher},
         )
 
-    def _decide(self, publisher: str, replica: str, t: int) -> str | None:
-        state = self._publishers.get(publisher)
-        if state is None:
-            state = self._publishers[publisher] = _Publisher()
-            self._open(publisher, state, t, replica, first=True)
-            return None
-        at = bisect.bisect_right(state.starts, t) - 1
-        if at < 0:
-            # Older than everything kept: the first kept replica's, as it was
-            # decided when that period opened.
-            return None if replica == state.periods[0].replica else PAST_PERIOD
-        period = state.periods[at]
-        if at < len(state.periods) - 1:
-            return None if replica == period.replica else PAST_PERIOD
-        if replica == period.replica:
-            period.last_ms = max(period.last_ms, t)
-            return None
-        # Strictly later than silence plus the timeout: a message refused here
-        # stays refused, since any later switch starts after it.
-        if t > period.last_ms + self.config.failover_timeout * 1000:
-            self._open(publisher, state, t, replica, first=False)
-            log.warning(
-                "HA backstop: publisher %s now accepted from replica %s (replica %s silent"
-                " for %.1fs of scrape time)",
-                publisher,
-                replica,
-                period.replica,
-                (t - period.last_ms) / 1000,
-                extra={"publisher": publisher},
-            )
-            return None
-        return OTHER_REPLICA
-
-    def _open(self, publisher: str, state: _Publisher, t: int, replica: str, first: bool) -> None:
-        """Start a period of `replica` at scrape time `t`."""
-        previous = state.periods[-1].replica if state.periods else None
-        state.periods.append(_Period(t, replica, t))
-        state.starts.append(t)
-        if len(state.periods) > MAX_PERIODS:
-            del state.periods[0], state.starts[0]
-        if previous is not None and previous != replica:
-            self._metrics.accepted.remove(publisher, previous)
-        self._metrics.accepted.labels(publisher, replica).set(1)
-        if first:
-            log.info(
-                "HA backstop: publisher %s accepted from replica %s",
-                publisher,
-                replica,
-                extra={"publisher": publisher},
-            )
-        else:
-            state.switches += 1
-            self._metrics.switches.labels(publisher).inc()
-
     def status(self) -> list[dict[str, Any]]:
         """Per publisher: the accepted replica and how long it has been silent (scrape time)."""
         now = time.time()
         rows = []
         for publisher, state in sorted(self._publishers.items()):
+            if not state.periods:
+                continue  # its stored value was unreadable; the next message elects anew
             current = state.periods[-1]
             rows.append(
                 {
                     "publisher": publisher,
                     "replica": current.replica,
                     "since": current.start_ms / 1000,
-                    "silent_seconds": round(max(0.0, now - current.last_ms / 1000), 3),
+                    "silent_seconds": round(
+                        max(0.0, now - max(current.last_ms, state.local_last) / 1000), 3
+                    ),
                     "switches": state.switches,
                     "refused": state.refused,
                 }
             )
         return rows
+
+
+def _periods(state: _Publisher, last: int | None = None) -> _Write:
+    """The publisher's periods as stored, the current one's newest scrape time set to `last`."""
+    out = [(p.start_ms, p.replica, p.last_ms) for p in state.periods]
+    if last is not None:
+        start, replica, stored = out[-1]
+        out[-1] = (start, replica, max(stored, last))
+    return tuple(out)
 
 
 def replica_of(headers: dict[str, str] | None) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import Error as NATSError
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 
 from prometheus_streams.config import StreamConfig
 from prometheus_streams.receiver.acks import Acks
@@ -19,10 +20,16 @@ from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 from prometheus_streams.receiver.output import Output
 from prometheus_streams.service import first_of
 from prometheus_streams.transport import Connection, Puller, bind_stream
+from prometheus_streams.transport.retry import Outage, leaderless
 
 log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT = 1.0
+# While the consumer has no leader (an election in a cluster): fetch this often,
+# and ask whether the consumer still exists at most this often, this briefly.
+PROBE_INTERVAL = 0.25
+LOOKUP_EVERY = 2.0
+PROBE_TIMEOUT = 1.0
 
 
 class Consumer:
@@ -49,12 +56,16 @@ class Consumer:
         self.stream_ready = False
         self.per_subject = -1  # the stream's max_msgs_per_subject, once bound
         self.pending = -1
+        self._outage = Outage(log, f"consumer {stream.durable} on stream {stream.stream}")
+        self._looked_up = 0.0
 
     async def bind(self) -> Puller:
         """Check the stream and bind (or create) the durable consumer; retried until done."""
         assert self.conn.nc is not None
         stream = self.stream
-        sub = self.sub or Puller(self.conn.nc, self.conn.js, stream.stream, stream.durable)
+        sub = self.sub or Puller(
+            self.conn.nc, self.conn.js, stream.stream, stream.durable, stream.api_prefix
+        )
 
         async def bind(info: js_api.StreamInfo) -> None:
             self.per_subject = info.config.max_msgs_per_subject or -1
@@ -97,9 +108,13 @@ class Consumer:
                     output.fetch_size(self.stream.fetch_batch), FETCH_TIMEOUT
                 )
             except NATSError as exc:
-                errors = await self._fetch_failed(errors + 1, exc)
+                if leaderless(exc):
+                    await self._leaderless(exc)
+                else:
+                    errors = await self._fetch_failed(errors + 1, exc)
                 continue
             errors = 0
+            self._outage.answered()
             if not msgs:
                 continue
             if paused():
@@ -107,6 +122,33 @@ class Consumer:
                 await self.acks.give_back(msgs)
                 continue
             yield msgs
+
+    async def _leaderless(self, exc: NATSError) -> None:
+        """Wait a moment while the consumer elects a leader; bind again if it is gone.
+
+        The next fetch is the probe: it gets its answer the moment the
+        consumer has a leader. Binding again meanwhile would only send
+        lookups that wait out their timeouts for the same election.
+        """
+        self._outage.failed(
+            str(exc) or type(exc).__name__,
+            f"no leader (an election?): fetching again every {PROBE_INTERVAL}s",
+        )
+        now = time.monotonic()
+        if now - self._looked_up >= LOOKUP_EVERY:
+            self._looked_up = now
+            assert self.sub is not None
+            try:
+                await self.sub.consumer_info(within=PROBE_TIMEOUT)
+            except NotFoundError:
+                # Not an election: the consumer (or its stream) was deleted.
+                self.stream_ready = False
+                self.note_error(f"consumer {self.stream.durable} is gone: binding again")
+                await self.bind()
+                return
+            except (NATSError, TimeoutError):
+                pass  # still electing
+        await asyncio.sleep(PROBE_INTERVAL)
 
     async def _fetch_failed(self, errors: int, exc: NATSError) -> int:
         """Log a failed fetch; bind again after five in a row while connected. The new count."""

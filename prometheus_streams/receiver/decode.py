@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.acks import Acks
-from prometheus_streams.receiver.backstop import Backstop, replica_of
+from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop, replica_of
 from prometheus_streams.receiver.metrics import Publishers
 from prometheus_streams.receiver.output import Delivery
 
@@ -58,7 +58,14 @@ class Decoder:
             try:
                 scrape, encoding = wire.decode_headers(self.topic, msg.subject, msg.headers)
                 replica = replica_of(msg.headers)
-                if self._refused(scrape, replica):
+                self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
+                # A plain poller's message is not the backstop's business: no await for it.
+                verdict = None if replica is None else await self._refused(scrape, replica)
+                if verdict == HOLD:
+                    # Nobody can say yet which replica is accepted: back to the stream.
+                    await self._acks.nak(msg, HOLD_DELAY)
+                    continue
+                if verdict is not None:
                     # Before the newest-per-group choice: a refused replica's scrape
                     # must not supersede the accepted one's.
                     self._acks.ack_soon(msg)
@@ -85,15 +92,13 @@ class Decoder:
                 await self._acks.drop(msg, "superseded")
         return list(newest.values()) if newest_only else every
 
-    def _refused(self, scrape: wire.Scrape, replica: str | None) -> bool:
-        """Note a valid message of the publisher; whether the HA backstop refuses it."""
-        self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
-        if replica is None or self._backstop is None:
-            return False
-        reason = self._backstop.refusal(
+    async def _refused(self, scrape: wire.Scrape, replica: str) -> str | None:
+        """Why the HA backstop refuses a replica's message, HOLD, or None (accepted)."""
+        if self._backstop is None:
+            return None
+        return await self._backstop.judge(
             scrape.publisher, replica, scrape.scrape_time_ms, self._count
         )
-        return reason is not None
 
 
 def take_body(item: Delivery, body_size_limit: int) -> bytes:

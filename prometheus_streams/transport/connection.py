@@ -99,7 +99,9 @@ class Connection:
         if self._js is None:
             # One context for the connection: it owns the reply subscription
             # that asynchronous publishes share.
-            self._js = self.nc.jetstream()
+            # With a domain, every API call (streams, consumers, pulls) goes to
+            # that domain's JetStream, a leaf node's say, whatever server we reach.
+            self._js = self.nc.jetstream(domain=self.config.domain)
         return self._js
 
     @property

@@ -9,7 +9,13 @@ until `ttl - margin` after the last write the server confirmed, measured on
 its own monotonic clock from *before* it sent that write. The server
 expires the key no earlier than `ttl` after it stored the write, so a
 holder stops believing it leads before anybody else can take the key,
-whatever happened in between (a pause, a cut link, a clock jump).
+whatever happened in between (a pause, a cut link, a clock jump). The clock
+is CLOCK_BOOTTIME where there is one: unlike CLOCK_MONOTONIC it keeps
+counting while the host is suspended, and the server's clock does too.
+
+The bucket's own max_age is what the server expires by, so the holder
+fences by the bucket's TTL when it differs from the one asked for (another
+process created the bucket first).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from nats.errors import Error as NATSError
 from nats.js import JetStreamContext
@@ -32,8 +39,28 @@ from prometheus_streams.transport.retry import ThrottledLog
 log = logging.getLogger(__name__)
 
 BUCKET = "prometheus-streams-leases"
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def fence_clock() -> float:
+    """Seconds on a clock that never steps and keeps counting through a suspend."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
 # The value a holder leaves when it gives the lease up after settling its work.
 RELEASED = b"released"
+
+
+async def open_bucket(
+    js: JetStreamContext, bucket: str, ttl: float, replicas: int, history: int = 1
+) -> KeyValue:
+    """The key-value bucket `bucket`, created if missing (keys kept `ttl` after a write)."""
+    try:
+        return await js.key_value(bucket)
+    except (NotFoundError, NATSError):
+        return await js.create_key_value(
+            js_api.KeyValueConfig(bucket=bucket, ttl=ttl, history=history, replicas=replicas)
+        )
 
 
 class Lease:
@@ -48,6 +75,8 @@ class Lease:
         bucket: str = BUCKET,
         replicas: int = 1,
         may_take: Callable[[], bool] = lambda: True,
+        take_delay: float = 0.0,
+        look_every: float | None = None,
     ) -> None:
         self._js = js
         self.key = key
@@ -57,23 +86,49 @@ class Lease:
         self.replicas = replicas
         # Asked before taking a free lease (a receiver past its fair share does not).
         self.may_take = may_take
+        # How long a free lease lies before we take it (a less preferred replica waits).
+        self.take_delay = take_delay
+        # How often a non-holder reads a held key at most (default: soon after it is
+        # released); it also reads it when the write it saw is due to expire.
+        self._look_every = look_every
         self.resigning = False  # giving the lease up: not leading, released once settled
-        # Stop believing we lead this long before the server could expire our write.
-        self.margin = max(1.0, ttl / 5)
+        self._set_ttl(ttl)
         self._kv: KeyValue | None = None
         self._revision = 0  # of our last confirmed write; 0 when we hold nothing
-        self._valid_until = 0.0  # monotonic
+        self._valid_until = 0.0  # fence_clock
         self.changed = asyncio.Event()  # set on every gain or loss, cleared by the waiter
         self.terms = 0  # how many times we took the lease
         # Whether the last holder gave the lease up after settling its work
         # (else it expired: the holder died, was paused or cut off).
         self.clean_handover = False
         self.taken_at = 0.0  # monotonic, when we last took it
+        # What the bucket showed at our last look: who holds the key, since when
+        # (wall clock), and how often the holder changed to another.
+        self.holder_seen: str | None = None
+        self._last_holder: str | None = None
+        self.written_at = 0.0
+        self.changes = 0
+        self._seen_revision = 0
+        self._free_since: float | None = None
+        self._next_look: float | None = None  # seconds until our next step, when known
         self._failures = ThrottledLog(log, f"lease {key}: cannot take or renew it")
+
+    def _set_ttl(self, ttl: float) -> None:
+        self.ttl = ttl
+        # Stop believing we lead this long before the server could expire our write.
+        self.margin = max(1.0, ttl / 5) if ttl >= 3.0 else ttl / 3
 
     def leading(self) -> bool:
         """Whether we hold the lease now (fenced: false as soon as it might have expired)."""
-        return self._revision > 0 and not self.resigning and time.monotonic() < self._valid_until
+        return self._revision > 0 and not self.resigning and fence_clock() < self._valid_until
+
+    def fence(self) -> int:
+        """The term we lead in (1, 2, ...), or 0 when we do not lead now."""
+        return self.terms if self.leading() else 0
+
+    def valid_for(self) -> float:
+        """Seconds our fence still holds (0 when not leading)."""
+        return max(0.0, self._valid_until - fence_clock()) if self.leading() else 0.0
 
     def resign(self) -> None:
         """Stop leading; whoever works under the lease settles, then calls `release`."""
@@ -83,8 +138,15 @@ class Lease:
             self.changed.set()
 
     async def wait_leading(self, stop: asyncio.Event) -> bool:
-        """Until we lead (True) or `stop` is set (False)."""
+        """Until we lead (True) or `stop` is set (False).
+
+        The caller works under the lease only after this returns: a lease
+        resigned meanwhile has nothing to settle and is released here, or
+        it would be renewed (resigning) forever and nobody could take it.
+        """
         while not stop.is_set():
+            if self.resigning:
+                await self.release()
             if self.leading():
                 return True
             self.changed.clear()
@@ -113,11 +175,14 @@ class Lease:
     def _pause(self) -> float:
         if self._revision:
             return self.ttl / 3
+        if self._next_look is not None:
+            return self._next_look
         return min(1.0, self.ttl / 5)  # a free key is taken soon after it expires
 
     async def _step(self) -> None:
         was = self.leading()
-        sent = time.monotonic()
+        sent = fence_clock()
+        self._next_look = None
         try:
             kv = await self._bucket()
             value = self.holder.encode()
@@ -125,11 +190,13 @@ class Lease:
                 # Renewed while resigning too: nobody else may take it before we settled.
                 self._revision = await kv.update(self.key, value, last=self._revision)
             elif self.may_take():
-                await self._take(kv, value)
-                self.taken_at = sent
+                if not await self._take(kv, value):
+                    return
+                self.taken_at = time.monotonic()
             else:
                 return
             self._valid_until = sent + self.ttl - self.margin
+            self._observe(self.holder, self._revision, time.time())
         except KeyWrongLastSequenceError:
             self._revision = 0  # somebody else holds it
             self._failures.recovered()
@@ -137,7 +204,7 @@ class Lease:
             # Unknown whether the write landed: we keep leading only until the
             # last confirmed write's fence runs out.
             self._failures.failure(logging.WARNING, str(exc) or type(exc).__name__)
-            if time.monotonic() >= self._valid_until:
+            if fence_clock() >= self._valid_until:
                 self._revision = 0
         else:
             self._failures.recovered()
@@ -151,21 +218,78 @@ class Lease:
             )
             self.changed.set()
 
-    async def _take(self, kv: KeyValue, value: bytes) -> None:
-        """Take the key if nobody holds it; raises KeyWrongLastSequenceError if somebody does."""
-        try:
-            entry = await kv.get(self.key)
-        except (KeyNotFoundError, NotFoundError):
-            entry = None
-        if entry is not None and entry.value == RELEASED and entry.revision:
-            self._revision = await kv.update(self.key, value, last=entry.revision)
+    async def _take(self, kv: KeyValue, value: bytes) -> bool:
+        """Take the key if nobody holds it (whether we did); KeyWrongLastSequenceError if held."""
+        entry = await self._entry(kv)
+        if entry is not None and entry[0] == self._revision:
+            # Our own write is still the key's last: our fence ran out (a pause, a
+            # slow renewal) but nobody took the key since. Conditioned on that
+            # revision, so it fails if somebody did meanwhile; a new term.
+            self._revision = await kv.update(self.key, value, last=entry[0])
+            self.clean_handover = False
+        elif entry is not None and entry[1] == RELEASED:
+            self._revision = await kv.update(self.key, value, last=entry[0])
             self.clean_handover = True
         elif entry is None:
+            now = fence_clock()
+            if self._free_since is None:
+                self._free_since = now
+            waited = now - self._free_since
+            if waited < self.take_delay:
+                self._next_look = self.take_delay - waited
+                return False
             self._revision = await kv.create(self.key, value)
             self.clean_handover = False
         else:
             raise KeyWrongLastSequenceError()
+        self._free_since = None
         self.terms += 1
+        return True
+
+    async def _entry(self, kv: KeyValue) -> tuple[int, bytes] | None:
+        """The key's revision and value (None: nobody holds it); notes who holds it."""
+        js = self._js()
+        try:
+            msg = await js.get_msg(f"KV_{self.bucket}", subject=f"$KV.{self.bucket}.{self.key}")
+        except (KeyNotFoundError, NotFoundError):
+            self._observe(None, 0, 0.0)
+            return None
+        value = msg.data or b""
+        op = (msg.headers or {}).get("KV-Operation")
+        if not msg.seq or op in ("DEL", "PURGE"):
+            self._observe(None, 0, 0.0)
+            return None
+        written = msg.time.timestamp() if isinstance(msg.time, datetime) else time.time()
+        holder = None if value == RELEASED else value.decode(errors="replace")
+        self._observe(holder, msg.seq, written)
+        return msg.seq, value
+
+    def _observe(self, holder: str | None, revision: int, written: float) -> None:
+        """Note what the bucket shows, and when to look again if somebody else holds it."""
+        if holder is None:
+            self.holder_seen = None
+            self._seen_revision = 0
+            return
+        self._free_since = None
+        if holder != self.holder:
+            # The server drops the write `ttl` after it stored it: look again
+            # then, by its clock as far as ours agrees; sooner when the
+            # same write is still there (our clock is ahead of the server's).
+            due = written + self.ttl - time.time()
+            overdue = revision == self._seen_revision and due <= 0
+            every = self._look_every or min(1.0, self.ttl / 5)
+            self._next_look = (
+                min(1.0, self.ttl / 10) if overdue else min(every, max(0.05, due + 0.05))
+            )
+        # Counted against the last holder seen, also across a spell without one.
+        if self._last_holder is not None and holder != self._last_holder:
+            self.changes += 1
+            log.info("lease %s: %s leads now (was %s)", self.key, holder, self._last_holder)
+        elif self._last_holder is None and holder != self.holder:
+            log.info("lease %s: %s leads", self.key, holder)
+        self.holder_seen = self._last_holder = holder
+        self._seen_revision = revision
+        self.written_at = written
 
     async def current_holder(self) -> str | None:
         """Who holds the lease by the bucket, or None."""
@@ -185,7 +309,7 @@ class Lease:
         self.resigning = False
         if not revision or self._kv is None:
             return
-        if time.monotonic() < self._valid_until:
+        if fence_clock() < self._valid_until:
             with contextlib.suppress(NATSError, TimeoutError):
                 await asyncio.wait_for(self._kv.update(self.key, RELEASED, last=revision), 2.0)
                 log.info("lease %s released by %s", self.key, self.holder)
@@ -194,15 +318,21 @@ class Lease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            js = self._js()
-            try:
-                self._kv = await js.key_value(self.bucket)
-            except (NotFoundError, NATSError):
-                self._kv = await js.create_key_value(
-                    js_api.KeyValueConfig(
-                        bucket=self.bucket, ttl=self.ttl, history=1, replicas=self.replicas
-                    )
+            kv = await open_bucket(self._js(), self.bucket, self.ttl, self.replicas)
+            ttl = (await kv.status()).ttl
+            if ttl and abs(ttl - self.ttl) > 0.001:
+                # The server expires by the bucket's TTL: fencing by a longer one
+                # would let two holders lead at once.
+                log.warning(
+                    "lease %s: bucket %s keeps keys %gs, not %gs: fencing by %gs",
+                    self.key,
+                    self.bucket,
+                    ttl,
+                    self.ttl,
+                    ttl,
                 )
+                self._set_ttl(ttl)
+            self._kv = kv
         return self._kv
 
 

@@ -57,12 +57,19 @@ def status_is_error(status: Msg) -> bool:
 class Puller:
     """Fetches from one durable pull consumer; one fetch at a time."""
 
-    def __init__(self, nc: NATS, js: JetStreamContext, stream: str, durable: str) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        stream: str,
+        durable: str,
+        api_prefix: str = API_PREFIX,
+    ) -> None:
         self._nc = nc
         self._js = js
         self.stream = stream
         self.durable = durable
-        self._next_subject = f"{API_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._next_subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
         self._inbox_prefix = self._inbox + "."
         self._sub: Subscription | None = None
@@ -105,9 +112,11 @@ class Puller:
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
 
-    async def consumer_info(self) -> js_api.ConsumerInfo:
-        """The consumer's state as the server has it."""
-        info: js_api.ConsumerInfo = await self._js.consumer_info(self.stream, self.durable)
+    async def consumer_info(self, within: float | None = None) -> js_api.ConsumerInfo:
+        """The consumer's state as the server has it; `within` bounds the wait (default: 5 s)."""
+        info: js_api.ConsumerInfo = await self._js.consumer_info(
+            self.stream, self.durable, timeout=within
+        )
         return info
 
     async def fetch(self, batch: int, max_wait: float) -> list[Msg]:

@@ -1,4 +1,4 @@
-"""Retrying without flooding: capped exponential backoff with jitter, and throttled failure logs."""
+"""Retrying without flooding: capped backoff with jitter, throttled failure logs, outages."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import logging
 import random
 import time
 from collections.abc import Callable
+
+from nats.errors import NoRespondersError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 # Errors of one streak logged at once when their text is new; more than this many
 # distinct texts (a server pool, each failing its own way) wait for the summary.
@@ -88,3 +91,65 @@ class ThrottledLog:
         self._unlogged = 0
         self._latest = ""
         return failures
+
+
+# While a JetStream stream or consumer elects a new leader (a cluster node was
+# lost), requests to it find no responder (503) or no answer at all. Nothing
+# is wrong with the message or the config; it passes when the election ends.
+ELECTION_ERRORS: tuple[type[BaseException], ...] = (
+    NoStreamResponseError,
+    NoRespondersError,
+    ServiceUnavailableError,
+    TimeoutError,
+)
+
+
+def leaderless(exc: BaseException) -> bool:
+    """Whether an error says the stream or consumer has no leader now (an election)."""
+    return isinstance(exc, ELECTION_ERRORS)
+
+
+class Outage:
+    """Logs when something stops answering and when it answers again; nothing in between.
+
+    Many workers failing at once on one cause (a stream leader lost) make
+    one warning, not one each; the recovery line says how long it lasted.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, what: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = logger
+        self.what = what
+        self._clock = clock
+        self.since: float | None = None
+        self.failures = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether it is down now."""
+        return self.since is not None
+
+    def failed(self, why: str, doing: str) -> bool:
+        """Note a failure; True when it opened the outage (and was logged)."""
+        self.failures += 1
+        if self.since is not None:
+            return False
+        self.since = self._clock()
+        self._log.warning("%s does not answer (%s): %s", self.what, why, doing)
+        return True
+
+    def answered(self) -> float | None:
+        """Note a success; the outage's length when it ended one (and was logged)."""
+        if self.since is None:
+            return None
+        lasted = self._clock() - self.since
+        self._log.warning(
+            "%s answers again after %.1fs (%d failed tries meanwhile)",
+            self.what,
+            lasted,
+            self.failures,
+        )
+        self.since = None
+        self.failures = 0
+        return lasted

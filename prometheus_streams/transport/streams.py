@@ -14,6 +14,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_streams.config import StreamConfig
 from prometheus_streams.errors import StreamMismatchError
 from prometheus_streams.transport.connection import Connection
+from prometheus_streams.wire import escape_token
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> js_api.St
             info = await js.stream_info(config.stream)
             return await _align(js, config, info, wanted)
         log.info(
-            "created JetStream stream %s for %s (max_age %gs, max_bytes %d, %d per subject)",
+            "created JetStream stream %s%s for %s (max_age %gs, max_bytes %d, %d per subject)",
             config.stream,
-            config.subjects,
+            f" in domain {config.domain}" if config.domain else "",
+            describe_sources(config) if config.sources else config.subjects,
             config.stream_max_age,
             config.stream_max_bytes,
             config.max_msgs_per_subject,
@@ -87,6 +89,8 @@ async def _align(
     have = info.config
     _check_fits(config, have, wanted)
     changes = _changes(have, wanted)
+    if config.sources and _source_keys(have.sources) != _source_keys(wanted.sources):
+        changes["sources"] = (have.sources, wanted.sources)
     if "max_msgs_per_subject" in changes and _keeps_history(have) and not config.history:
         # A remote-write output needs the history; the larger limit wins,
         # whichever role starts last.
@@ -112,7 +116,7 @@ async def _align(
         log.warning(
             "updated stream %s to match the config: %s",
             config.stream,
-            ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()),
+            ", ".join(_describe_change(k, old, new) for k, (old, new) in changes.items()),
         )
     return info
 
@@ -126,11 +130,56 @@ def _keeps_history(have: js_api.StreamConfig) -> bool:
     return bool(have.metadata and have.metadata.get(HISTORY_KEY))
 
 
+def _describe_change(key: str, old: object, new: object) -> str:
+    if key == "sources" and isinstance(old, list | None) and isinstance(new, list):
+        before = ", ".join(sorted(_source_keys(old))) or "none"
+        return f"sources {before} -> {', '.join(sorted(_source_keys(new)))}"
+    return f"{key} {old} -> {new}"
+
+
+def describe_sources(config: StreamConfig) -> str:
+    """The sources of a central stream in one line: `NAME@domain (filter)`."""
+    return ", ".join(sorted(_source_keys(_sources(config))))
+
+
+def _source_keys(sources: list[js_api.StreamSource] | None) -> set[str]:
+    """What makes two source lists the same: name, API, deliver prefix, filter."""
+    keys = set()
+    for source in sources or []:
+        external = source.external
+        where = f"@{external.api}" if external is not None else ""
+        if external is not None and external.deliver:
+            where += f" deliver {external.deliver}"
+        keys.add(f"{source.name}{where} ({source.filter_subject or 'all'})")
+    return keys
+
+
+def _sources(config: StreamConfig) -> list[js_api.StreamSource]:
+    """The sources as the config lists them, each filtered to its publisher's subjects."""
+    found = []
+    for source in config.sources:
+        api = source.api
+        publisher = f"{escape_token(source.publisher)}." if source.publisher else ""
+        found.append(
+            js_api.StreamSource(
+                name=source.name,
+                filter_subject=f"{config.topic}.{publisher}>",
+                external=None
+                if api is None
+                else js_api.ExternalStream(api=api, deliver=source.deliver_prefix),
+            )
+        )
+    return found
+
+
 def _wanted(config: StreamConfig) -> js_api.StreamConfig:
     """The stream as the config describes it."""
     return js_api.StreamConfig(
         name=config.stream,
-        subjects=[config.subjects],
+        # A central stream built from sources takes no subjects of its own:
+        # whatever it holds came through a datacenter's stream.
+        subjects=None if config.sources else [config.subjects],
+        sources=_sources(config) or None,
         storage=_storage(config),
         retention=js_api.RetentionPolicy.LIMITS,
         discard=js_api.DiscardPolicy.OLD,
@@ -153,7 +202,15 @@ def _check_fits(
 ) -> None:
     """Raise StreamMismatchError for what an update cannot fix: subjects, storage."""
     subjects = have.subjects or []
-    if config.subjects not in subjects and ">" not in subjects:
+    # A stream built from other streams (sources, a mirror) holds their subjects
+    # without taking any itself: the consumer's filter picks the topic.
+    gathers = bool(have.sources or have.mirror) and not subjects
+    if config.sources and subjects:
+        raise StreamMismatchError(
+            f"stream {config.stream} exists with subjects of its own ({', '.join(subjects)}),"
+            " the config builds it from sources; set `stream` to another name"
+        )
+    if not gathers and not any(_covers(subject, config.subjects) for subject in subjects):
         raise StreamMismatchError(
             f"stream {config.stream} exists but does not take {config.subjects} "
             f"(its subjects: {', '.join(subjects) or 'none'}); set `stream` to another name "
@@ -164,6 +221,17 @@ def _check_fits(
             f"stream {config.stream} uses {have.storage} storage, the config asks for "
             f"{config.storage}; storage cannot be changed on an existing stream"
         )
+
+
+def _covers(pattern: str, subjects: str) -> bool:
+    """Whether the stream subject `pattern` takes every subject the filter `subjects` does."""
+    have, want = pattern.split("."), subjects.split(".")
+    for index, part in enumerate(have):
+        if part == ">":
+            return index < len(want)
+        if index >= len(want) or (part != want[index] and part != "*") or want[index] == ">":
+            return False
+    return len(have) == len(want)
 
 
 def _changes(

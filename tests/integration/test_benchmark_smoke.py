@@ -32,6 +32,8 @@ RATES = [
     "rw_drain_ours_per_cpu_s",
     "rw_ours_queryable_p50_ms",
     "rw_vmagent_queryable_p50_ms",
+    "ha_lease_share_pct",
+    "ha_failover_from_kill_s",
 ]
 CPU = [
     "pipeline_poller_cpu_ms_per_1k_samples",
@@ -44,6 +46,9 @@ CPU = [
     "vm_vmagent_cpu_ms_per_1k_samples",
     "rw_receiver_cpu_ms_per_1k",
     "rw_vmagent_cpu_ms_per_1k",
+    "relabel_none_cpu_ms_per_1k_samples",
+    "relabel_typical_cpu_ms_per_1k_samples",
+    "relabel_payload_typical_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
 RATIOS = [
@@ -55,6 +60,8 @@ RATIOS = [
     "rw_ours_ratio",
     "rw_ours_store_rows_ratio",
     "rw_vmagent_store_rows_ratio",
+    "relabel_ratio",
+    "topology_ratio_nats_cpu_ms_per_1k_samples",
 ]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.
 PINNED = ["pinned_drain_per_s", "pinned_direct_push_per_s", "pinned_drain_ratio"]

@@ -278,7 +278,11 @@ async def test_check_config_shows_the_list_and_sighup_takes_a_new_one(
         {"name": "dc1", "optional": False},
         {"name": "dc-gone", "optional": True},
     ]
-    assert printed["ha_backstop"] == {"enabled": True, "failover_timeout_seconds": 30.0}
+    assert printed["ha_backstop"] == {
+        "enabled": True,
+        "failover_timeout_seconds": 30.0,
+        "shared": True,
+    }
     receiver = Daemon(tmp_path / "receiver.err", "--config", str(path), "receiver")
     metrics_url = f"http://127.0.0.1:{port}/metrics"
 

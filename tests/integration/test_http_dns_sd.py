@@ -8,11 +8,29 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
-from harness import metric, new_poller, poller_config, running
-from servers import HOST, NatsServer, Target, async_wait_for, free_port, port_open, wait_for
+from harness import (
+    group_samples,
+    metric,
+    new_poller,
+    new_receiver,
+    poller_config,
+    receiver_config,
+    running,
+)
+from servers import (
+    HOST,
+    NatsServer,
+    Pushgateway,
+    Target,
+    async_wait_for,
+    free_port,
+    port_open,
+    wait_for,
+)
 
 
 class SDServer:
@@ -248,3 +266,109 @@ async def test_dns_sd_a_and_srv_records_from_a_real_dns_server(
         )
         assert _names(poller, "a") == {f"{HOST}:{target.port}"}
         assert _names(poller, "srv") == {f"localhost:{target.port}"}
+
+
+async def test_discovery_meta_labels_reach_relabel_configs(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    pushgateway: Pushgateway,
+    sd_server: SDServer,
+    target: Target,
+    dnsmasq: DnsMasq,
+) -> None:
+    """__meta_* of dns_sd, http_sd and file_sd, as Prometheus names them, turned into labels."""
+    here = f"{HOST}:{target.port}"
+    sd_server.answer = [{"targets": [here], "labels": {"__meta_rack": "r7", "zone": "z1"}}]
+    (tmp_path / "groups.json").write_text(
+        json.dumps([{"targets": [here], "labels": {"__meta_owner": "team-a"}}])
+    )
+
+    def to_label(sources: list[str], label: str, **rule: str) -> dict[str, Any]:
+        return {"source_labels": sources, "target_label": label, **rule}
+
+    dns = {"refresh_interval": "200ms", "nameserver": dnsmasq.server}
+    scrape_configs = [
+        {
+            "job_name": "srv",
+            "dns_sd_configs": [{"names": ["_metrics._tcp.svc.test"], **dns}],
+            "relabel_configs": [
+                to_label(["__meta_dns_name"], "dns_name"),
+                to_label(
+                    ["__meta_dns_srv_record_target", "__meta_dns_srv_record_port"],
+                    "srv",
+                    separator="/",
+                ),
+            ],
+        },
+        {
+            "job_name": "a",
+            "dns_sd_configs": [{"names": ["web.test"], "type": "A", "port": target.port, **dns}],
+            "relabel_configs": [
+                to_label(
+                    ["__meta_dns_name", "__meta_dns_srv_record_port"],
+                    "a_meta",
+                    regex="(.*);(.*)",
+                    replacement="$1|$2",
+                )
+            ],
+        },
+        {
+            "job_name": "http",
+            "http_sd_configs": [
+                {
+                    "url": f"http://{HOST}:{sd_server.port}/sd",
+                    "refresh_interval": "200ms",
+                    "authorization": {"credentials": "sd-token"},
+                }
+            ],
+            "relabel_configs": [
+                to_label(["__meta_rack"], "rack"),
+                to_label(["__meta_url"], "sd_path", regex="http://[^/]+(/.*)"),
+            ],
+        },
+        {
+            "job_name": "file",
+            "file_sd_configs": [{"files": ["groups.json"]}],
+            "relabel_configs": [
+                {"regex": "__meta_(owner)", "action": "labelmap"},
+                to_label(["__meta_filepath"], "file", regex=".*/(.*)"),
+            ],
+        },
+    ]
+    cfg = poller_config(
+        tmp_path, nats_server.url, {}, scrape_configs=scrape_configs, scrape_interval="1s"
+    )
+    poller, _ = new_poller(cfg)
+    receiver, _ = new_receiver(receiver_config(tmp_path, nats_server.url, pushgateway.url))
+    expected = {
+        ("srv", f"localhost:{target.port}"): {
+            "dns_name": "_metrics._tcp.svc.test",
+            "srv": f"localhost./{target.port}",
+        },
+        ("a", here): {"a_meta": "web.test|"},
+        ("http", here): {"rack": "r7", "sd_path": "/sd", "zone": "z1"},
+        ("file", here): {"owner": "team-a", "file": "groups.json"},
+    }
+
+    def up_labels() -> dict[tuple[str, str], dict[str, str]]:
+        text = pushgateway.metrics_text()
+        found = {}
+        for job, instance in expected:
+            for key in group_samples(text, job, instance):
+                if key.startswith("up{"):
+                    pairs = (p.split("=", 1) for p in key[3:-1].split(",") if p)
+                    labels = {k: v.strip('"') for k, v in pairs if k != "publisher"}
+                    found[(job, instance)] = labels
+        return found
+
+    seen: list[object] = []
+
+    def as_expected() -> bool:
+        seen.append(found := up_labels())
+        return found == expected
+
+    async with running(poller), running(receiver):
+        try:
+            await async_wait_for(as_expected, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"labels not as expected, last seen: {seen[-1]}") from None

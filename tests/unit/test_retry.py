@@ -1,4 +1,5 @@
-"""Backoff grows to its cap with jitter; a failure streak is logged once, then summarised."""
+"""Backoff grows to its cap with jitter; a failure streak is logged once, then summarised;
+an outage is logged when it begins and when it ends."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import logging
 import random
 
 import pytest
+from nats.errors import NoRespondersError
+from nats.js.errors import (
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 
-from prometheus_streams.transport.retry import Backoff, ThrottledLog
+from prometheus_streams.transport.retry import Backoff, Outage, ThrottledLog, leaderless
 
 log = logging.getLogger("test.retry")
 
@@ -83,3 +91,33 @@ def test_ever_new_error_texts_cannot_flood_the_log(caplog: pytest.LogCaptureFixt
     for n in range(1000):
         throttle.failure(logging.WARNING, f"error number {n}")
     assert len(_messages(caplog)) <= 10
+
+
+def test_outage_logs_once_when_it_begins_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    outage = Outage(log, "stream S", clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.retry"):
+        assert outage.answered() is None  # nothing to end
+        assert outage.failed("no response from stream", "holding scrapes")
+        for _ in range(190):
+            assert not outage.failed("no response from stream", "holding scrapes")
+        now[0] += 4.5
+        assert outage.answered() == pytest.approx(4.5)
+        assert outage.answered() is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "stream S does not answer (no response from stream): holding scrapes",
+        "stream S answers again after 4.5s (191 failed tries meanwhile)",
+    ]
+    assert not outage.active
+
+
+def test_leaderless_names_the_errors_of_an_election() -> None:
+    assert leaderless(NoStreamResponseError())
+    assert leaderless(NoRespondersError())
+    assert leaderless(ServiceUnavailableError())
+    assert leaderless(TimeoutError())
+    assert not leaderless(NotFoundError())
+    assert not leaderless(BadRequestError())

@@ -1,0 +1,299 @@
+"""A real 3-node nats-server cluster with JetStream on free loopback ports.
+
+Each node is a NatsServer (tests/servers.py) with a `cluster` block routing to
+the other two and a `leafnodes` listener, so leaf nodes can attach to the
+central cluster. A node can be stopped, killed (-9) and started again on the
+same ports with the same store. Stream leaders are read from the servers'
+monitoring endpoint, election times from their logs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import time
+import urllib.error
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from servers import HOST, NatsServer, http_request, wait_for
+
+__all__ = ["CLUSTER_NAME", "NatsCluster", "election_times", "quiet_port"]
+
+CLUSTER_NAME = "central"
+# Below Linux's ephemeral range (32768-60999 by default).
+QUIET_PORTS = (20000, 32000)
+# Another test suite on the machine may pick from the same range: a node that finds
+# its port taken tries again, once a second, this many times.
+PORT_TRIES = 15
+_rng = random.Random()  # noqa: S311 - port picking, not cryptography
+FORMED_TIMEOUT = 60.0
+# nats-server writes `[pid] 2026/12/03 13:50:00.123456 [INF] ...`; UTC with logtime_utc.
+_LOG_TIME = re.compile(r"^\[\d+\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[\w+\] (.*)$")
+
+
+class NatsCluster:
+    """Three NatsServer nodes forming one JetStream cluster (`central`).
+
+    `extra_config` is added to every node's config (accounts, a JetStream
+    domain through `jetstream_extra`, say).
+    """
+
+    size = 3
+
+    def __init__(
+        self,
+        tmp_dir: Path,
+        extra_config: str = "",
+        jetstream_extra: str = "",
+        name: str = CLUSTER_NAME,
+    ) -> None:
+        self.tmp_dir = Path(tmp_dir)
+        self.name = name
+        self.route_ports = [quiet_port() for _ in range(self.size)]
+        self.leafnode_ports = [quiet_port() for _ in range(self.size)]
+        routes = ", ".join(f'"nats-route://{HOST}:{port}"' for port in self.route_ports)
+        self.nodes: list[NatsServer] = []
+        for i in range(self.size):
+            block = (
+                "logtime_utc: true\n"
+                f"cluster {{\n"
+                f'  name: "{name}"\n'
+                f'  listen: "{HOST}:{self.route_ports[i]}"\n'
+                f"  routes: [{routes}]\n"
+                f"}}\n"
+                f'leafnodes {{ listen: "{HOST}:{self.leafnode_ports[i]}" }}\n'
+            )
+            node = NatsServer(
+                self.tmp_dir / f"n{i + 1}", port=quiet_port(), extra_config=block + extra_config
+            )
+            node.monitor_port = quiet_port()
+            node._write_config()
+            if jetstream_extra:
+                node.config_path.write_text(
+                    node.config_path.read_text().replace(
+                        "jetstream {\n", "jetstream {\n  " + jetstream_extra.strip() + "\n", 1
+                    )
+                )
+            self.nodes.append(node)
+
+    # -- addresses -----------------------------------------------------------
+
+    @property
+    def client_urls(self) -> list[str]:
+        """nats:// URL of every node's client port."""
+        return [node.url for node in self.nodes]
+
+    @property
+    def leafnode_urls(self) -> list[str]:
+        """nats-leaf:// URL of every node's leaf node listener."""
+        return [f"nats-leaf://{HOST}:{port}" for port in self.leafnode_ports]
+
+    def server_name(self, index: int) -> str:
+        """The server_name of node `index` (what stream leaders are reported as)."""
+        return f"test-nats-{self.nodes[index].port}"
+
+    def index_of(self, server_name: str) -> int:
+        """The node index of a server name."""
+        for i in range(self.size):
+            if self.server_name(i) == server_name:
+                return i
+        raise KeyError(server_name)
+
+    # -- life cycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every node, then wait until the cluster has a JetStream meta leader."""
+        try:
+            for node in self.nodes:
+                _start(node)
+            self.wait_formed()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every node that runs."""
+        for node in self.nodes:
+            node.stop()
+
+    def stop_node(self, index: int) -> None:
+        """Stop one node gracefully (SIGTERM: it hands over its leaderships)."""
+        self.nodes[index].stop()
+
+    def kill_node(self, index: int) -> float:
+        """kill -9 one node; the wall-clock time of the kill."""
+        killed_at = time.time()
+        self.nodes[index].kill()
+        return killed_at
+
+    def restart_node(self, index: int) -> None:
+        """Start a stopped or killed node again (same ports, same store), wait for the cluster."""
+        node = self.nodes[index]
+        if node.running:
+            node.stop()
+        _start(node)
+        self.wait_formed()
+
+    def wait_formed(self, timeout: float = FORMED_TIMEOUT) -> None:
+        """Wait until every running node is healthy and sees a JetStream meta leader."""
+
+        def formed() -> bool:
+            for node in self.nodes:
+                if not node.running:
+                    continue
+                if _get_status(f"{node.monitor_url}/healthz") != 200:
+                    return False
+                meta = self._jsz(node).get("meta_cluster") or {}
+                if not meta.get("leader"):
+                    return False
+            return True
+
+        wait_for(formed, timeout=timeout, message=f"cluster {self.name} did not form")
+
+    # -- leaders -------------------------------------------------------------
+
+    def _jsz(self, node: NatsServer, query: str = "") -> dict[str, Any]:
+        try:
+            status, body = http_request("GET", f"{node.monitor_url}/jsz{query}", timeout=2.0)
+        except (OSError, urllib.error.URLError):
+            return {}
+        if status != 200:
+            return {}
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    def stream_leader(self, stream: str) -> int | None:
+        """The index of the node leading `stream` now, None while it has no leader."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            document = self._jsz(node, "?streams=true")
+            for account in document.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") != stream:
+                        continue
+                    leader = (detail.get("cluster") or {}).get("leader")
+                    if leader:
+                        return self.index_of(leader)
+        return None
+
+    def consumer_leader(self, stream: str, consumer: str) -> int | None:
+        """The index of the node leading `consumer` on `stream`, None while it has no leader."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            document = self._jsz(node, "?consumers=true")
+            for account in document.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") != stream:
+                        continue
+                    for info in detail.get("consumer_detail") or []:
+                        leader = (info.get("cluster") or {}).get("leader")
+                        if info.get("name") == consumer and leader:
+                            return self.index_of(leader)
+        return None
+
+    def stream_replicas(self, stream: str) -> dict[str, Any]:
+        """The cluster info of `stream` (leader and replicas) as a running node reports it."""
+        for node in self.nodes:
+            if node.running:
+                for account in self._jsz(node, "?streams=true").get("account_details") or []:
+                    for detail in account.get("stream_detail") or []:
+                        if detail.get("name") == stream:
+                            cluster: dict[str, Any] = detail.get("cluster") or {}
+                            return cluster
+        return {}
+
+    def wait_stream_leader(self, stream: str, timeout: float = FORMED_TIMEOUT) -> int:
+        """Wait until `stream` has a leader; its index."""
+        # A tuple, as node 0 is a leader too and wait_for waits for a true value.
+        found: tuple[int] = wait_for(
+            lambda: (i,) if (i := self.stream_leader(stream)) is not None else None,
+            timeout=timeout,
+            message=f"stream {stream} has no leader",
+        )
+        return found[0]
+
+    def leader_elected_at(self, stream: str, after: float) -> float | None:
+        """When (wall clock) a node logged a new leader of `stream` after `after`."""
+        times = [t for t, _ in election_times(self, f"stream leader for '$G > {stream}'")]
+        later = [t for t in times if t > after]
+        return min(later) if later else None
+
+    def consumer_elected_at(self, stream: str, consumer: str, after: float) -> float | None:
+        """When a node logged a new leader of `consumer` on `stream` after `after`."""
+        marker = f"consumer leader for '$G > {stream} > {consumer}'"
+        later = [t for t, _ in election_times(self, marker) if t > after]
+        return min(later) if later else None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def election_times(cluster: NatsCluster, marker: str) -> list[tuple[float, str]]:
+    """(wall-clock time, line) of every log line of every node that contains `marker`."""
+    found = []
+    for node in cluster.nodes:
+        try:
+            text = node.log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if marker not in line:
+                continue
+            match = _LOG_TIME.match(line)
+            if match is None:
+                continue
+            stamp = datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=UTC)
+            found.append((stamp.timestamp(), match.group(2)))
+    return sorted(found)
+
+
+def _start(node: NatsServer) -> None:
+    """Start a node; wait for a port another process holds for a moment (not for ever)."""
+    for attempt in range(PORT_TRIES):
+        try:
+            node.start()
+            return
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == PORT_TRIES - 1:
+                raise
+        time.sleep(1.0)
+
+
+def quiet_port() -> int:
+    """A free port below the ephemeral range, so no outgoing connection takes it meanwhile.
+
+    A node restarted after a kill must get its ports back; free_port()'s come
+    from the range the kernel hands to outgoing connections (the routes
+    between the nodes among them), and one was taken before a restart.
+    """
+    while True:
+        port = _rng.randrange(QUIET_PORTS[0], QUIET_PORTS[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+
+
+def _get_status(url: str) -> int | None:
+    try:
+        return http_request("GET", url, timeout=2.0)[0]
+    except (OSError, urllib.error.URLError):
+        return None
