@@ -156,12 +156,14 @@ def start_poller(
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
-    ha: dict[str, object] | None = None,
     identity: str = "bench",
+    job_keys: dict[str, object] | None = None,
+    ha: dict[str, object] | None = None,
     stream: dict[str, object] | None = None,
 ) -> Service:
     """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...).
 
+    `job_keys` go into the job beside its targets (e.g. metric_relabel_configs);
     `stream` adds to or overrides `poller_stream` (credentials, a domain).
     """
     port = free_port()
@@ -173,7 +175,10 @@ def start_poller(
         "monitor_address": HOST,
         "poller_stream": {**_stream(nats, settings), **(stream or {})},
         "jobs": {
-            "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
+            "node": {
+                "targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)],
+                **(job_keys or {}),
+            }
         },
     }
     if ha is not None:

@@ -51,6 +51,9 @@ CPU = [
     "rw_vmagent_cpu_ms_per_1k",
     "topology_leaves_ours_cpu_ms_per_1k_samples",
     "topology_leaves_leaf_nats_cpu_ms_per_1k_samples",
+    "relabel_none_cpu_ms_per_1k_samples",
+    "relabel_typical_cpu_ms_per_1k_samples",
+    "relabel_payload_typical_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
 RATIOS = [
@@ -62,6 +65,7 @@ RATIOS = [
     "rw_ours_ratio",
     "rw_ours_store_rows_ratio",
     "rw_vmagent_store_rows_ratio",
+    "relabel_ratio",
     "topology_ratio_nats_cpu_ms_per_1k_samples",
     "topology_leaves_ratio_ours_cpu_ms_per_1k_samples",
     "topology_leaves_ratio_nats_cpu_ms_per_1k_samples",
