@@ -22,6 +22,9 @@ H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
 H_LABELS = "Prometheus-Streams-Labels"
 # The HA replica (of one publisher) that sent a message; subject and Msg-Id stay the publisher's.
 H_REPLICA = "Prometheus-Streams-Replica"
+# The fencing token of the replica's lease term: the revision of the lease
+# write that began it, higher for every later term of the group.
+H_TERM = "Prometheus-Streams-Replica-Term"
 MAX_LABELS = 32  # extra grouping labels of one target
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RESERVED_LABELS = frozenset({"job", "instance", "publisher"})

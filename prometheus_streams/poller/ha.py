@@ -57,8 +57,8 @@ class HAMember:
         registry.register(_HACollector(self))
 
     def fence(self) -> int:
-        """The term this replica leads in, 0 while it stands by."""
-        return self.lease.fence()
+        """The fencing token of the term this replica leads in, 0 while it stands by."""
+        return self.lease.token()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take the lease when free and renew it while held, until `stop`."""
