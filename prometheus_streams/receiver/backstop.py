@@ -118,10 +118,12 @@ class _Period:
     start_ms: int
     replica: str
     last_ms: int  # the newest scrape time seen from it in this period (shared: as stored)
-    # The newest lease term (fencing token) the replica presented in it; 0: none.
-    # A period taken over by silence from a replica without one keeps the
-    # token it ended with, so an older term stays older.
+    # The lease term (fencing token) of the replica's messages it accepts; 0: none.
     token: int = 0
+
+    def holds(self, replica: str, token: int) -> bool:
+        """Whether a message of `replica` in lease term `token` is this period's."""
+        return replica == self.replica and token == self.token
 
 
 @dataclass(slots=True)
@@ -183,7 +185,7 @@ class Backstop:
         reason, write = self._rule(state, replica, scrape_time_ms, token)
         if write is not None:
             self._adopt(publisher, write, state.revision + 1)
-        self._noted(publisher, state, replica, scrape_time_ms, reason, shared=False)
+        self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=False)
         return self._counted(publisher, replica, reason, count)
 
     async def judge(
@@ -201,7 +203,7 @@ class Backstop:
             # The common case, decided on what we follow without a write.
             reason, write = self._rule(state, replica, scrape_time_ms, token)
             if write is None:
-                self._noted(publisher, state, replica, scrape_time_ms, reason, shared=True)
+                self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=True)
                 return self._counted(publisher, replica, reason, count)
         reason = await self._stored(publisher, replica, scrape_time_ms, token)
         if reason == HOLD:
@@ -238,7 +240,7 @@ class Backstop:
                 if write is not None:
                     self._metrics.store_writes.labels("written").inc()
                 assert state is not None
-                self._noted(publisher, state, replica, t, reason, shared=True)
+                self._noted(publisher, state, replica, token, t, reason, shared=True)
                 return reason
         return HOLD
 
@@ -247,76 +249,80 @@ class Backstop:
     ) -> tuple[str | None, _Write | None]:
         """The answer for a message of `replica` at scrape time `t`, and what must be stored first.
 
-        An answer holds for good only against what is stored: a replica's
-        scrape is accepted without a write while no receiver can have
-        switched by silence before it (it is within failover_timeout of the
-        stored newest scrape), and a switch or a refusal past that needs a
-        write. `token` is the message's lease term (0: none).
+        A period accepts one replica in one lease term (`token`, 0: none):
+        the messages of that replica and term. An answer holds for good only
+        against what is stored: a scrape of the accepted replica and term is
+        accepted without a write while no receiver can have switched before
+        it by silence (it is within failover_timeout of the stored newest
+        scrape), and a switch or a refusal past that needs a write.
         """
         if not state.periods:
             return None, (_period(t, replica, t, token),)
         at = bisect.bisect_right(state.starts, t) - 1
         if at < 0:
-            # Older than everything kept: the first kept replica's, as it was
+            # Older than everything kept: the first kept period's, as it was
             # decided when that period opened.
-            return (None if replica == state.periods[0].replica else PAST_PERIOD), None
+            return (None if state.periods[0].holds(replica, token) else PAST_PERIOD), None
         period = state.periods[at]
         timeout = int(self.config.failover_timeout * 1000)
-        if replica != period.replica and self._in_tail(state, at, replica, t, timeout):
-            return None, None
-        if at < len(state.periods) - 1:
-            return (None if replica == period.replica else PAST_PERIOD), None
-        newest = max(period.last_ms, state.local_last)
-        if replica == period.replica:
-            if token > period.token:
-                # Its new term: stored, so other replicas' older terms are told apart.
-                return None, _periods(state, last=t, token=token)
-            if t <= period.last_ms + timeout:
+        if period.holds(replica, token):
+            if at < len(state.periods) - 1 or t <= period.last_ms + timeout:
                 return None, None
             return None, _periods(state, last=t)
+        if self.store is not None and self._in_tail(state, at, replica, token, t, timeout):
+            return None, None
+        if at < len(state.periods) - 1:
+            return PAST_PERIOD, None
+        newest = max(period.last_ms, state.local_last)
         if token > period.token:
-            # A newer lease term: the lease moved, so no silence is needed. The
-            # new period starts right after the newest scrape of the accepted
-            # replica known here; one accepted elsewhere and not stored yet
-            # (at most failover_timeout past the stored one) stays accepted, as
-            # the old period's tail (_in_tail).
+            # A newer lease term (of another replica, or of the accepted one
+            # anew): the lease moved, so no silence is needed. The new period
+            # starts right after the newest scrape of the accepted term known
+            # here; one accepted elsewhere and not stored yet (at most
+            # failover_timeout past the stored one) stays accepted as the old
+            # period's tail (_in_tail).
             if t > newest:
                 return None, (*_periods(state, last=newest), _period(newest + 1, replica, t, token))
             if t > period.last_ms:
-                # Before what we saw of the accepted replica: store that first,
+                # Before what we saw of the accepted term: store that first,
                 # so no receiver can start the new term before this scrape.
                 return OTHER_REPLICA, _periods(state, last=state.local_last)
             return OTHER_REPLICA, None
         # No token, an equal one, or an older term: the silence rule. An older
-        # term is a fenced leader's late message; it switches only after the
-        # accepted replica's silence, as a message without a token would (a
+        # term is a fenced leader's late message; it takes over only after the
+        # accepted term's silence, as a message without a token would (a
         # lease bucket made anew starts its revisions again at 1).
         reason = OLD_TERM if 0 < token < period.token else OTHER_REPLICA
         # Strictly later than silence plus the timeout: a message refused here
-        # stays refused, since any later switch starts after it.
+        # stays refused, since any later switch by silence starts after it,
+        # and a switch to a newer term accepts only that term.
         if t > newest + timeout:
-            return None, (*_periods(state), _period(t, replica, t, token or period.token))
+            return None, (*_periods(state), _period(t, replica, t, token))
         if t > period.last_ms + timeout:
-            # We saw the accepted replica speak more recently than stored:
+            # We saw the accepted term speak more recently than stored:
             # store that first, so no receiver can switch before this scrape.
             return reason, _periods(state, last=state.local_last)
         return reason, None
 
     @staticmethod
-    def _in_tail(state: _Publisher, at: int, replica: str, t: int, timeout: int) -> bool:
-        """Whether `t` lies in the tail of an earlier period of `replica`.
+    def _in_tail(
+        state: _Publisher, at: int, replica: str, token: int, t: int, timeout: int
+    ) -> bool:
+        """Whether `t` lies in the tail of an earlier period of this replica and term.
 
-        A switch to a newer term starts right after the newest scrape of the
-        old replica known to the receiver that stored it; other receivers may
-        have accepted that replica's scrapes up to failover_timeout past the
-        newest stored one without a write. Those stay accepted: a period of
-        the replica accepts it up to failover_timeout past its stored newest
-        scrape (empty after a switch by silence, which starts later).
+        Shared elections only: a switch to a newer term starts right after
+        the newest scrape of the old term known to the receiver that stored
+        it; other receivers may have accepted that term's scrapes up to
+        failover_timeout past the newest stored one without a write. Those
+        stay accepted: a period accepts its term up to failover_timeout past
+        its stored newest scrape (empty after a switch by silence, which
+        starts later). In one process every accepted scrape is known, so
+        there is no tail.
         """
         for earlier in reversed(state.periods[:at]):
             if t > earlier.last_ms + timeout:
                 return False  # every period before it ended earlier still
-            if earlier.replica == replica:
+            if earlier.holds(replica, token):
                 return True
         return False
 
@@ -325,13 +331,14 @@ class Backstop:
         publisher: str,
         state: _Publisher,
         replica: str,
+        token: int,
         t: int,
         reason: str | None,
         shared: bool,
     ) -> None:
-        """After an answer: extend the current period by an accepted scrape of its replica."""
+        """After an answer: extend the current period by an accepted scrape of its term."""
         current = state.periods[-1]
-        if reason is not None or replica != current.replica or t < current.start_ms:
+        if reason is not None or not current.holds(replica, token) or t < current.start_ms:
             return
         if not shared:
             current.last_ms = max(current.last_ms, t)
@@ -492,16 +499,13 @@ def _period(start: int, replica: str, last: int, token: int) -> Period:
     return (start, replica, last, token) if token else (start, replica, last)
 
 
-def _periods(state: _Publisher, last: int | None = None, token: int | None = None) -> _Write:
+def _periods(state: _Publisher, last: int | None = None) -> _Write:
     """The publisher's periods as stored, the current one's newest scrape time set to `last`."""
     out = [_period(p.start_ms, p.replica, p.last_ms, p.token) for p in state.periods]
-    current = state.periods[-1]
-    if last is not None or token is not None:
+    if last is not None:
+        current = state.periods[-1]
         out[-1] = _period(
-            current.start_ms,
-            current.replica,
-            max(current.last_ms, last or 0),
-            max(current.token, token or 0),
+            current.start_ms, current.replica, max(current.last_ms, last), current.token
         )
     return tuple(out)
 
