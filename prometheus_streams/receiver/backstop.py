@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_PERIODS = 64
 # Reasons a message is refused (ha_refused_total).
 OTHER_REPLICA = "other_replica"  # another replica is accepted and not silent long enough
-PAST_PERIOD = "past_period"  # the scrape time falls where another replica was accepted
+PAST_PERIOD = "past_period"  # the scrape time falls where another replica or term was accepted
 OLD_TERM = "old_term"  # a lease term older than the accepted replica's: a fenced leader's
 REASONS = (OTHER_REPLICA, PAST_PERIOD, OLD_TERM)
 # Not a refusal: the shared store could not be read or written, so nobody can
@@ -460,13 +460,19 @@ class Backstop:
         if now - self._warned.get(publisher, -WARN_EVERY) < WARN_EVERY:
             return
         self._warned[publisher] = now
+        why = (
+            "late messages of a fenced old leader?"
+            if reason == OLD_TERM
+            else "two replicas publish at once?"
+        )
         log.warning(
             "HA backstop: refusing messages of publisher %s from replica %s (%s): replica %s"
-            " is accepted; two replicas publish at once?",
+            " is accepted; %s",
             publisher,
             replica,
             reason,
             self._publishers[publisher].periods[-1].replica,
+            why,
             extra={"publisher": publisher},
         )
 
