@@ -81,6 +81,8 @@ class HAMember:
             "leader": self.lease.holder_seen,
             "leader_changes": self.lease.changes,
             "terms": self.lease.terms,
+            # The fencing token its messages carry while it leads (the receiver's backstop).
+            "term_token": self.lease.token() or None,
             "seconds_since_renewal": self.since_renewal(),
             "fence_seconds_left": self.lease.valid_for(),
             "failover_timeout": self.lease.ttl,
