@@ -165,6 +165,7 @@ class RemoteWriteOutput:
                 group = self._groups[scrape.group] = Group()
             group.series = samples.present
             group.whole = not samples.dropped
+            group.honor_labels = scrape.honor_labels
             group.last_ms = scrape.scrape_time_ms
             group.last_seen = time.monotonic()
         return outcome
