@@ -182,6 +182,13 @@ RULE_SETS: dict[str, dict[str, Any]] = {
          "replacement": "target"},
         {"source_labels": ["exported_tier"], "target_label": "page_tier"},
     ]},
+    # ---- honor_labels: the page's job, instance and target-named labels ----
+    "h_default": {"targets": ["edge"]},  # false: renamed exported_*, the page forwarded as is
+    "h_honor": {"targets": ["edge", "front"], "honor_labels": True},
+    "h_honor_rules": {"targets": ["edge", "front"], "honor_labels": True,
+                      "metric_relabel_configs": [
+        {"source_labels": ["tier"], "target_label": "seen_tier"},
+    ]},
     # ---- limits ----
     "l_sample_exact": {"sample_limit": FRONT_SAMPLES},  # front at it, back over
     "l_sample_after": {"sample_limit": 5, "metric_relabel_configs": [
@@ -216,4 +223,10 @@ KNOWN_DIFFERENCES = {
     # Rules that keep a histogram's or summary's _sum or _count but not both:
     # the Pushgateway shows every metric of such a family with both (0 for the other).
     ("Pushgateway", "m_hashmod"): "a summary or histogram split by the rules",
+    # honor_labels: true and a page whose job, instance or tier differs from the
+    # target's: a Pushgateway group holds one value of each grouping label, so
+    # the page's is shown as exported_<name> (its series of job="inner-job" too).
+    ("Pushgateway", "h_honor"): "a page's job, instance or tier other than the group's",
+    ("Pushgateway", "h_honor_rules"): "a page's job, instance or tier other than the group's",
+    ("Pushgateway", "inner-job"): "a page's job, instance or tier other than the group's",
 }
