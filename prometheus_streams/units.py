@@ -85,7 +85,8 @@ _BASE2_UNITS = {"B": 1} | {
     for power, prefix in enumerate("KMGTPE")
     for suffix in ("B", "iB")
 }
-_BASE2_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([A-Za-z]+)")
+# A blank before the unit is ours (the Puppet module's Size type allows it).
+_BASE2_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[ \t]*([A-Za-z]+)")
 
 
 def parse_base2_size(value: object) -> int:

@@ -1,4 +1,4 @@
-"""honor_labels: a page's label named like a target label, kept or renamed as Prometheus 2.42 does."""
+"""honor_labels: a page label named like a target label, kept or renamed as in Prometheus 2.42."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import pytest
 from prometheus_streams import wire
 from prometheus_streams.exposition import escape_value, rename_labels
 from prometheus_streams.poller.rewrite import with_target_labels
-from prometheus_streams.receiver.outputs.rw_series import Group, merge_labels, scrape_samples
+from prometheus_streams.receiver.outputs.rw_series import (
+    Group,
+    Rows,
+    merge_labels,
+    scrape_samples,
+)
 from prometheus_streams.units import parse_base2_size, parse_size
 from prometheus_streams.wire import Scrape, WireError
 
@@ -60,7 +65,7 @@ def _scrape(honor: bool) -> Scrape:
 
 
 def test_remote_write_merges_again_when_a_job_changes_its_choice() -> None:
-    rows = [(b'm{job="inner"}', 1.0, None)]
+    rows: Rows = [(b'm{job="inner"}', 1.0, None)]
     first = scrape_samples(_scrape(False), None, rows, "publisher")
     group = Group(series=first.present, whole=True, last_ms=1000)
     again = scrape_samples(_scrape(True), group, rows, "publisher")
@@ -112,6 +117,7 @@ def test_the_choice_travels_in_a_header_only_when_true() -> None:
         ("1.5KB", 1536),
         ("1MB512KB", 1024**2 + 512 * 1024),
         ("100B", 100),
+        ("10 MiB", 10 * 1024**2),
         ("0", 0),
         (1048576, 1048576),
     ],
@@ -120,7 +126,7 @@ def test_a_job_body_size_limit_reads_as_prometheus_reads_it(text: object, size: 
     assert parse_base2_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["10kB", "10mb", "10 MB", "MB", "", "10XB", "-1MB", True])
+@pytest.mark.parametrize("text", ["10kB", "10mb", "1MB 2KB", "MB", "", "10XB", "-1MB", True])
 def test_a_size_prometheus_refuses_is_refused(text: object) -> None:
     with pytest.raises(ValueError, match="not a size"):
         parse_base2_size(text)
