@@ -292,6 +292,7 @@ def test_check_config_describes_a_pasted_job(tmp_path: Path) -> None:
     job = describe(cfg)["jobs"]["blackbox"]
     assert job["relabel_configs"] == 2 and job["metric_relabel_configs"] == 1
     assert job["limits"]["sample_limit"] == 1000
+    assert job["honor_labels"] is True and job["body_size_limit_bytes"] == 10 * 1024 * 1024
     assert job["auth"].startswith("basic auth as prom")
     assert any(d.startswith("file ") for d in job["discovery"])
     assert SECRET not in repr(describe(cfg))
