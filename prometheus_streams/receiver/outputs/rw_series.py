@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.remote_write import protocol
+from prometheus_streams.receiver.remote_write.protocol import Rows
 from prometheus_streams.receiver.remote_write.text import ParseError, series_labels
-
-Rows = list[tuple[bytes, float, int | None]]
 
 
 @dataclass
@@ -35,7 +34,9 @@ class Group:
 class Samples:
     """One scrape's encoded samples (stale markers last) and what to remember of it."""
 
-    encoded: list[bytes]  # encoded TimeSeries fields, one sample each
+    # Encoded TimeSeries fields: one sample each, or a repeated page's all in one bytes.
+    encoded: list[bytes]
+    count: int  # samples in `encoded`
     present: dict[bytes, bytes]  # series key -> encoded labels, as written
     stale: int  # how many of `encoded` are staleness markers
     dropped: dict[str, int]  # lines left out, by reason
@@ -59,20 +60,12 @@ def scrape_samples(
     known = last if reuse else {}
     at = scrape.scrape_time_ms
     encode = protocol.encode_series
-    if (
-        group is not None
-        and reuse
-        and group.whole
-        and len(rows) == len(known)
-        and [row[0] for row in rows] == list(known)
-    ):
+    if group is not None and reuse and group.whole:
         # The same lines as the last written scrape, in the same order (most
         # scrapes): every label set is known and unique, and nothing went stale.
-        same = [
-            encode(labels, ((value, at if stamp is None else stamp),))
-            for labels, (_, value, stamp) in zip(known.values(), rows, strict=True)
-        ]
-        return Samples(same, known, 0, {})
+        page = protocol.encode_page(known, rows, at)
+        if page is not None:
+            return Samples([page], len(rows), known, 0, {})
     target = target_labels(scrape, publisher_label)
     # The publisher label is ours, never the page's: a page cannot pass for another site.
     honored = frozenset(("job", "instance", *(n for n, _ in scrape.labels)))
@@ -100,7 +93,7 @@ def scrape_samples(
         if (key not in present or not reuse) and labels not in written:
             out.append(encode(labels, ((protocol.STALE_NAN, at),)))
             stale += 1
-    return Samples(out, present, stale, dropped)
+    return Samples(out, len(out), present, stale, dropped)
 
 
 def stale_markers(groups: list[Group], now_ms: int) -> list[bytes]:
