@@ -9,10 +9,10 @@ from prometheus_streams.exposition import escape_value, rename_labels
 from prometheus_streams.poller.rewrite import with_target_labels
 from prometheus_streams.receiver.outputs.rw_series import (
     Group,
-    Rows,
     merge_labels,
     scrape_samples,
 )
+from prometheus_streams.receiver.remote_write.protocol import Rows
 from prometheus_streams.units import parse_base2_size, parse_size
 from prometheus_streams.wire import Scrape, WireError
 
