@@ -22,7 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import gateway, ha, hotpath, pipeline, report, rw_vmagent, topology, vmagent
+from benchmarks import (
+    gateway,
+    ha,
+    hotpath,
+    pipeline,
+    poller_relabel,
+    report,
+    rw_vmagent,
+    topology,
+    vmagent,
+)
 from benchmarks.context import BIG_PAGE, BIG_SAMPLES, NODE_PAGE, NODE_SAMPLES, PROFILES, Context
 from benchmarks.services import binary, start_targets
 
@@ -38,6 +48,7 @@ SCENARIOS: dict[str, Callable[[Context], None]] = {
     "recovery": pipeline.recovery,
     "vmagent": vmagent.poller_vs_vmagent,
     "rw_vmagent": rw_vmagent.rw_vmagent,
+    "relabel": poller_relabel.poller_relabel,
     "ha": ha.ha,
     "topology": topology.topology,
 }

@@ -23,6 +23,7 @@ SECTIONS = (
         "rw_vmagent",
         "Remote write against vmagent (issue 16): each into its own VictoriaMetrics, side by side",
     ),
+    ("relabel", "Poller with typical metric_relabel_configs against none (issue 17), side by side"),
     ("ha", "HA pollers (issue 19): failover after kill -9 of the leader, lease traffic"),
     ("topology", "3-node JetStream cluster (replicas 3) against one server, same machine"),
 )
@@ -123,6 +124,16 @@ def goals(ctx: Context) -> list[Goal]:
                 f"runs {_spread(ctx, key)}" if value is not None else "",
             )
         )
+    relabel = m("relabel_ratio")
+    out.append(
+        Goal(
+            "poller CPU/sample, typical metric_relabel_configs / none (issue 17)",
+            relabel,
+            "<= 1.25",
+            _check(relabel, (relabel or math.inf) <= 1.25),
+            f"runs {_spread(ctx, 'relabel_ratio')}" if relabel is not None else "",
+        )
+    )
     rec = m("recovery_ratio")
     out.append(
         Goal(

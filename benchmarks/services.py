@@ -156,19 +156,27 @@ def start_poller(
     settings: StreamSettings,
     name: str = "poller",
     launcher: list[str] | None = None,
+    identity: str = "bench",
+    job_keys: dict[str, object] | None = None,
     ha: dict[str, object] | None = None,
 ) -> Service:
-    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...)."""
+    """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...).
+
+    `job_keys` go into the job beside its targets (e.g. metric_relabel_configs).
+    """
     port = free_port()
     config: dict[str, object] = {
-        "identity": "bench",
+        "identity": identity,
         "scrape_interval": f"{interval:g}s",
         "scrape_timeout": f"{min(interval, 10.0):g}s",
         "monitor_port": port,
         "monitor_address": HOST,
         "poller_stream": _stream(nats, settings),
         "jobs": {
-            "node": {"targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)]}
+            "node": {
+                "targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)],
+                **(job_keys or {}),
+            }
         },
     }
     if ha is not None:

@@ -1,12 +1,165 @@
 """Relabel rules Prometheus 2.42 refuses and accepts, and what it refuses them for.
 
-Shared by the config unit tests and the test that runs the same rules
-through Prometheus' own promtool.
+Shared by the unit tests and the tests that run the same rules through
+Prometheus' own promtool and a real Prometheus; PROMETHEUS_CASES are the
+cases of Prometheus' TestRelabel (model/relabel/relabel_test.go).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+DROPPED = None
+
+# Prometheus' TestRelabel, case by case: input labels, rules, labels out (None: dropped).
+PROMETHEUS_CASES: list[tuple[dict[str, str], list[dict[str, Any]], dict[str, str] | None]] = [
+    (
+        {"a": "foo", "b": "bar", "c": "baz"},
+        [{"source_labels": ["a"], "regex": "f(.*)", "target_label": "d",
+          "replacement": "ch${1}-ch${1}"}],
+        {"a": "foo", "b": "bar", "c": "baz", "d": "choo-choo"},
+    ),
+    (
+        {"a": "foo", "b": "bar", "c": "baz"},
+        [
+            {"source_labels": ["a", "b"], "regex": "f(.*);(.*)r", "target_label": "a",
+             "replacement": "b${1}${2}m"},
+            {"source_labels": ["c", "a"], "regex": "(b).*b(.*)ba(.*)", "target_label": "d",
+             "replacement": "$1$2$2$3"},
+        ],
+        {"a": "boobam", "b": "bar", "c": "baz", "d": "boooom"},
+    ),
+    (
+        {"a": "foo"},
+        [
+            {"source_labels": ["a"], "regex": ".*o.*", "action": "drop"},
+            {"source_labels": ["a"], "regex": "f(.*)", "target_label": "d",
+             "replacement": "ch$1-ch$1"},
+        ],
+        DROPPED,
+    ),
+    ({"a": "foo", "b": "bar"}, [{"source_labels": ["a"], "regex": ".*o.*", "action": "drop"}],
+     DROPPED),
+    (
+        {"a": "abc"},
+        [{"source_labels": ["a"], "regex": ".*(b).*", "target_label": "d", "replacement": "$1"}],
+        {"a": "abc", "d": "b"},
+    ),
+    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "no-match", "action": "drop"}],
+     {"a": "foo"}),
+    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "f|o", "action": "drop"}], {"a": "foo"}),
+    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "no-match", "action": "keep"}], DROPPED),
+    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "f.*", "action": "keep"}], {"a": "foo"}),
+    (  # no replacement without a match
+        {"a": "boo"},
+        [{"source_labels": ["a"], "regex": "f", "target_label": "b", "replacement": "bar"}],
+        {"a": "boo"},
+    ),
+    (
+        {"a": "foo", "b": "bar", "c": "baz"},
+        [{"source_labels": ["c"], "target_label": "d", "action": "hashmod", "modulus": 1000}],
+        {"a": "foo", "b": "bar", "c": "baz", "d": "976"},
+    ),
+    (
+        {"a": "foo\nbar"},
+        [{"source_labels": ["a"], "target_label": "b", "action": "hashmod", "modulus": 1000}],
+        {"a": "foo\nbar", "b": "734"},
+    ),
+    (
+        {"a": "foo", "b1": "bar", "b2": "baz"},
+        [{"regex": "(b.*)", "replacement": "bar_${1}", "action": "labelmap"}],
+        {"a": "foo", "b1": "bar", "b2": "baz", "bar_b1": "bar", "bar_b2": "baz"},
+    ),
+    (
+        {"a": "foo", "__meta_my_bar": "aaa", "__meta_my_baz": "bbb", "__meta_other": "ccc"},
+        [{"regex": "__meta_(my.*)", "replacement": "${1}", "action": "labelmap"}],
+        {"a": "foo", "__meta_my_bar": "aaa", "__meta_my_baz": "bbb", "__meta_other": "ccc",
+         "my_bar": "aaa", "my_baz": "bbb"},
+    ),
+    (  # target_label from the match
+        {"a": "some-name-value"},
+        [{"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${2}",
+          "target_label": "${1}"}],
+        {"a": "some-name-value", "name": "value"},
+    ),
+    (  # replacement from a group the regex does not have: empty, nothing set
+        {"a": "some-name-value"},
+        [{"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${3}",
+          "target_label": "${1}"}],
+        {"a": "some-name-value"},
+    ),
+    (  # target_label expanding to no valid name
+        {"a": "some-name-0"},
+        [
+            {"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${1}",
+             "target_label": "${3}"},
+            {"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${1}",
+             "target_label": "${3}"},
+            {"source_labels": ["a"], "regex": "some-([^-]+)(-[^,]+)", "replacement": "${1}",
+             "target_label": "${3}"},
+        ],
+        {"a": "some-name-0"},
+    ),
+    (
+        {"__meta_sd_tags": "path:/secret,job:some-job,label:foo=bar"},
+        [
+            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)path:(/[^,]+).*",
+             "replacement": "${1}", "target_label": "__metrics_path__"},
+            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)job:([^,]+).*",
+             "replacement": "${1}", "target_label": "job"},
+            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)label:([^=]+)=([^,]+).*",
+             "replacement": "${2}", "target_label": "${1}"},
+        ],
+        {"__meta_sd_tags": "path:/secret,job:some-job,label:foo=bar",
+         "__metrics_path__": "/secret", "job": "some-job", "foo": "bar"},
+    ),
+    (  # prometheus/prometheus#12283
+        {"__meta_kubernetes_pod_container_port_name": "foo",
+         "__meta_kubernetes_pod_annotation_XXX_metrics_port": "9091"},
+        [
+            {"regex": "^__meta_kubernetes_pod_container_port_name$", "action": "labeldrop"},
+            {"source_labels": ["__meta_kubernetes_pod_annotation_XXX_metrics_port"],
+             "regex": "(.+)", "replacement": "metrics",
+             "target_label": "__meta_kubernetes_pod_container_port_name"},
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"],
+             "regex": "^metrics$", "action": "keep"},
+        ],
+        {"__meta_kubernetes_pod_annotation_XXX_metrics_port": "9091",
+         "__meta_kubernetes_pod_container_port_name": "metrics"},
+    ),
+    ({"a": "foo", "b1": "bar", "b2": "baz"}, [{"regex": "(b.*)", "action": "labelkeep"}],
+     {"b1": "bar", "b2": "baz"}),
+    ({"a": "foo", "b1": "bar", "b2": "baz"}, [{"regex": "(b.*)", "action": "labeldrop"}],
+     {"a": "foo"}),
+    (
+        {"foo": "bAr123Foo"},
+        [
+            {"source_labels": ["foo"], "action": "uppercase", "target_label": "foo_uppercase"},
+            {"source_labels": ["foo"], "action": "lowercase", "target_label": "foo_lowercase"},
+        ],
+        {"foo": "bAr123Foo", "foo_lowercase": "bar123foo", "foo_uppercase": "BAR123FOO"},
+    ),
+    (
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+        [{"source_labels": ["__tmp_port"], "action": "keepequal", "target_label": "__port1"}],
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+    ),
+    (
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+        [{"source_labels": ["__tmp_port"], "action": "dropequal", "target_label": "__port1"}],
+        DROPPED,
+    ),
+    (
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+        [{"source_labels": ["__tmp_port"], "action": "dropequal", "target_label": "__port2"}],
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+    ),
+    (
+        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
+        [{"source_labels": ["__tmp_port"], "action": "keepequal", "target_label": "__port2"}],
+        DROPPED,
+    ),
+]  # fmt: skip
 
 # Each rule Prometheus' Validate (or its YAML reading) refuses, and the key we name.
 REFUSED: list[tuple[dict[str, Any], str]] = [
@@ -61,6 +214,22 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
      "replacement: not a valid label name or template"),
     ({"target_label": "b", "replacement": {"x": 1}}, "replacement: must be a string"),
     ({"target_label": "b", "separator": [";"]}, "separator: must be a string"),
+    # Prometheus' TestRelabelValidate and TestTargetLabelValidity (relabel_test.go).
+    ({}, "target_label: required for action replace"),
+    ({"action": "lowercase"}, "target_label: required for action lowercase"),
+    ({"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "target_label": "-${3}"},
+     "target_label: not a valid label name or template"),
+    *(({"source_labels": ["a"], "target_label": label}, "target_label: not a valid label name")
+      for label in ("-label", "$", "${}", "foo${", "-foo${1}bar-")),
+]  # fmt: skip
+
+# Rules 2.42 takes and we refuse, as later Prometheus versions do (TestRelabelValidate):
+# 2.42 would set a label literally named `${3}`.
+STRICTER: list[tuple[dict[str, Any], str]] = [
+    ({"source_labels": ["a"], "action": "lowercase", "target_label": "${3}"},
+     "target_label: not a valid label name: '${3}'"),
+    ({"source_labels": ["a"], "action": "uppercase", "target_label": "x$1"},
+     "target_label: not a valid label name: 'x$1'"),
 ]  # fmt: skip
 
 ACCEPTED: list[dict[str, Any]] = [
@@ -74,7 +243,11 @@ ACCEPTED: list[dict[str, Any]] = [
     {"regex": "__meta_(.+)", "action": "labelmap"},
     {"source_labels": ["a"], "regex": "x", "action": "Drop"},
     {"source_labels": [], "regex": "", "action": "keep"},
-]
+    # Target labels Prometheus' TestTargetLabelValidity and TestRelabelValidate accept.
+    *({"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "target_label": label}
+      for label in ("label", "label${1}", "${1}label", "${1}", "$1", "asd$2asd", "_${1}_",
+                    "foo${bar}foo", "${3}")),
+]  # fmt: skip
 
 # Regexes RE2 (Go 1.19, Prometheus 2.42's) refuses; each is refused here too.
 RE2_REFUSED = [

@@ -159,13 +159,15 @@ class Scraper:
     async def scrape(
         self, url: str, limit_s: float, body_limit: int, settings: ClientSettings | None = None
     ) -> ScrapeResult:
-        """Fetch `url` within `limit_s` seconds, refusing bodies above `body_limit` bytes.
+        """Fetch `url` within `limit_s` seconds, refusing bodies of `body_limit` bytes or more.
 
         A body the Pushgateway or Prometheus would not parse makes a failed
         scrape, as it does in Prometheus: forwarded, the Pushgateway would
         refuse it and the target's group would keep its last good values.
         """
-        result = await self._fetch(url, limit_s, body_limit, settings)
+        # Prometheus 2.42 fails a body that reaches body_size_limit (`n >= limit`),
+        # inflated or not: the largest body taken is one byte less.
+        result = await self._fetch(url, limit_s, max(body_limit - 1, 0), settings)
         if result.ok:
             error = exposition_error(result.body)
             if error is not None:
@@ -206,13 +208,16 @@ class Scraper:
                     if resp.content_length is not None and resp.content_length > body_limit:
                         return result(
                             error="too_large",
-                            detail=f"{resp.content_length} bytes exceeds {body_limit}",
+                            detail=f"{resp.content_length} bytes, body_size_limit {body_limit + 1}",
                         )
                     # Of a known length within the limit (checked above): one read.
                     known = resp.content_length is not None
                     raw = await (resp.read() if known else self._read_bounded(resp, body_limit))
                     if raw is None:
-                        return result(error="too_large", detail=f"body exceeds {body_limit} bytes")
+                        return result(
+                            error="too_large",
+                            detail=f"body reaches body_size_limit {body_limit + 1}",
+                        )
                     encoding = resp.headers.get("Content-Encoding", "identity").lower().strip()
         except TimeoutError:
             return result(error="timeout", detail=f"no answer within {limit_s:g}s")

@@ -46,6 +46,9 @@ CPU = [
     "vm_vmagent_cpu_ms_per_1k_samples",
     "rw_receiver_cpu_ms_per_1k",
     "rw_vmagent_cpu_ms_per_1k",
+    "relabel_none_cpu_ms_per_1k_samples",
+    "relabel_typical_cpu_ms_per_1k_samples",
+    "relabel_payload_typical_us",
 ]
 MEMORY = ["pipeline_poller_rss_mib", "pipeline_receiver_rss_mib", "agent_rss_mib"]
 RATIOS = [
@@ -57,6 +60,7 @@ RATIOS = [
     "rw_ours_ratio",
     "rw_ours_store_rows_ratio",
     "rw_vmagent_store_rows_ratio",
+    "relabel_ratio",
     "topology_ratio_nats_cpu_ms_per_1k_samples",
 ]
 # With two CPUs or more the drain also runs with the Pushgateway on a CPU of its own.

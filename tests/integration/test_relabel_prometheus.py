@@ -13,11 +13,13 @@ import pytest
 import yaml
 from relabel_cases import (
     ACCEPTED,
+    PROMETHEUS_CASES,
     RE2_ACCEPTED,
     RE2_REFUSED,
     REFUSED,
     REGEX_CASES,
     REGEX_TEMPLATE,
+    STRICTER,
 )
 from servers import Target, async_wait_for, find_binary
 from stores import PrometheusStore
@@ -233,6 +235,51 @@ def _we_accept(rule: dict[str, Any]) -> bool:
 )
 def test_promtool_and_we_refuse_the_same_rules(tmp_path: Path, rule: dict[str, Any]) -> None:
     assert _we_accept(rule) == _promtool_accepts(tmp_path, rule)
+
+
+@pytest.mark.parametrize("rule", [rule for rule, _ in STRICTER])
+def test_promtool_takes_what_we_refuse_as_later_versions_do(
+    tmp_path: Path, rule: dict[str, Any]
+) -> None:
+    assert _promtool_accepts(tmp_path, rule) and not _we_accept(rule)
+
+
+async def test_prometheus_own_relabel_cases_agree_with_prometheus(tmp_path: Path) -> None:
+    """Each case of Prometheus' TestRelabel as a job's target relabelling in a real 2.42."""
+    target = Target(BODY)
+    await target.start()
+    address = target.url.split("//", 1)[1].split("/", 1)[0]
+    jobs = {f"case{index}": case for index, case in enumerate(PROMETHEUS_CASES)}
+    scrape_configs = [
+        {"job_name": job, "scrape_interval": "1s", "scrape_timeout": "1s",
+         "static_configs": [{"targets": [address], "labels": labels}], "relabel_configs": raw}
+        for job, (labels, raw, _) in jobs.items()
+    ]  # fmt: skip
+    ours: dict[str, dict[str, str] | None] = {}
+    dropped = 0  # by a rule; a target left without an address is in neither list (an error)
+    for job, (labels, raw, _) in jobs.items():
+        out = relabel(_discovered(job, address, labels), _rules(raw))
+        dropped += out is None
+        ours[job] = out if out is not None and out.get("__address__") else None
+    active = sum(mine is not None for mine in ours.values())
+    store = PrometheusStore(tmp_path / "prom", scrape_configs=scrape_configs)
+    store.start()
+    try:
+
+        async def targets() -> dict[str, Any] | None:
+            status, body = await store.request("GET", "/api/v1/targets")
+            data: dict[str, Any] = json.loads(body)["data"] if status == 200 else {}
+            seen = len(data.get("activeTargets", [])), len(data.get("droppedTargets", []))
+            return data if seen == (active, dropped) else None
+
+        data = await async_wait_for(targets, timeout=60, message="Prometheus shows no targets")
+    finally:
+        store.close()
+        await target.stop()
+    for job, mine in ours.items():
+        expected = [json.dumps(_visible(mine), sort_keys=True)] if mine else []
+        assert _shown(data["activeTargets"], job) == expected, (job, jobs[job])
+    assert 0 < dropped < len(jobs) - active
 
 
 async def test_regexes_match_and_expand_as_go_does(tmp_path: Path) -> None:

@@ -57,13 +57,17 @@ async def test_body_within_the_limit_is_read_whole(
     base_url: str, scraper: Scraper, path: str
 ) -> None:
     for _ in range(3):  # the same URL again: a kept-alive connection, the parsed URL reused
-        result = await scraper.scrape(f"{base_url}/{path}", 10.0, len(PAGE))
+        # One byte under body_size_limit: a body that reaches it fails, as in Prometheus 2.42.
+        result = await scraper.scrape(f"{base_url}/{path}", 10.0, len(PAGE) + 1)
         assert result.ok, result.detail
         assert result.body == PAGE
 
 
 @pytest.mark.parametrize("path", ["chunked", "sized"])
-async def test_body_above_the_limit_is_refused(base_url: str, scraper: Scraper, path: str) -> None:
-    result = await scraper.scrape(f"{base_url}/{path}", 10.0, len(PAGE) - 1)
+@pytest.mark.parametrize("limit", [len(PAGE) - 1, len(PAGE)])
+async def test_body_above_the_limit_is_refused(
+    base_url: str, scraper: Scraper, path: str, limit: int
+) -> None:
+    result = await scraper.scrape(f"{base_url}/{path}", 10.0, limit)
     assert result.error == "too_large"
-    assert str(len(PAGE) - 1) in result.detail
+    assert f"body_size_limit {limit}" in result.detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from relabel_cases import ACCEPTED, REFUSED
+from relabel_cases import ACCEPTED, REFUSED, STRICTER
 
 from prometheus_streams.config.reader import Reader
 from prometheus_streams.config.relabel import read_relabel_configs
@@ -33,7 +33,7 @@ def _problem(rule: dict[str, Any]) -> str:
     return problems[0].removeprefix(prefix)
 
 
-@pytest.mark.parametrize(("rule", "expected"), REFUSED)
+@pytest.mark.parametrize(("rule", "expected"), REFUSED + STRICTER)
 def test_refused_rule_is_named_by_its_key(rule: dict[str, Any], expected: str) -> None:
     assert _problem(rule).startswith(expected)
 

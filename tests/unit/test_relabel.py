@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from relabel_cases import RE2_ACCEPTED, RE2_REFUSED
+from relabel_cases import PROMETHEUS_CASES, RE2_ACCEPTED, RE2_REFUSED
 
 from prometheus_streams.config.reader import Reader
 from prometheus_streams.config.relabel import read_relabel_configs
@@ -24,156 +24,6 @@ def rules(*raw: dict[str, Any]) -> tuple[RelabelConfig, ...]:
     assert reader.problems == []
     return configs
 
-
-# Prometheus' TestRelabel, case by case: input labels, rules, labels out (None: dropped).
-PROMETHEUS_CASES: list[tuple[dict[str, str], list[dict[str, Any]], dict[str, str] | None]] = [
-    (
-        {"a": "foo", "b": "bar", "c": "baz"},
-        [{"source_labels": ["a"], "regex": "f(.*)", "target_label": "d",
-          "replacement": "ch${1}-ch${1}"}],
-        {"a": "foo", "b": "bar", "c": "baz", "d": "choo-choo"},
-    ),
-    (
-        {"a": "foo", "b": "bar", "c": "baz"},
-        [
-            {"source_labels": ["a", "b"], "regex": "f(.*);(.*)r", "target_label": "a",
-             "replacement": "b${1}${2}m"},
-            {"source_labels": ["c", "a"], "regex": "(b).*b(.*)ba(.*)", "target_label": "d",
-             "replacement": "$1$2$2$3"},
-        ],
-        {"a": "boobam", "b": "bar", "c": "baz", "d": "boooom"},
-    ),
-    (
-        {"a": "foo"},
-        [
-            {"source_labels": ["a"], "regex": ".*o.*", "action": "drop"},
-            {"source_labels": ["a"], "regex": "f(.*)", "target_label": "d",
-             "replacement": "ch$1-ch$1"},
-        ],
-        DROPPED,
-    ),
-    ({"a": "foo", "b": "bar"}, [{"source_labels": ["a"], "regex": ".*o.*", "action": "drop"}],
-     DROPPED),
-    (
-        {"a": "abc"},
-        [{"source_labels": ["a"], "regex": ".*(b).*", "target_label": "d", "replacement": "$1"}],
-        {"a": "abc", "d": "b"},
-    ),
-    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "no-match", "action": "drop"}],
-     {"a": "foo"}),
-    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "f|o", "action": "drop"}], {"a": "foo"}),
-    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "no-match", "action": "keep"}], DROPPED),
-    ({"a": "foo"}, [{"source_labels": ["a"], "regex": "f.*", "action": "keep"}], {"a": "foo"}),
-    (  # no replacement without a match
-        {"a": "boo"},
-        [{"source_labels": ["a"], "regex": "f", "target_label": "b", "replacement": "bar"}],
-        {"a": "boo"},
-    ),
-    (
-        {"a": "foo", "b": "bar", "c": "baz"},
-        [{"source_labels": ["c"], "target_label": "d", "action": "hashmod", "modulus": 1000}],
-        {"a": "foo", "b": "bar", "c": "baz", "d": "976"},
-    ),
-    (
-        {"a": "foo\nbar"},
-        [{"source_labels": ["a"], "target_label": "b", "action": "hashmod", "modulus": 1000}],
-        {"a": "foo\nbar", "b": "734"},
-    ),
-    (
-        {"a": "foo", "b1": "bar", "b2": "baz"},
-        [{"regex": "(b.*)", "replacement": "bar_${1}", "action": "labelmap"}],
-        {"a": "foo", "b1": "bar", "b2": "baz", "bar_b1": "bar", "bar_b2": "baz"},
-    ),
-    (
-        {"a": "foo", "__meta_my_bar": "aaa", "__meta_my_baz": "bbb", "__meta_other": "ccc"},
-        [{"regex": "__meta_(my.*)", "replacement": "${1}", "action": "labelmap"}],
-        {"a": "foo", "__meta_my_bar": "aaa", "__meta_my_baz": "bbb", "__meta_other": "ccc",
-         "my_bar": "aaa", "my_baz": "bbb"},
-    ),
-    (  # target_label from the match
-        {"a": "some-name-value"},
-        [{"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${2}",
-          "target_label": "${1}"}],
-        {"a": "some-name-value", "name": "value"},
-    ),
-    (  # replacement from a group the regex does not have: empty, nothing set
-        {"a": "some-name-value"},
-        [{"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${3}",
-          "target_label": "${1}"}],
-        {"a": "some-name-value"},
-    ),
-    (  # target_label expanding to no valid name
-        {"a": "some-name-0"},
-        [
-            {"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${1}",
-             "target_label": "${3}"},
-            {"source_labels": ["a"], "regex": "some-([^-]+)-([^,]+)", "replacement": "${1}",
-             "target_label": "${3}"},
-            {"source_labels": ["a"], "regex": "some-([^-]+)(-[^,]+)", "replacement": "${1}",
-             "target_label": "${3}"},
-        ],
-        {"a": "some-name-0"},
-    ),
-    (
-        {"__meta_sd_tags": "path:/secret,job:some-job,label:foo=bar"},
-        [
-            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)path:(/[^,]+).*",
-             "replacement": "${1}", "target_label": "__metrics_path__"},
-            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)job:([^,]+).*",
-             "replacement": "${1}", "target_label": "job"},
-            {"source_labels": ["__meta_sd_tags"], "regex": "(?:.+,|^)label:([^=]+)=([^,]+).*",
-             "replacement": "${2}", "target_label": "${1}"},
-        ],
-        {"__meta_sd_tags": "path:/secret,job:some-job,label:foo=bar",
-         "__metrics_path__": "/secret", "job": "some-job", "foo": "bar"},
-    ),
-    (  # prometheus/prometheus#12283
-        {"__meta_kubernetes_pod_container_port_name": "foo",
-         "__meta_kubernetes_pod_annotation_XXX_metrics_port": "9091"},
-        [
-            {"regex": "^__meta_kubernetes_pod_container_port_name$", "action": "labeldrop"},
-            {"source_labels": ["__meta_kubernetes_pod_annotation_XXX_metrics_port"],
-             "regex": "(.+)", "replacement": "metrics",
-             "target_label": "__meta_kubernetes_pod_container_port_name"},
-            {"source_labels": ["__meta_kubernetes_pod_container_port_name"],
-             "regex": "^metrics$", "action": "keep"},
-        ],
-        {"__meta_kubernetes_pod_annotation_XXX_metrics_port": "9091",
-         "__meta_kubernetes_pod_container_port_name": "metrics"},
-    ),
-    ({"a": "foo", "b1": "bar", "b2": "baz"}, [{"regex": "(b.*)", "action": "labelkeep"}],
-     {"b1": "bar", "b2": "baz"}),
-    ({"a": "foo", "b1": "bar", "b2": "baz"}, [{"regex": "(b.*)", "action": "labeldrop"}],
-     {"a": "foo"}),
-    (
-        {"foo": "bAr123Foo"},
-        [
-            {"source_labels": ["foo"], "action": "uppercase", "target_label": "foo_uppercase"},
-            {"source_labels": ["foo"], "action": "lowercase", "target_label": "foo_lowercase"},
-        ],
-        {"foo": "bAr123Foo", "foo_lowercase": "bar123foo", "foo_uppercase": "BAR123FOO"},
-    ),
-    (
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-        [{"source_labels": ["__tmp_port"], "action": "keepequal", "target_label": "__port1"}],
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-    ),
-    (
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-        [{"source_labels": ["__tmp_port"], "action": "dropequal", "target_label": "__port1"}],
-        DROPPED,
-    ),
-    (
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-        [{"source_labels": ["__tmp_port"], "action": "dropequal", "target_label": "__port2"}],
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-    ),
-    (
-        {"__tmp_port": "1234", "__port1": "1234", "__port2": "5678"},
-        [{"source_labels": ["__tmp_port"], "action": "keepequal", "target_label": "__port2"}],
-        DROPPED,
-    ),
-]  # fmt: skip
 
 # Ours: defaults, templates as Go's Expand, RE2 syntax, and 2.42's corner cases.
 OUR_CASES: list[tuple[dict[str, str], list[dict[str, Any]], dict[str, str] | None]] = [
@@ -250,7 +100,9 @@ OUR_CASES: list[tuple[dict[str, str], list[dict[str, Any]], dict[str, str] | Non
 
 
 @pytest.mark.parametrize(
-    ("labels", "raw", "expected"), PROMETHEUS_CASES, ids=[f"prom{i}" for i in range(26)]
+    ("labels", "raw", "expected"),
+    PROMETHEUS_CASES,
+    ids=[f"prom{i}" for i in range(len(PROMETHEUS_CASES))],
 )
 def test_prometheus_relabel_cases(
     labels: dict[str, str], raw: list[dict[str, Any]], expected: dict[str, str] | None
