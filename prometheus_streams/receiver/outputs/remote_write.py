@@ -165,6 +165,7 @@ class RemoteWriteOutput:
                 group = self._groups[scrape.group] = Group()
             group.series = samples.present
             group.whole = not samples.dropped
+            group.honor_labels = scrape.honor_labels
             group.last_ms = scrape.scrape_time_ms
             group.last_seen = time.monotonic()
         return outcome
@@ -172,9 +173,15 @@ class RemoteWriteOutput:
     def _samples(self, scrape: wire.Scrape, group: Group | None, body: bytes) -> Samples | Outcome:
         """The scrape's samples for a request, or why it has none (a page that does not parse)."""
         refused: set[bytes] | None = None
-        if group is not None and group.whole and protocol.encode_known_page is not None:
+        if (
+            group is not None
+            and group.whole
+            and group.honor_labels == scrape.honor_labels
+            and protocol.encode_known_page is not None
+        ):
             # Most scrapes have the same series as the last written one, in the
-            # same order: then the page is read and encoded in one C pass.
+            # same order, labels merged the same way: then the page is read and
+            # encoded in one C pass.
             page = protocol.encode_known_page(body, group.series, scrape.scrape_time_ms)
             if page is not None:
                 # What filter_rows would ask with this page's keys.
