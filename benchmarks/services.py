@@ -159,10 +159,12 @@ def start_poller(
     identity: str = "bench",
     job_keys: dict[str, object] | None = None,
     ha: dict[str, object] | None = None,
+    stream: dict[str, object] | None = None,
 ) -> Service:
     """`prometheus-streams poller` scraping `urls` (job node, instances t0, t1, ...).
 
-    `job_keys` go into the job beside its targets (e.g. metric_relabel_configs).
+    `job_keys` go into the job beside its targets (e.g. metric_relabel_configs);
+    `stream` adds to or overrides `poller_stream` (credentials, a domain).
     """
     port = free_port()
     config: dict[str, object] = {
@@ -171,7 +173,7 @@ def start_poller(
         "scrape_timeout": f"{min(interval, 10.0):g}s",
         "monitor_port": port,
         "monitor_address": HOST,
-        "poller_stream": _stream(nats, settings),
+        "poller_stream": {**_stream(nats, settings), **(stream or {})},
         "jobs": {
             "node": {
                 "targets": [{"name": f"t{i}", "url": url} for i, url in enumerate(urls)],
@@ -192,14 +194,15 @@ def start_receiver(
     settings: StreamSettings,
     name: str = "receiver",
     cpus: frozenset[int] | None = None,
+    stream: dict[str, object] | None = None,
 ) -> Service:
-    """`prometheus-streams receiver` pushing to `gateway`."""
+    """`prometheus-streams receiver` pushing to `gateway`; `stream` as in `start_poller`."""
     port = free_port()
     config = {
         "identity": "central",
         "monitor_port": port,
         "monitor_address": HOST,
-        "receiver_stream": _stream(nats, settings),
+        "receiver_stream": {**_stream(nats, settings), **(stream or {})},
         "push_gateway": {"url": gateway.url, "publisher_label": True},
     }
     return _start_role(procs, work, "receiver", name, config, port, cpus)

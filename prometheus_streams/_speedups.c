@@ -590,10 +590,18 @@ parse_int64(const char *s, Py_ssize_t n, long long *out)
     return 1;
 }
 
-/* One sample line s[0, n) (no leading blank, not a comment) appended to list:
- * 1 done, 0 leave it to Python, -2 error set. */
+/* One sample line s[0, n) (no leading blank, not a comment), read without
+ * making objects: its series key is s[0, key_end). */
+typedef struct {
+    Py_ssize_t key_end;
+    double value;
+    int has_stamp;
+    long long ms;
+} Line;
+
+/* 1 and *line set, 0 leave it to Python. */
 static int
-parse_sample(PyObject *list, const char *s, Py_ssize_t n)
+scan_sample(const char *s, Py_ssize_t n, Line *line)
 {
     Py_ssize_t i = 0;
     if (!name_start(s[0])) return 0;
@@ -623,21 +631,30 @@ parse_sample(PyObject *list, const char *s, Py_ssize_t n)
         if (first != 'i' && first != 'I') return 0; /* beyond float64: Go refuses it */
     }
     while (i < n && is_blank(s[i])) i++;
-    PyObject *stamp = NULL;
+    line->has_stamp = 0;
     if (i < n) {
         start = i;
         while (i < n && !is_blank(s[i])) i++;
-        long long ms;
-        if (!parse_int64(s + start, i - start, &ms)) return 0;
+        if (!parse_int64(s + start, i - start, &line->ms)) return 0;
         while (i < n && is_blank(s[i])) i++;
         if (i != n) return 0;
-        stamp = PyLong_FromLongLong(ms);
-        if (stamp == NULL) return -2;
-    } else {
-        stamp = Py_NewRef(Py_None);
+        line->has_stamp = 1;
     }
-    PyObject *key = PyBytes_FromStringAndSize(s, key_end);
-    PyObject *number = key ? PyFloat_FromDouble(value) : NULL;
+    line->key_end = key_end;
+    line->value = value;
+    return 1;
+}
+
+/* One sample line s[0, n) appended to list: 1 done, 0 leave it to Python, -2 error set. */
+static int
+parse_sample(PyObject *list, const char *s, Py_ssize_t n)
+{
+    Line line;
+    if (!scan_sample(s, n, &line)) return 0;
+    PyObject *stamp = line.has_stamp ? PyLong_FromLongLong(line.ms) : Py_NewRef(Py_None);
+    if (stamp == NULL) return -2;
+    PyObject *key = PyBytes_FromStringAndSize(s, line.key_end);
+    PyObject *number = key ? PyFloat_FromDouble(line.value) : NULL;
     PyObject *sample = number ? PyTuple_New(3) : NULL;
     if (sample == NULL) {
         Py_XDECREF(key);
@@ -780,6 +797,182 @@ done:
     if (values != small_values) PyMem_Free(values);
     if (stamps != small_stamps) PyMem_Free(stamps);
     Py_DECREF(seq);
+    return result;
+}
+
+/* One TimeSeries field per sample, labels[k] (bytes) with (values[k], stamps[k]),
+ * concatenated: what encode_series writes for each, in one bytes. */
+static PyObject *
+write_page(PyObject *const *labels, const double *values, const uint64_t *stamps, Py_ssize_t count)
+{
+    Py_ssize_t size = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t series = PyBytes_GET_SIZE(labels[k]) + 2 + 10 + varint_size(stamps[k]);
+        size += 1 + varint_size((uint64_t)series) + series;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) return NULL;
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Py_ssize_t length = PyBytes_GET_SIZE(labels[k]);
+        Py_ssize_t stamp_size = varint_size(stamps[k]);
+        *out++ = 0x0a;
+        out = put_varint(out, (uint64_t)(length + 2 + 10 + stamp_size));
+        memcpy(out, PyBytes_AS_STRING(labels[k]), (size_t)length);
+        out += length;
+        *out++ = 0x12;
+        *out++ = (char)(10 + stamp_size);
+        *out++ = 0x09;
+        if (PyFloat_Pack8(values[k], out, 1) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        out += 8;
+        *out++ = 0x10;
+        out = put_varint(out, stamps[k]);
+    }
+    return result;
+}
+
+/* encode_page(known, rows, at) is the repeated-page path of
+ * outputs.rw_series.scrape_samples in one call: when the rows' series keys
+ * are exactly known's keys in known's order, the concatenation of
+ * encode_series(labels, ((value, at if stamp is None else stamp),)) for each
+ * row, labels being known's value for the row's key; otherwise None (the
+ * Python path then labels the page line by line). */
+static PyObject *
+encode_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "encode_page expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *known = args[0], *rows = args[1];
+    if (!PyDict_Check(known) || !PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "encode_page(dict, list, int)");
+        return NULL;
+    }
+    long long at = PyLong_AsLongLong(args[2]);
+    if (at == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(rows);
+    if (PyDict_GET_SIZE(known) != count) Py_RETURN_NONE;
+    double *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
+    uint64_t *stamps = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+    PyObject **labels = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(PyObject *));
+    PyObject *result = NULL;
+    if (values == NULL || stamps == NULL || labels == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (!PyDict_Next(known, &pos, &key, &value)) {
+            result = Py_NewRef(Py_None); /* the dict changed under us: let Python decide */
+            goto done;
+        }
+        PyObject *row = PyList_GET_ITEM(rows, k);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a row is a (key, value, timestamp) tuple");
+            goto done;
+        }
+        PyObject *row_key = PyTuple_GET_ITEM(row, 0);
+        if (row_key != key) {
+            int same = PyObject_RichCompareBool(row_key, key, Py_EQ);
+            if (same < 0) goto done;
+            if (!same) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+        }
+        if (!PyBytes_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "known labels must be bytes");
+            goto done;
+        }
+        labels[k] = value;
+        values[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 1));
+        if (values[k] == -1.0 && PyErr_Occurred()) goto done;
+        PyObject *stamp = PyTuple_GET_ITEM(row, 2);
+        long long ms = at;
+        if (stamp != Py_None) {
+            ms = PyLong_AsLongLong(stamp);
+            if (ms == -1 && PyErr_Occurred()) goto done;
+        }
+        stamps[k] = (uint64_t)ms; /* an int64 goes on the wire as its two's complement */
+    }
+    result = write_page(labels, values, stamps, count);
+done:
+    PyMem_Free(values);
+    PyMem_Free(stamps);
+    PyMem_Free(labels);
+    return result;
+}
+
+/* encode_known_page(body, known, at) is encode_page(known, parse_samples(body), at)
+ * without the rows: the page read line by line, each series key compared with
+ * known's next key in place, values and timestamps kept in arrays. None when
+ * parse_samples would not give rows (a line left to Python) or the keys are
+ * not known's, in order; the caller then takes the long way. */
+static PyObject *
+encode_known_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "encode_known_page expected 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *arg = args[0], *known = args[1];
+    if (!PyBytes_Check(arg) || !PyDict_Check(known)) {
+        PyErr_SetString(PyExc_TypeError, "encode_known_page(bytes, dict, int)");
+        return NULL;
+    }
+    long long at = PyLong_AsLongLong(args[2]);
+    if (at == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t count = PyDict_GET_SIZE(known);
+    double *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
+    uint64_t *stamps = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+    PyObject **labels = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(PyObject *));
+    PyObject *result = NULL;
+    if (values == NULL || stamps == NULL || labels == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const char *body = PyBytes_AS_STRING(arg);
+    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    Py_ssize_t pos = 0, dict_pos = 0, k = 0;
+    PyObject *key, *value;
+    while (pos < size) {
+        const char *newline = memchr(body + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = newline ? newline - body : size;
+        Py_ssize_t i = pos;
+        while (i < end && is_blank(body[i])) i++;
+        if (i < end && body[i] != '#') {
+            Line line;
+            if (!scan_sample(body + i, end - i, &line) || k == count ||
+                !PyDict_Next(known, &dict_pos, &key, &value) || !PyBytes_Check(key) ||
+                PyBytes_GET_SIZE(key) != line.key_end ||
+                memcmp(PyBytes_AS_STRING(key), body + i, (size_t)line.key_end) != 0) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            if (!PyBytes_Check(value)) {
+                PyErr_SetString(PyExc_TypeError, "known labels must be bytes");
+                goto done;
+            }
+            labels[k] = value;
+            values[k] = line.value;
+            /* an int64 goes on the wire as its two's complement */
+            stamps[k] = (uint64_t)(line.has_stamp ? line.ms : at);
+            k++;
+        }
+        pos = end + 1;
+    }
+    result = k == count ? write_page(labels, values, stamps, count) : Py_NewRef(Py_None);
+done:
+    PyMem_Free(values);
+    PyMem_Free(stamps);
+    PyMem_Free(labels);
     return result;
 }
 
@@ -1218,6 +1411,14 @@ static PyMethodDef methods[] = {
      "parse_samples(body, /)\n--\n\n"
      "Every sample line as (series key, value, timestamp or None); None when a line"
      " does not parse (or is left to the Python parser)."},
+    {"encode_known_page", (PyCFunction)(void (*)(void))encode_known_page, METH_FASTCALL,
+     "encode_known_page(body, known, at, /)\n--\n\n"
+     "encode_page(known, parse_samples(body), at) without making the rows; None when"
+     " either would be None."},
+    {"encode_page", (PyCFunction)(void (*)(void))encode_page, METH_FASTCALL,
+     "encode_page(known, rows, at, /)\n--\n\n"
+     "A repeated page's TimeSeries fields in one bytes; None unless the rows' keys are"
+     " known's, in order."},
     {"rewrite_known", (PyCFunction)(void (*)(void))rewrite_known, METH_FASTCALL,
      "rewrite_known(body, lines, keys, actions, /)\n--\n\n"
      "A page whose every series key is in lines, rewritten: (body, samples kept), or None."},

@@ -133,6 +133,7 @@ def describe(config: Config) -> dict[str, Any]:
                 "scrape_interval_seconds": job.scrape_interval,
                 "scrape_timeout_seconds": job.scrape_timeout,
                 "body_size_limit_bytes": job.body_size_limit,
+                "honor_labels": job.honor_labels,
                 "targets": {t.name: redact_url(t.url) for t in job.targets},
                 "auth": describe_client(job),
                 "discovery": [f"file {' '.join(sd.files)}" for sd in job.file_sd]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 HEALTH_FAMILIES = (b"up", b"scrape_duration_seconds", b"scrape_samples_scraped")
 
@@ -21,6 +21,8 @@ _TIMESTAMP_LINE = re.compile(
     + rb")[ \t]+-?[0-9]+[ \t\r]*$",
     re.MULTILINE,
 )
+
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
 # One regex pass anchored on a newline, never a per-line Python loop or a
@@ -215,15 +217,39 @@ def _label_names(line: bytes) -> list[tuple[int, int]] | None:
             return None
 
 
-def rename_labels(body: bytes, names: frozenset[bytes]) -> tuple[bytes, int]:
+def escape_value(value: str) -> str:
+    """A label value escaped for the text format."""
+    return value.translate(_ESCAPES)
+
+
+def _raw_value(line: bytes, name_end: int) -> bytes:
+    """The escaped value of the label whose name ends at `name_end` (a line that parsed)."""
+    start = line.index(b'"', name_end) + 1
+    pos = start
+    while line[pos] != ord('"'):
+        pos += 2 if line[pos] == ord("\\") else 1
+    return line[start:pos]
+
+
+def holds_label(body: bytes, names: Iterable[bytes]) -> bool:
+    """Whether a label of one of `names` may be in `body` (a quick test, never a miss)."""
+    # Substring tests run at memchr speed; a regex for "label position" does not.
+    return any(name + sep in body for name in names for sep in (b"=", b" =", b"\t="))
+
+
+def rename_labels(
+    body: bytes, names: frozenset[bytes], keep: Mapping[bytes, bytes] | None = None
+) -> tuple[bytes, int]:
     """Rename labels that the grouping key will set (job, instance, ...) to `exported_<name>`.
 
     The Pushgateway overwrites such labels with the group's values, so two
     series differing only there would collide; Prometheus itself resolves the
-    same conflict this way when honor_labels is false.
+    same conflict this way when honor_labels is false. `keep` (honor_labels:
+    true) maps a name to the group's escaped value: a label with that very
+    value stays, as Prometheus would show it; one with another value cannot
+    be shown in this group and is renamed all the same.
     """
-    # Substring tests run at memchr speed; a regex for "label position" does not.
-    if not any(name + sep in body for name in names for sep in (b"=", b" =", b"\t=")):
+    if not holds_label(body, names):
         return body, 0
     lines = body.split(b"\n")
     renamed = 0
@@ -239,6 +265,8 @@ def rename_labels(body: bytes, names: frozenset[bytes]) -> tuple[bytes, int]:
         for a, b in spans:
             name = line[a:b]
             if name not in names:
+                continue
+            if keep is not None and name in keep and _raw_value(line, b) == keep[name]:
                 continue
             new = b"exported_" + name
             while new in present:

@@ -78,6 +78,37 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+# Prometheus' body_size_limit (units.Base2Bytes): KB and KiB alike are 1024
+# bytes, up to E; case matters (kB, mb are refused); parts add up (1MB512KB).
+_BASE2_UNITS = {"B": 1} | {
+    f"{prefix}{suffix}": 1024 ** (power + 1)
+    for power, prefix in enumerate("KMGTPE")
+    for suffix in ("B", "iB")
+}
+# A blank before the unit is ours (the Puppet module's Size type allows it).
+_BASE2_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[ \t]*([A-Za-z]+)")
+
+
+def parse_base2_size(value: object) -> int:
+    """Return bytes for a size as Prometheus reads body_size_limit: `10MB` is 10 * 1024**2."""
+    if isinstance(value, str) and not re.fullmatch(r"\s*\d+\s*", value):
+        text = value.strip()
+        pos = total = 0
+        for match in _BASE2_PART.finditer(text):
+            unit = _BASE2_UNITS.get(match.group(2))
+            if match.start() != pos or unit is None:
+                break
+            total += float(match.group(1)) * unit
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(
+                f"not a size as Prometheus writes it (e.g. 10MB or 10MiB, both 1024-based; "
+                f"B, KB, MB, GB, TB, PB, EB with or without i, case as shown): {value!r}"
+            )
+        return int(total)
+    return parse_size(value)
+
+
 def format_duration(seconds: float) -> str:
     """Render seconds compactly for logs and check-config output."""
     return f"{seconds:g}s"

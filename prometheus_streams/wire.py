@@ -22,6 +22,11 @@ H_SCRAPE_TIME = "Prometheus-Streams-Scrape-Time-Ms"
 H_LABELS = "Prometheus-Streams-Labels"
 # The HA replica (of one publisher) that sent a message; subject and Msg-Id stay the publisher's.
 H_REPLICA = "Prometheus-Streams-Replica"
+# The fencing token of the replica's lease term: the revision of the lease
+# write that began it, higher for every later term of the group.
+H_TERM = "Prometheus-Streams-Replica-Term"
+# Sent only for a job with honor_labels: true, so receivers that predate it rename as before.
+H_HONOR_LABELS = "Prometheus-Streams-Honor-Labels"
 MAX_LABELS = 32  # extra grouping labels of one target
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RESERVED_LABELS = frozenset({"job", "instance", "publisher"})
@@ -103,6 +108,7 @@ class Scrape:
     scrape_time_ms: int
     body: bytes  # uncompressed exposition text
     labels: tuple[tuple[str, str], ...] = ()  # extra grouping labels, sorted
+    honor_labels: bool = False  # the page's job, instance, ... win over the target's
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -141,6 +147,8 @@ def encode(
     }
     if scrape.labels:
         headers[H_LABELS] = json.dumps(dict(scrape.labels), separators=(",", ":"))
+    if scrape.honor_labels:
+        headers[H_HONOR_LABELS] = "true"
     if payload is None:
         payload = gzip.compress(scrape.body, compresslevel=level, mtime=0)
     return subject, payload, headers
@@ -236,7 +244,11 @@ def decode_headers(
     encoding = headers.get(H_CONTENT_ENCODING, "identity")
     if encoding not in (ENCODING, "identity"):
         raise WireError("bad_header", f"unsupported {H_CONTENT_ENCODING}: {encoding!r}")
-    return Scrape(publisher, job, instance, scrape_time_ms, b"", labels), encoding
+    honor = headers.get(H_HONOR_LABELS)
+    if honor not in (None, "true"):
+        raise WireError("bad_header", f"bad {H_HONOR_LABELS}: {honor!r} (only 'true' is sent)")
+    scrape = Scrape(publisher, job, instance, scrape_time_ms, b"", labels, honor is not None)
+    return scrape, encoding
 
 
 def decode_body(payload: bytes, encoding: str, limit: int) -> bytes:

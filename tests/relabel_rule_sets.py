@@ -57,11 +57,15 @@ EDGE = (
     b'edge_requests_total{exported_tier="x",tier="y",code="200"} 2\n'
     b"edge_plain 3\n"
 )
-PAGES = {"front": FRONT, "back": BACK, "edge": EDGE}
+# Labels of the page with the very values of its target's (job h_self): with
+# honor_labels shown once, as the page has them, through the Pushgateway too.
+SELF = b'self_info{job="h_self",tier="self",dc="d"} 1\nself_plain 2\n'
+PAGES = {"front": FRONT, "back": BACK, "edge": EDGE, "self": SELF}
 TARGET_LABELS = {
     "front": {"tier": "front", "dc": "a", "owner": "Team-A"},
     "back": {"tier": "back", "dc": "b", "owner": "TEAM-b"},
     "edge": {"tier": "edge", "dc": "c", "owner": "x"},
+    "self": {"tier": "self", "dc": "d"},
 }
 # The most labels a front series has (3 + __name__, job, instance, tier, dc, owner); back: 8.
 FRONT_MOST_LABELS = 9
@@ -182,6 +186,15 @@ RULE_SETS: dict[str, dict[str, Any]] = {
          "replacement": "target"},
         {"source_labels": ["exported_tier"], "target_label": "page_tier"},
     ]},
+    # ---- honor_labels: the page's job, instance and target-named labels ----
+    "h_default": {"targets": ["edge"]},  # false: renamed exported_*, the page forwarded as is
+    "h_honor": {"targets": ["edge", "front"], "honor_labels": True},
+    "h_self": {"targets": ["self"], "honor_labels": True},
+    "h_self_default": {"targets": ["self"]},
+    "h_honor_rules": {"targets": ["edge", "front"], "honor_labels": True,
+                      "metric_relabel_configs": [
+        {"source_labels": ["tier"], "target_label": "seen_tier"},
+    ]},
     # ---- limits ----
     "l_sample_exact": {"sample_limit": FRONT_SAMPLES},  # front at it, back over
     "l_sample_after": {"sample_limit": 5, "metric_relabel_configs": [
@@ -216,4 +229,10 @@ KNOWN_DIFFERENCES = {
     # Rules that keep a histogram's or summary's _sum or _count but not both:
     # the Pushgateway shows every metric of such a family with both (0 for the other).
     ("Pushgateway", "m_hashmod"): "a summary or histogram split by the rules",
+    # honor_labels: true and a page whose job, instance or tier differs from the
+    # target's: a Pushgateway group holds one value of each grouping label, so
+    # the page's is shown as exported_<name> (its series of job="inner-job" too).
+    ("Pushgateway", "h_honor"): "a page's job, instance or tier other than the group's",
+    ("Pushgateway", "h_honor_rules"): "a page's job, instance or tier other than the group's",
+    ("Pushgateway", "inner-job"): "a page's job, instance or tier other than the group's",
 }

@@ -36,7 +36,7 @@ from prometheus_streams.config.values import (
     size_in,
     url_path,
 )
-from prometheus_streams.units import parse_size
+from prometheus_streams.units import parse_base2_size
 from prometheus_streams.wire import MAX_LABELS, label_name_problem
 
 # Prometheus' per-job limits; 0 (the default) is no limit.
@@ -56,6 +56,7 @@ JOB_KEYS = {
     "metrics_path",
     "file_sd_configs",
     "honor_timestamps",
+    "honor_labels",
     "relabel_configs",
     "metric_relabel_configs",
     *LIMIT_KEYS,
@@ -171,11 +172,12 @@ def read_job(s: Section, name: str, defaults: JobDefaults, listed: TargetsReader
         targets=targets,
         scrape_interval=interval,
         scrape_timeout=timeout,
-        body_size_limit=s.get("body_size_limit", parse_size, defaults.body_size_limit),
+        body_size_limit=s.get("body_size_limit", parse_base2_size, defaults.body_size_limit),
         scheme=scheme,
         metrics_path=metrics_path,
         file_sd=file_sd,
         honor_timestamps=s.get("honor_timestamps", as_bool, True),
+        honor_labels=s.get("honor_labels", as_bool, False),
         http_sd=http_sd,
         dns_sd=dns_sd,
         relabel_configs=read_relabel_configs(s, "relabel_configs"),

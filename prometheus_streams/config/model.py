@@ -254,6 +254,8 @@ class Job:
     # False: timestamps in the page are dropped, samples take the scrape time
     # (remote write; the Pushgateway drops them either way).
     honor_timestamps: bool = True
+    # A page's label named like a target label keeps its value (else: exported_<name>).
+    honor_labels: bool = False
     # Prometheus' scrape_config keys, the same in `jobs:` and `scrape_configs:`.
     params: tuple[tuple[str, tuple[str, ...]], ...] = ()
     basic_auth: BasicAuth | None = None

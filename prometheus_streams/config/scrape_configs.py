@@ -1,7 +1,7 @@
 """`scrape_configs:` and `global:` as Prometheus 2.x writes them, read into `jobs:`'s `Job`s.
 
 Only what differs from `jobs:` is read here (job_name, static_configs,
-honor_labels, the `global` defaults); every other key goes through the
+the `global` defaults); every other key goes through the
 readers `jobs:` uses. A Prometheus key we do not support is an error or,
 where ignoring it changes nothing that reaches the centre, a warning.
 """
@@ -15,7 +15,7 @@ from prometheus_streams.config.model import Job, Target
 from prometheus_streams.config.reader import Section
 from prometheus_streams.config.scrape_http import HTTP_JOB_KEYS
 from prometheus_streams.config.target_groups import GroupError, read_target_group
-from prometheus_streams.config.values import NAME_RE, as_bool, positive_duration
+from prometheus_streams.config.values import NAME_RE, positive_duration
 
 SCRAPE_CONFIG_KEYS = (
     (JOB_KEYS - {"targets"})
@@ -23,7 +23,6 @@ SCRAPE_CONFIG_KEYS = (
     | {
         "job_name",
         "static_configs",
-        "honor_labels",
     }
 )
 STATIC_CONFIG_KEYS = {"targets", "labels"}
@@ -119,12 +118,6 @@ def _check_prometheus_keys(s: Section) -> None:
     known = SCRAPE_CONFIG_KEYS | set(UNSUPPORTED) | {k for k in s if k.endswith("_sd_configs")}
     known.add("targets")
     s.check_keys(known, IGNORED)
-    if s.get("honor_labels", as_bool, False):
-        s.warn(
-            "honor_labels",
-            "ignored: a target's job, instance or other target labels in its page are "
-            "renamed exported_<name> (as with honor_labels: false)",
-        )
 
 
 def _static_targets(

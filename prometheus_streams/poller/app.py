@@ -297,5 +297,6 @@ class Poller(SharedRole, Phases):
             scrape_time_ms=int(result.started * 1000),
             body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
+            honor_labels=job.honor_labels,
         )
         self.outbox.put(scrape, payload.data, term)

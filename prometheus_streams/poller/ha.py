@@ -59,8 +59,8 @@ class HAMember:
         registry.register(_HACollector(self))
 
     def fence(self) -> int:
-        """The term this replica leads in, 0 while it stands by."""
-        return self.lease.fence()
+        """The fencing token of the term this replica leads in, 0 while it stands by."""
+        return self.lease.token()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take the lease when free and renew it while held, until `stop`."""
@@ -83,6 +83,8 @@ class HAMember:
             "leader": self.lease.holder_seen,
             "leader_changes": self.lease.changes,
             "terms": self.lease.terms,
+            # The fencing token its messages carry while it leads (the receiver's backstop).
+            "term_token": self.lease.token() or None,
             "seconds_since_renewal": self.since_renewal(),
             "fence_seconds_left": self.lease.valid_for(),
             "failover_timeout": self.lease.ttl,

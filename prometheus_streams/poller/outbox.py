@@ -210,7 +210,7 @@ class Outbox:
     async def _publish(
         self, scrape: wire.Scrape, compressed: bytes, term: int, ack_within: float = PUBLISH_TIMEOUT
     ) -> None:
-        message = self._fitting(scrape, compressed)
+        message = self._fitting(scrape, compressed, term)
         if message is None:
             return
         subject, payload, headers = message
@@ -241,16 +241,19 @@ class Outbox:
             "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
         )
 
-    def _encode(self, scrape: wire.Scrape, compressed: bytes | None = None) -> Message:
-        """The message; a member of an HA group names its replica (subject and id stay)."""
+    def _encode(self, scrape: wire.Scrape, term: int, compressed: bytes | None = None) -> Message:
+        """The message; a member of an HA group names its replica and term (subject and id stay)."""
         subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
         if self.replica is not None:
             headers[wire.H_REPLICA] = self.replica
+            # The term's fencing token: the receiver's backstop switches to a
+            # newer term at once and knows a fenced leader's late messages.
+            headers[wire.H_TERM] = str(term)
         return subject, payload, headers
 
-    def _fitting(self, scrape: wire.Scrape, compressed: bytes) -> Message | None:
+    def _fitting(self, scrape: wire.Scrape, compressed: bytes, term: int) -> Message | None:
         """The message, or up 0 in its place when too large; None when even that is."""
-        subject, payload, headers = self._encode(scrape, compressed)
+        subject, payload, headers = self._encode(scrape, term, compressed)
         # The server counts headers and body against max_payload, and closes the
         # connection of a client that sends more.
         limit = self.conn.max_payload
@@ -266,7 +269,7 @@ class Outbox:
             limit,
         )
         down = replace(scrape, body=health_series(False, 0.0, 0))
-        subject, payload, headers = self._encode(down)
+        subject, payload, headers = self._encode(down, term)
         if len(payload) + wire.header_size(headers) <= limit:
             return subject, payload, headers
         log.error(

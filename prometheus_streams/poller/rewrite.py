@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from prometheus_streams.config import Job
+from prometheus_streams.exposition import escape_value
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page, series_labels
 from prometheus_streams.relabel import relabel
 
@@ -24,7 +25,6 @@ from prometheus_streams.relabel import relabel
 _COMMENT = re.compile(rb"^(#[ \t]+(?:TYPE|HELP)[ \t]+([a-zA-Z_:][a-zA-Z0-9_:]*)[^\n]*)", re.M)
 _TYPE = re.compile(rb"^#[ \t]+TYPE[ \t]+([a-zA-Z_:][a-zA-Z0-9_:]*)", re.M)
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info")
-_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 # A series' outcome: its rendered key (with family), None when dropped, or a limit it broke.
 _Outcome = tuple[bytes, bytes] | None | str
@@ -93,11 +93,6 @@ class Rewritten:
     scraped: int = 0
 
 
-def escape_value(value: str) -> str:
-    """A label value escaped for the text format."""
-    return value.translate(_ESCAPES)
-
-
 def render_key(labels: dict[str, str]) -> bytes:
     """A series key in the text format: `name{a="v",...}` (empty values left out)."""
     name = labels.get("__name__", "")
@@ -145,12 +140,19 @@ def _limit_problem(job: Job, labels: dict[str, str]) -> str | None:
     return None
 
 
-def with_target_labels(own: list[tuple[str, str]], extra: dict[str, str]) -> dict[str, str]:
-    """A series' labels with its target's, as Prometheus 2.42 merges them (honor_labels: false).
+def with_target_labels(
+    own: list[tuple[str, str]], extra: dict[str, str], honor: bool = False
+) -> dict[str, str]:
+    """A series' labels with its target's, as Prometheus 2.42 merges them.
 
-    The target's label wins; the page's of that name becomes `exported_<name>`
-    (prefixed again while that is taken), shortest names first, as in Go.
+    Without `honor` (honor_labels: false) the target's label wins; the page's
+    of that name becomes `exported_<name>` (prefixed again while that is
+    taken), shortest names first, as in Go. With it the page's label wins
+    and the target's of that name is not added.
     """
+    if honor:
+        page = dict(own)
+        return {**{k: v for k, v in extra.items() if k not in page}, **page}
     labels = dict(extra)
     clashes = []
     for name, value in own:
@@ -173,7 +175,7 @@ def _outcome(key: bytes, job: Job, extra: dict[str, str], typed: set[bytes]) -> 
     # The target's labels take part in the rules and limits, as in Prometheus,
     # but travel beside the page: only what differs from them is written (a
     # page's label named like one of them is written as its exported_ name).
-    labels = with_target_labels(series_labels(key), extra)
+    labels = with_target_labels(series_labels(key), extra, job.honor_labels)
     result = relabel(labels, job.metric_relabel_configs)
     if result is None or not result.get("__name__"):
         return None
@@ -200,6 +202,7 @@ def rewrite_page(
         job.label_name_length_limit,
         job.label_value_length_limit,
         tuple(sorted(target_labels.items())),
+        job.honor_labels,
     )
     if cache.rules != rules:
         cache.rules, cache.outcomes, cache.lines, cache.order = rules, {}, {}, ([], [])

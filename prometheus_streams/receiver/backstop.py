@@ -4,7 +4,9 @@ HA pollers name their replica in a header (wire.H_REPLICA). When a split
 brain at the edge lets two replicas publish at once, the backstop keeps
 their data from mixing at the centre: it accepts one replica per publisher
 and switches to another only once the accepted one has been silent for
-`failover_timeout`. Messages without the header are not its business.
+`failover_timeout`, or at once when the other presents a newer lease term
+(wire.H_TERM, a fencing token). Messages without the header are not its
+business.
 
 Time is the scrape time the messages carry, not the receiver's clock, and
 the switches are kept as a history of periods, so the decision for a
@@ -27,7 +29,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from prometheus_streams import wire
 from prometheus_streams.config.publishers import HABackstopConfig
-from prometheus_streams.receiver.election import Conflict, ElectionStore, Stored, StoreError
+from prometheus_streams.receiver.election import (
+    Conflict,
+    ElectionStore,
+    Period,
+    Stored,
+    StoreError,
+)
 from prometheus_streams.receiver.metrics import own
 
 log = logging.getLogger(__name__)
@@ -37,8 +45,9 @@ log = logging.getLogger(__name__)
 MAX_PERIODS = 64
 # Reasons a message is refused (ha_refused_total).
 OTHER_REPLICA = "other_replica"  # another replica is accepted and not silent long enough
-PAST_PERIOD = "past_period"  # the scrape time falls where another replica was accepted
-REASONS = (OTHER_REPLICA, PAST_PERIOD)
+PAST_PERIOD = "past_period"  # the scrape time falls where another replica or term was accepted
+OLD_TERM = "old_term"  # a lease term older than the accepted replica's: a fenced leader's
+REASONS = (OTHER_REPLICA, PAST_PERIOD, OLD_TERM)
 # Not a refusal: the shared store could not be read or written, so nobody can
 # say yet; the message is handed back and comes again after HOLD_DELAY.
 HOLD = "held"
@@ -54,6 +63,8 @@ FLUSH_TIMEOUT = 5.0
 WARN_EVERY = 60.0
 # A replica name travels in a metric label and the logs: keep it short.
 MAX_REPLICA_CHARS = 253
+# A term token is a JetStream sequence number: 1 to 2**64 - 1.
+MAX_TERM_DIGITS = 20
 
 
 class BackstopMetrics:
@@ -107,6 +118,12 @@ class _Period:
     start_ms: int
     replica: str
     last_ms: int  # the newest scrape time seen from it in this period (shared: as stored)
+    # The lease term (fencing token) of the replica's messages it accepts; 0: none.
+    token: int = 0
+
+    def holds(self, replica: str, token: int) -> bool:
+        """Whether a message of `replica` in lease term `token` is this period's."""
+        return replica == self.replica and token == self.token
 
 
 @dataclass(slots=True)
@@ -121,7 +138,7 @@ class _Publisher:
 
 
 # What a rule asks to store before its answer holds: the publisher's new periods.
-_Write = tuple[tuple[int, str, int], ...]
+_Write = tuple[Period, ...]
 
 
 class Backstop:
@@ -154,7 +171,9 @@ class Backstop:
             log.warning("ha_backstop.shared changed: that takes effect only after a restart")
         self.config = config
 
-    def refusal(self, publisher: str, replica: str, scrape_time_ms: int, count: bool) -> str | None:
+    def refusal(
+        self, publisher: str, replica: str, scrape_time_ms: int, count: bool, token: int = 0
+    ) -> str | None:
         """This process's own decision (no store): why the message is refused, or None.
 
         `count` says whether this lane counts refusals (one lane does, so a
@@ -163,37 +182,37 @@ class Backstop:
         if not self.config.enabled:
             return None
         state = self._publishers.setdefault(publisher, _Publisher())
-        reason, write = self._rule(state, replica, scrape_time_ms)
+        reason, write = self._rule(state, replica, scrape_time_ms, token)
         if write is not None:
             self._adopt(publisher, write, state.revision + 1)
-        self._noted(publisher, state, replica, scrape_time_ms, reason, shared=False)
+        self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=False)
         return self._counted(publisher, replica, reason, count)
 
     async def judge(
-        self, publisher: str, replica: str, scrape_time_ms: int, count: bool
+        self, publisher: str, replica: str, scrape_time_ms: int, count: bool, token: int = 0
     ) -> str | None:
         """Why the message is refused, HOLD when the shared store cannot say, or None."""
         if not self.config.enabled:
             return None
         if self.store is None:
-            return self.refusal(publisher, replica, scrape_time_ms, count)
+            return self.refusal(publisher, replica, scrape_time_ms, count, token)
         self.store.wanted.set()
         state = self._publishers.get(publisher)
         lock = self._locks.get(publisher)
         if state is not None and state.periods and (lock is None or not lock.locked()):
             # The common case, decided on what we follow without a write.
-            reason, write = self._rule(state, replica, scrape_time_ms)
+            reason, write = self._rule(state, replica, scrape_time_ms, token)
             if write is None:
-                self._noted(publisher, state, replica, scrape_time_ms, reason, shared=True)
+                self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=True)
                 return self._counted(publisher, replica, reason, count)
-        reason = await self._stored(publisher, replica, scrape_time_ms)
+        reason = await self._stored(publisher, replica, scrape_time_ms, token)
         if reason == HOLD:
             if count:
                 self._metrics.held.labels(publisher).inc()
             return reason
         return self._counted(publisher, replica, reason, count)
 
-    async def _stored(self, publisher: str, replica: str, t: int) -> str | None:
+    async def _stored(self, publisher: str, replica: str, t: int, token: int) -> str | None:
         """Decide through the store: read, and write what the rule asks with a revision check."""
         assert self.store is not None
         lock = self._locks.setdefault(publisher, asyncio.Lock())
@@ -206,7 +225,7 @@ class Backstop:
                         self.follow(publisher, await self.store.get(publisher))
                         state = self._publishers.get(publisher)
                     blank = _Publisher() if state is None else state
-                    reason, write = self._rule(blank, replica, t)
+                    reason, write = self._rule(blank, replica, t, token)
                     if write is not None:
                         revision = await self.store.write(publisher, write, blank.revision)
                         self._adopt(publisher, write, revision)
@@ -221,55 +240,105 @@ class Backstop:
                 if write is not None:
                     self._metrics.store_writes.labels("written").inc()
                 assert state is not None
-                self._noted(publisher, state, replica, t, reason, shared=True)
+                self._noted(publisher, state, replica, token, t, reason, shared=True)
                 return reason
         return HOLD
 
-    def _rule(self, state: _Publisher, replica: str, t: int) -> tuple[str | None, _Write | None]:
+    def _rule(
+        self, state: _Publisher, replica: str, t: int, token: int = 0
+    ) -> tuple[str | None, _Write | None]:
         """The answer for a message of `replica` at scrape time `t`, and what must be stored first.
 
-        An answer holds for good only against what is stored: a replica's
-        scrape is accepted without a write while no receiver can have
-        switched before it (it is within failover_timeout of the stored
-        newest scrape), and a switch or a refusal past that needs a write.
+        A period accepts one replica in one lease term (`token`, 0: none):
+        the messages of that replica and term. An answer holds for good only
+        against what is stored: a scrape of the accepted replica and term is
+        accepted without a write while no receiver can have switched before
+        it by silence (it is within failover_timeout of the stored newest
+        scrape), and a switch or a refusal past that needs a write.
         """
         if not state.periods:
-            return None, ((t, replica, t),)
+            return None, (_period(t, replica, t, token),)
         at = bisect.bisect_right(state.starts, t) - 1
         if at < 0:
-            # Older than everything kept: the first kept replica's, as it was
+            # Older than everything kept: the first kept period's, as it was
             # decided when that period opened.
-            return (None if replica == state.periods[0].replica else PAST_PERIOD), None
+            return (None if state.periods[0].holds(replica, token) else PAST_PERIOD), None
         period = state.periods[at]
-        if at < len(state.periods) - 1:
-            return (None if replica == period.replica else PAST_PERIOD), None
         timeout = int(self.config.failover_timeout * 1000)
-        if replica == period.replica:
-            if t <= period.last_ms + timeout:
+        if period.holds(replica, token):
+            if at < len(state.periods) - 1 or t <= period.last_ms + timeout:
                 return None, None
             return None, _periods(state, last=t)
+        if self.store is not None and self._in_tail(state, at, replica, token, t, timeout):
+            return None, None
+        if at < len(state.periods) - 1:
+            return PAST_PERIOD, None
+        newest = max(period.last_ms, state.local_last)
+        if token > period.token:
+            # A newer lease term (of another replica, or of the accepted one
+            # anew): the lease moved, so no silence is needed. The new period
+            # starts right after the newest scrape of the accepted term known
+            # here; one accepted elsewhere and not stored yet (at most
+            # failover_timeout past the stored one) stays accepted as the old
+            # period's tail (_in_tail).
+            if t > newest:
+                return None, (*_periods(state, last=newest), _period(newest + 1, replica, t, token))
+            if t > period.last_ms:
+                # Before what we saw of the accepted term: store that first,
+                # so no receiver can start the new term before this scrape.
+                return OTHER_REPLICA, _periods(state, last=state.local_last)
+            return OTHER_REPLICA, None
+        # No token, an equal one, or an older term: the silence rule. An older
+        # term is a fenced leader's late message; it takes over only after the
+        # accepted term's silence, as a message without a token would (a
+        # lease bucket made anew starts its revisions again at 1).
+        reason = OLD_TERM if 0 < token < period.token else OTHER_REPLICA
         # Strictly later than silence plus the timeout: a message refused here
-        # stays refused, since any later switch starts after it.
-        if t > max(period.last_ms, state.local_last) + timeout:
-            return None, (*_periods(state), (t, replica, t))
+        # stays refused, since any later switch by silence starts after it,
+        # and a switch to a newer term accepts only that term.
+        if t > newest + timeout:
+            return None, (*_periods(state), _period(t, replica, t, token))
         if t > period.last_ms + timeout:
-            # We saw the accepted replica speak more recently than stored:
+            # We saw the accepted term speak more recently than stored:
             # store that first, so no receiver can switch before this scrape.
-            return OTHER_REPLICA, _periods(state, last=state.local_last)
-        return OTHER_REPLICA, None
+            return reason, _periods(state, last=state.local_last)
+        return reason, None
+
+    @staticmethod
+    def _in_tail(
+        state: _Publisher, at: int, replica: str, token: int, t: int, timeout: int
+    ) -> bool:
+        """Whether `t` lies in the tail of an earlier period of this replica and term.
+
+        Shared elections only: a switch to a newer term starts right after
+        the newest scrape of the old term known to the receiver that stored
+        it; other receivers may have accepted that term's scrapes up to
+        failover_timeout past the newest stored one without a write. Those
+        stay accepted: a period accepts its term up to failover_timeout past
+        its stored newest scrape (empty after a switch by silence, which
+        starts later). In one process every accepted scrape is known, so
+        there is no tail.
+        """
+        for earlier in reversed(state.periods[:at]):
+            if t > earlier.last_ms + timeout:
+                return False  # every period before it ended earlier still
+            if earlier.holds(replica, token):
+                return True
+        return False
 
     def _noted(
         self,
         publisher: str,
         state: _Publisher,
         replica: str,
+        token: int,
         t: int,
         reason: str | None,
         shared: bool,
     ) -> None:
-        """After an answer: extend the current period by an accepted scrape of its replica."""
+        """After an answer: extend the current period by an accepted scrape of its term."""
         current = state.periods[-1]
-        if reason is not None or replica != current.replica or t < current.start_ms:
+        if reason is not None or not current.holds(replica, token) or t < current.start_ms:
             return
         if not shared:
             current.last_ms = max(current.last_ms, t)
@@ -365,13 +434,16 @@ class Backstop:
             return
         state.switches += 1
         self._metrics.switches.labels(publisher).inc()
+        if now.token > before.token:
+            why = f"a newer lease term, {now.token} after {before.token or 'none'}"
+        else:
+            silent = (now.start_ms - max(before.last_ms, state.local_last)) / 1000
+            why = f"replica {before.replica} silent for {silent:.1f}s of scrape time"
         log.warning(
-            "HA backstop: publisher %s now accepted from replica %s (replica %s silent"
-            " for %.1fs of scrape time)",
+            "HA backstop: publisher %s now accepted from replica %s (%s)",
             publisher,
             now.replica,
-            before.replica,
-            (now.start_ms - max(before.last_ms, state.local_last)) / 1000,
+            why,
             extra={"publisher": publisher},
         )
 
@@ -388,13 +460,19 @@ class Backstop:
         if now - self._warned.get(publisher, -WARN_EVERY) < WARN_EVERY:
             return
         self._warned[publisher] = now
+        why = (
+            "late messages of a fenced old leader?"
+            if reason == OLD_TERM
+            else "two replicas publish at once?"
+        )
         log.warning(
             "HA backstop: refusing messages of publisher %s from replica %s (%s): replica %s"
-            " is accepted; two replicas publish at once?",
+            " is accepted; %s",
             publisher,
             replica,
             reason,
             self._publishers[publisher].periods[-1].replica,
+            why,
             extra={"publisher": publisher},
         )
 
@@ -414,6 +492,7 @@ class Backstop:
                     "silent_seconds": round(
                         max(0.0, now - max(current.last_ms, state.local_last) / 1000), 3
                     ),
+                    "term": current.token or None,
                     "switches": state.switches,
                     "refused": state.refused,
                 }
@@ -421,12 +500,19 @@ class Backstop:
         return rows
 
 
+def _period(start: int, replica: str, last: int, token: int) -> Period:
+    """A period as stored: the token only where there is one."""
+    return (start, replica, last, token) if token else (start, replica, last)
+
+
 def _periods(state: _Publisher, last: int | None = None) -> _Write:
     """The publisher's periods as stored, the current one's newest scrape time set to `last`."""
-    out = [(p.start_ms, p.replica, p.last_ms) for p in state.periods]
+    out = [_period(p.start_ms, p.replica, p.last_ms, p.token) for p in state.periods]
     if last is not None:
-        start, replica, stored = out[-1]
-        out[-1] = (start, replica, max(stored, last))
+        current = state.periods[-1]
+        out[-1] = _period(
+            current.start_ms, current.replica, max(current.last_ms, last), current.token
+        )
     return tuple(out)
 
 
@@ -444,3 +530,23 @@ def replica_of(headers: dict[str, str] | None) -> str | None:
             " printable characters",
         )
     return replica
+
+
+def term_of(headers: dict[str, str] | None) -> int:
+    """The lease term (fencing token) an HA replica's message presents, 0 for none.
+
+    Raises wire.WireError for a value that is not a positive decimal number.
+    """
+    raw = (headers or {}).get(wire.H_TERM)
+    if raw is None:
+        return 0
+    if not (0 < len(raw) <= MAX_TERM_DIGITS and raw.isascii() and raw.isdigit()):
+        raise wire.WireError(
+            "bad_header", f"bad {wire.H_TERM} {raw[:64]!r}: needs a positive decimal number"
+        )
+    token = int(raw)
+    if token <= 0 or token >= 2**64:
+        raise wire.WireError(
+            "bad_header", f"bad {wire.H_TERM} {raw[:64]!r}: needs a number from 1 to 2**64 - 1"
+        )
+    return token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_streams.config import Config
@@ -9,6 +10,7 @@ from prometheus_streams.exposition import (
     SHAPE_VALUE_MAX,
     body_limits,
     body_shape,
+    holds_label,
     index_samples,
     longest_line,
     rename_labels,
@@ -22,6 +24,9 @@ from prometheus_streams.receiver.consistency import (
 )
 from prometheus_streams.receiver.consistency import check_body as check_types
 from prometheus_streams.receiver.metrics import ReceiverMetrics
+
+# Names every group sets: a body that holds one is renamed, so never kept as a shape.
+_ALWAYS_GROUPING = frozenset({b"job", b"instance", b"publisher"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +49,27 @@ class BodyChecker:
         self.checked_shapes.clear()
 
     def check(
-        self, body: bytes, where: str, config: Config, grouping_labels: frozenset[bytes]
+        self,
+        body: bytes,
+        where: str,
+        config: Config,
+        grouping_labels: frozenset[bytes],
+        keep: Mapping[bytes, bytes] | None = None,
     ) -> tuple[bytes, TypeSet] | Refusal:
         """The body to store and its metric types, or why it cannot be stored.
 
         Timestamps are stripped and labels the grouping key sets are renamed
-        to exported_<name>; `where` names the group in a refusal.
+        to exported_<name>, but for those `keep` holds with the group's value
+        (honor_labels); `where` names the group in a refusal.
         """
         limits = body_limits(config.max_line_length, config.max_label_count)
         shape = body_shape(body)
-        known = self.checked_shapes.get(shape)
+        # A page's label named like a target's (or kept for its value) renames
+        # per group, never by shape: such bodies are checked every time.
+        clash = holds_label(body, grouping_labels - _ALWAYS_GROUPING) or (
+            keep is not None and holds_label(body, keep)
+        )
+        known = None if clash else self.checked_shapes.get(shape)
         if known is not None:
             # Same lines as a body that passed, but for the numbers ending them;
             # shapes are kept only where such numbers cannot make a line too long.
@@ -67,7 +83,7 @@ class BodyChecker:
         body, stripped = strip_timestamps(body, samples)
         if stripped:
             self._metrics.timestamps_stripped.inc(stripped)
-        body, renamed = rename_labels(body, grouping_labels)
+        body, renamed = rename_labels(body, grouping_labels, keep)
         if renamed:
             self._metrics.labels_renamed.inc(renamed)
             samples = index_samples(body)
@@ -78,6 +94,7 @@ class BodyChecker:
         if (
             not stripped
             and not renamed
+            and not clash
             and shape_covers_samples(body, shape, len(samples))
             # A value can also come onto a line that had none: its space too.
             and longest_line(body) + SHAPE_VALUE_MAX + 1 <= limits.max_line_length

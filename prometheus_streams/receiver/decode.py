@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.acks import Acks
-from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop, replica_of
+from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop, replica_of, term_of
 from prometheus_streams.receiver.metrics import Publishers
 from prometheus_streams.receiver.output import Delivery
 
@@ -60,7 +60,11 @@ class Decoder:
                 replica = replica_of(msg.headers)
                 self._publishers.heard(scrape.publisher, scrape.scrape_time_ms / 1000)
                 # A plain poller's message is not the backstop's business: no await for it.
-                verdict = None if replica is None else await self._refused(scrape, replica)
+                verdict = (
+                    None
+                    if replica is None
+                    else await self._refused(scrape, replica, term_of(msg.headers))
+                )
                 if verdict == HOLD:
                     # Nobody can say yet which replica is accepted: back to the stream.
                     await self._acks.nak(msg, HOLD_DELAY)
@@ -92,12 +96,12 @@ class Decoder:
                 await self._acks.drop(msg, "superseded")
         return list(newest.values()) if newest_only else every
 
-    async def _refused(self, scrape: wire.Scrape, replica: str) -> str | None:
+    async def _refused(self, scrape: wire.Scrape, replica: str, token: int) -> str | None:
         """Why the HA backstop refuses a replica's message, HOLD, or None (accepted)."""
         if self._backstop is None:
             return None
         return await self._backstop.judge(
-            scrape.publisher, replica, scrape.scrape_time_ms, self._count
+            scrape.publisher, replica, scrape.scrape_time_ms, self._count, token
         )
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.errors import Error as NATSError
 from nats.errors import TimeoutError as NATSTimeoutError
@@ -42,8 +43,10 @@ TTL = 24 * 3600.0
 TIMEOUT = 2.0
 FORMAT = 1
 
-# (start scrape time ms, replica, newest scrape time ms written back)
-Period = tuple[int, str, int]
+# (start scrape time ms, replica, newest scrape time ms written back[, term token]):
+# the token, the replica's lease term (docs/design.md), only where it has one,
+# so a value without tokens stays the one receivers wrote before them.
+Period = tuple[int, str, int] | tuple[int, str, int, int]
 
 
 class Conflict(Exception):
@@ -81,8 +84,7 @@ def decode(value: bytes | None) -> tuple[Period, ...]:
     """A key's periods; raises ValueError for anything encode cannot produce."""
     try:
         data = json.loads(value or b"")
-        raw = data["periods"]
-        periods = tuple((int(s), str(r), int(last)) for s, r, last in raw)
+        periods = tuple(_period(p) for p in data["periods"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not an election: {exc}") from None
     if not periods or data.get("format") != FORMAT:
@@ -90,6 +92,17 @@ def decode(value: bytes | None) -> tuple[Period, ...]:
     if any(b[0] <= a[0] for a, b in itertools.pairwise(periods)):
         raise ValueError("not an election: periods out of order")
     return periods
+
+
+def _period(raw: Any) -> Period:
+    """One stored period from JSON; raises ValueError, TypeError."""
+    if len(raw) == 3:
+        start, replica, last = raw
+        return (int(start), str(replica), int(last))
+    start, replica, last, token = raw
+    if int(token) <= 0:
+        raise ValueError("a term token below 1")
+    return (int(start), str(replica), int(last), int(token))
 
 
 class ElectionStore:

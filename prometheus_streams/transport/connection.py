@@ -19,6 +19,7 @@ from prometheus_streams.errors import ConfigError
 from prometheus_streams.secret import redact_url
 from prometheus_streams.security.tls import client_context
 from prometheus_streams.security.tls import explain as explain_tls
+from prometheus_streams.transport.headers import Client
 from prometheus_streams.transport.retry import Backoff, ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ class Connection:
 
     async def _attempt(self, tls: ssl.SSLContext | None) -> NATS:
         """One bounded try with a fresh client: every server once or twice, then give up."""
-        nc = NATS()
+        nc = Client()
         # No reconnect inside the first connect: with it, nats-py closes a client whose
         # TLS handshake failed and waits for ever for that close (nats.py issue 718).
         bound = len(self.config.urls) * 2 * (3 * CONNECT_TIMEOUT + RECONNECT_WAIT)

@@ -98,6 +98,10 @@ class Lease:
         self._valid_until = 0.0  # fence_clock
         self.changed = asyncio.Event()  # set on every gain or loss, cleared by the waiter
         self.terms = 0  # how many times we took the lease
+        # The revision of the write that began our current term: the term's
+        # fencing token (revisions are the bucket stream's sequence numbers,
+        # so a later term of any holder of this key has a higher one).
+        self.term_revision = 0
         # Whether the last holder gave the lease up after settling its work
         # (else it expired: the holder died, was paused or cut off).
         self.clean_handover = False
@@ -125,6 +129,10 @@ class Lease:
     def fence(self) -> int:
         """The term we lead in (1, 2, ...), or 0 when we do not lead now."""
         return self.terms if self.leading() else 0
+
+    def token(self) -> int:
+        """The fencing token of the term we lead in (its first write's revision), 0 when not."""
+        return self.term_revision if self.leading() else 0
 
     def valid_for(self) -> float:
         """Seconds our fence still holds (0 when not leading)."""
@@ -244,6 +252,7 @@ class Lease:
             raise KeyWrongLastSequenceError()
         self._free_since = None
         self.terms += 1
+        self.term_revision = self._revision
         return True
 
     async def _entry(self, kv: KeyValue) -> tuple[int, bytes] | None:

@@ -79,6 +79,7 @@ class Puller:
         self._want = 0  # wake the fetch once the buffer holds this many
         self._status: Msg | None = None  # the status that ended the current request
         self._waiter: asyncio.Future[None] | None = None
+        self._trickle = False  # the last message came to a waiting request, none behind it
 
     async def bind(self, subject: str, config: js_api.ConsumerConfig) -> None:
         """Create the consumer, or bring its ack_wait in line with `config`; subscribe once.
@@ -124,7 +125,8 @@ class Puller:
         Like nats-py's fetch: first ask for what is there now (`no_wait`);
         only when that was nothing, wait up to `max_wait` for one message. That
         request asks for one only, so it ends on the server when it is
-        answered and delivers nothing after the fetch returned.
+        answered and delivers nothing after the fetch returned. After a wait
+        that brought a message with nothing behind it, the next fetch waits at once.
         The wait is a parameter, not a timeout around the call, because the
         server is told it too (`expires`).
         Raises APIError when the server answers with another status (the
@@ -133,13 +135,19 @@ class Puller:
         if self._buffer:
             return self._take(batch)  # delivered after an earlier fetch returned
         deadline = time.monotonic() + max_wait
-        if await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
+        trickle, self._trickle = self._trickle, False
+        if not trickle and await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
             return self._take(batch)
         left = deadline - time.monotonic()
         if left > 0.01 and not self._passing_conflict():
             # The server ends the request a little before we give up on it.
             expires = int((left - 0.005) * 1e9)
-            await self._ask({"batch": 1, "expires": expires}, 1, deadline)
+            if await self._ask({"batch": 1, "expires": expires}, 1, deadline):
+                # Nothing behind the message that came: the next fetch waits at
+                # once, without asking what is there (a steady trickle was two
+                # requests a message); if more came meanwhile, it gets one of
+                # them, sees the rest behind it, and the fetch after asks again.
+                self._trickle = self._buffer[-1].metadata.num_pending == 0
         if not self._buffer and self._passing_conflict():
             # Asking again at once would only add to the conflict: wait it out.
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))

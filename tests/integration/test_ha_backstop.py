@@ -151,6 +151,15 @@ async def test_two_replicas_at_once_only_one_reaches_the_outputs_until_it_falls_
             lambda: metric(registry, "receiver_dropped_total", reason="bad_header") >= 1,
             message="the bad replica header was not counted",
         )
+        # So is a lease term that is no positive number.
+        scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000) + 1, body("b"))
+        subject, payload, headers = wire.encode(TOPIC, scrape)
+        bad_term = {**headers, wire.H_REPLICA: "b", wire.H_TERM: "-3"}
+        await js.publish(subject, payload, headers=bad_term, stream="PROMETHEUS")
+        await async_wait_for(
+            lambda: metric(registry, "receiver_dropped_total", reason="bad_header") >= 2,
+            message="the bad term header was not counted",
+        )
         # The store got a's scrapes, then b's, never both for one stretch of time.
         found: dict[str, list[int]] = {}
 

@@ -77,3 +77,28 @@ async def test_a_less_preferred_replica_lets_a_free_lease_lie(nc: Client) -> Non
     await late._step()
     assert not late.leading()
     assert late.holder_seen == "soon"
+
+
+async def test_every_term_has_a_higher_token_whoever_takes_it(nc: Client) -> None:
+    a = _lease(nc, "a", ttl=3.0)
+    b = _lease(nc, "b", ttl=3.0)
+    await a._step()
+    first = a.token()
+    assert first > 0
+    await a._step()  # a renewal: the same term, the same token
+    assert a.token() == first and a._revision > first
+    # A lapsed fence renewed as a new term (nobody wrote meanwhile): a higher token.
+    await async_wait_for(lambda: not a.leading(), timeout=10)
+    assert a.token() == 0
+    await a._step()
+    second = a.token()
+    assert second > first
+    # Handed over: the other replica's term is newer still.
+    await a.release()
+    await async_wait_for(_takes(b), timeout=30, message="b never took the released lease")
+    assert b.token() > second
+    # The old holder takes it back once b released it: higher again.
+    third = b.token()
+    await b.release()
+    await async_wait_for(_takes(a), timeout=30, message="a never took it back")
+    assert a.token() > third

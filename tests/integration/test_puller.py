@@ -162,3 +162,28 @@ def test_which_statuses_are_errors(code: str, description: str, error: bool) -> 
     headers = {"Status": code, "Description": description}
     msg = Msg(_client=None, subject="_INBOX.x.1", headers=headers)  # type: ignore[arg-type]
     assert status_is_error(msg) is error
+
+
+async def test_a_trickle_is_one_request_a_message_and_a_backlog_still_comes_in_a_batch(
+    nats_server: NatsServer,
+) -> None:
+    async with puller(nats_server.url) as sub:
+        asked = []
+        for i in range(4):
+            before = sub._request
+            waiting = asyncio.ensure_future(sub.fetch(10, 60.0))
+            # Published once the fetch waits for one message (not while it asks what is there).
+            await async_wait_for(lambda: sub._waiter is not None and sub._want == 1)
+            await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t{i}", f"m{i}".encode())
+            msgs = await asyncio.wait_for(waiting, 30.0)
+            assert [m.data for m in msgs] == [f"m{i}".encode()]
+            await msgs[0].ack()
+            asked.append(sub._request - before)
+        # The first fetch asks what is there, then waits; the next ones only wait.
+        assert asked == [2, 1, 1, 1]
+        await _publish(nats_server.url, 3)
+        # The waiting request brings one, with two behind it: those come in one batch.
+        first = await sub.fetch(10, 5.0)
+        rest = await sub.fetch(10, 5.0)
+        assert [m.data for m in first] == [b"m0"]
+        assert [m.data for m in rest] == [b"m1", b"m2"]

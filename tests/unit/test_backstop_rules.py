@@ -13,11 +13,13 @@ from prometheus_streams.config.publishers import HABackstopConfig
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.receiver.backstop import (
     MAX_PERIODS,
+    OLD_TERM,
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
     BackstopMetrics,
     replica_of,
+    term_of,
 )
 from prometheus_streams.receiver.expected import ExpectedPublishers
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
@@ -142,6 +144,99 @@ def test_replica_header() -> None:
     for bad in ("", "x" * 300, "a\x00b"):
         with pytest.raises(wire.WireError) as caught:
             replica_of({wire.H_REPLICA: bad})
+        assert caught.value.reason == "bad_header"
+
+
+# -- lease terms (fencing tokens) ----------------------------------------------
+
+
+def test_a_newer_term_is_accepted_at_once_and_an_older_one_refused() -> None:
+    b, registry = backstop(30)
+    assert b.refusal("dc1", "a", 100 * S, count=True, token=5) is None
+    # The standby took the lease: its term is newer, no silence needed.
+    assert b.refusal("dc1", "b", 103 * S, count=True, token=7) is None
+    assert value(registry, "ha_replica_switches_total", publisher="dc1") == 1
+    assert value(registry, "ha_accepted_replica", publisher="dc1", replica="b") == 1
+    # The new term starts right after the old replica's newest scrape: b's other
+    # targets, scraped a little earlier, are accepted too.
+    assert b.refusal("dc1", "b", 100 * S + 1, count=True, token=7) is None
+    assert b.refusal("dc1", "b", 100 * S, count=True, token=7) == PAST_PERIOD
+    # The fenced old leader: a late message of its own stretch is still its own,
+    # one that claims b's stretch is refused.
+    assert b.refusal("dc1", "a", 99 * S, count=True, token=5) is None
+    assert b.refusal("dc1", "a", 104 * S, count=True, token=5) == OLD_TERM
+    assert value(registry, "ha_refused_total", publisher="dc1", reason=OLD_TERM) == 1
+    [row] = b.status()
+    assert row["replica"] == "b" and row["term"] == 7
+
+
+def test_an_older_term_or_none_keeps_the_silence_rule() -> None:
+    b, registry = backstop(30)
+    assert b.refusal("dc1", "a", 100 * S, count=True, token=5) is None
+    # Without a token (an older poller), or with an older or equal one: silence.
+    assert b.refusal("dc1", "c", 110 * S, count=True) == OTHER_REPLICA
+    assert b.refusal("dc1", "b", 110 * S, count=True, token=3) == OLD_TERM
+    assert b.refusal("dc1", "b", 111 * S, count=True, token=5) == OTHER_REPLICA
+    assert b.refusal("dc1", "c", 130 * S, count=True) == OTHER_REPLICA
+    assert b.refusal("dc1", "c", 131 * S, count=True) is None  # a silent for 30 s
+    assert value(registry, "ha_replica_switches_total", publisher="dc1") == 1
+    # Any term is newer than none: a replica with one takes over at once.
+    assert b.refusal("dc1", "a", 132 * S, count=True, token=5) is None
+    # An older term takes over after silence too (a lease bucket made anew
+    # counts its revisions from 1 again): no datacenter stays refused for good.
+    assert b.refusal("dc1", "b", 150 * S, count=True, token=2) == OLD_TERM
+    assert b.refusal("dc1", "b", 163 * S, count=True, token=2) is None
+    assert b.status()[0]["term"] == 2
+    # From there on newer terms switch at once again.
+    assert b.refusal("dc1", "a", 164 * S, count=True, token=4) is None
+    assert value(registry, "ha_replica_switches_total", publisher="dc1") == 4
+
+
+def test_a_new_term_of_the_accepted_replica_fences_its_older_one_and_others() -> None:
+    b, _ = backstop(30)
+    assert b.refusal("dc1", "a", 100 * S, count=True, token=5) is None
+    assert b.refusal("dc1", "a", 110 * S, count=True, token=9) is None  # it took the lease anew
+    assert b.refusal("dc1", "b", 111 * S, count=True, token=7) == OLD_TERM
+    assert b.refusal("dc1", "a", 112 * S, count=True, token=5) == OLD_TERM
+    assert b.refusal("dc1", "a", 100 * S, count=True, token=5) is None  # within its old term
+    [row] = b.status()
+    assert row["switches"] == 0 and row["term"] == 9
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_lane_takes_the_same_decision_on_terms_whenever_it_asks(seed: int) -> None:
+    """Failovers to newer terms, the old leader's scrapes running into the new term
+    (clocks apart), older pollers without a token; lanes ask in different orders."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible order, not a secret
+    messages = []
+    t, token = 0, 0
+    while t < 600 * S:
+        replica = rng.choice("abc")
+        token = 0 if replica == "c" else token + rng.randint(1, 3)
+        length = rng.choice((3, 10, 40)) * S
+        for at in range(t - rng.choice((0, 0, 2, 5)) * S, t + length, rng.choice((1, 2)) * S):
+            messages.append((replica, at, token))
+        t += length + rng.choice((0, 1, 5, 35)) * S
+    order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
+    b, _ = backstop(30)
+    first = {m: b.refusal("dc1", m[0], m[1], count=True, token=m[2]) for m in order}
+    again = list(messages)
+    rng.shuffle(again)
+    for m in again:
+        assert (b.refusal("dc1", m[0], m[1], False, m[2]) is None) == (first[m] is None), m
+    accepted: dict[int, str] = {}
+    for (r, at, _), why in first.items():
+        if why is None:
+            assert accepted.setdefault(at, r) == r, (r, at)
+
+
+def test_term_header() -> None:
+    assert term_of(None) == 0
+    assert term_of({wire.H_REPLICA: "a"}) == 0
+    assert term_of({wire.H_TERM: "42"}) == 42
+    for bad in ("", "0", "-1", "+3", " 7", "x", "1e3", "\u0661", "9" * 21, str(2**64)):
+        with pytest.raises(wire.WireError) as caught:
+            term_of({wire.H_TERM: bad})
         assert caught.value.reason == "bad_header"
 
 

@@ -17,6 +17,7 @@ from prometheus_streams.config.publishers import HABackstopConfig
 from prometheus_streams.errors import ConfigError
 from prometheus_streams.receiver.backstop import (
     HOLD,
+    OLD_TERM,
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
@@ -222,18 +223,86 @@ async def test_receivers_sharing_a_store_agree_on_every_message_whoever_asks(see
         assert seen == {stored[at][1] == replica}, (replica, t, stored)
 
 
+async def test_a_newer_term_is_stored_at_once_and_keeps_what_others_accepted_of_the_old() -> None:
+    store = MemoryStore()
+    one, registry = receiver(store)
+    two, _ = receiver(store)
+    assert await one.judge("dc1", "a", 100 * S, count=True, token=5) is None
+    # Two accepts a's term up to 30 s past the stored newest scrape, without a write.
+    assert await two.judge("dc1", "a", 112 * S, count=True, token=5) is None
+    writes = store.writes
+    # One hears of b's newer term: stored at once, from right after a's newest it saw.
+    assert await one.judge("dc1", "b", 103 * S, count=True, token=7) is None
+    assert store.writes == writes + 1
+    assert store.keys["dc1"].periods == ((100 * S, "a", 100 * S, 5), (100 * S + 1, "b", 103 * S, 7))
+    assert value(registry, "ha_replica_switches_total", publisher="dc1") == 1
+    for b in (one, two):
+        b.follow("dc1", store.keys["dc1"])
+        # What two accepted of a's term stays accepted (the old period's tail), on both;
+        # the old term past that tail is refused, the new term accepted.
+        assert await b.judge("dc1", "a", 112 * S, count=False, token=5) is None
+        assert await b.judge("dc1", "a", 131 * S, count=False, token=5) == OLD_TERM
+        assert await b.judge("dc1", "b", 102 * S, count=False, token=7) is None
+    # An older poller's message (no token) keeps the silence rule.
+    assert await two.judge("dc1", "c", 120 * S, count=True) == OTHER_REPLICA
+
+
+@pytest.mark.parametrize("seed", range(30))
+async def test_receivers_agree_on_terms_whoever_asks(seed: int) -> None:
+    """Failovers to newer terms, the old leader's scrapes running into the new term, older
+    pollers without a token; each message goes to two of three receivers, later again to
+    one; the watch is late or lost at random. Every answer for a message is the same."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible order, not a secret
+    messages = []
+    t, token = 0, 0
+    while t < 400 * S:
+        replica = rng.choice("abc")
+        token = 0 if replica == "c" else token + rng.randint(1, 3)
+        length = rng.choice((3, 10, 40)) * S
+        for at in range(t - rng.choice((0, 0, 2, 5)) * S, t + length, rng.choice((1, 2)) * S):
+            messages.append((replica, at, token))
+        t += length + rng.choice((0, 1, 5, 35)) * S
+    order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
+    store = MemoryStore()
+    receivers = [receiver(store)[0] for _ in range(3)]
+    answers: dict[tuple[str, int, int], set[bool]] = {m: set() for m in messages}
+
+    async def ask(b: Backstop, m: tuple[str, int, int]) -> None:
+        answers[m].add(await b.judge("dc1", m[0], m[1], count=False, token=m[2]) is None)
+
+    for m in order:
+        first, again = rng.sample(receivers, 2)
+        await asyncio.gather(ask(first, m), ask(again, m))
+        if rng.random() < 0.5 and "dc1" in store.keys:
+            rng.choice(receivers).follow("dc1", store.keys["dc1"])
+        await settle()
+    late = list(messages)
+    rng.shuffle(late)
+    for m in late:
+        await ask(rng.choice(receivers), m)
+    for m, seen in answers.items():
+        assert len(seen) == 1, (m, seen, store.keys["dc1"].periods)
+
+
 def test_keys_and_values_round_trip() -> None:
     for name in ("dc1", "dc.eu-1", "Zürich", "a=b"):
         key = key_of(name)
         assert "%" not in key and "." not in key
         assert publisher_of(key) == name
-    periods = ((100, "host-a:9101", 130), (200, "host-b:9101", 200))
+    periods: tuple[Period, ...] = ((100, "host-a:9101", 130), (200, "host-b:9101", 200))
     assert decode(encode(periods)) == periods
+    # With lease terms (the 4th field, only where there is one).
+    periods = ((100, "host-a:9101", 130), (200, "host-b:9101", 200, 17))
+    assert decode(encode(periods)) == periods
+    assert b'[200, "host-b:9101", 200, 17]' in encode(periods)
     for bad in (
         b"",
         b"{}",
         b'{"format": 1, "periods": []}',
         b'{"format": 2, "periods": [[1,"a",1]]}',
+        b'{"format": 1, "periods": [[1,"a",1,0]]}',
+        b'{"format": 1, "periods": [[1,"a",1,"x"]]}',
+        b'{"format": 1, "periods": [[1,"a",1,2,3]]}',
     ):
         with pytest.raises(ValueError, match="not an election"):
             decode(bad)

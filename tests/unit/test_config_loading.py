@@ -157,7 +157,8 @@ def test_jobs_inherit_top_level_schedule(tmp_path: Path) -> None:
     )
     a, b = config.jobs
     assert (a.scrape_interval, a.scrape_timeout, a.body_size_limit) == (30.0, 5.0, 1024**2)
-    assert (b.scrape_interval, b.scrape_timeout, b.body_size_limit) == (90.0, 0.5, 10_000)
+    # A job's body_size_limit reads as Prometheus reads it: KB is 1024 bytes.
+    assert (b.scrape_interval, b.scrape_timeout, b.body_size_limit) == (90.0, 0.5, 10 * 1024)
 
 
 def test_job_timeout_is_capped_by_a_shorter_job_interval(tmp_path: Path) -> None:

@@ -53,11 +53,12 @@ def _shared_keys(tmp_path: Path) -> dict[str, Any]:
         "scheme": "https",
         "params": {"module": ["http_2xx"]},
         "honor_timestamps": False,
+        "honor_labels": True,
         "basic_auth": {"username": "prom", "password_file": _secret_file(tmp_path)},
         "tls_config": {"server_name": "node.example", "insecure_skip_verify": True},
         "proxy_url": "http://127.0.0.1:3128",
         "follow_redirects": False,
-        "body_size_limit": "10MiB",
+        "body_size_limit": "10MB",
         "sample_limit": 1000,
         "label_limit": 30,
         "label_name_length_limit": 200,
@@ -110,6 +111,8 @@ def test_a_prometheus_job_loads_as_the_same_job_written_in_jobs(tmp_path: Path) 
     job = pasted[0]
     assert [t.name for t in job.targets] == ["a.example:443", "b.example:443"]
     assert job.metric_relabel_configs and job.rewrites_pages and job.target_limit == 10
+    # As Prometheus reads them (units.Base2Bytes): MB is 1024 * 1024 bytes.
+    assert job.honor_labels and job.body_size_limit == 10 * 1024 * 1024
     assert job.file_sd[0].files == (str(tmp_path / "sd/*.json"),)
     assert SECRET not in repr(job)
 
@@ -164,7 +167,6 @@ def test_what_is_ignored_is_said(tmp_path: Path) -> None:
         [
             {
                 "job_name": "node",
-                "honor_labels": True,
                 "enable_http2": True,
                 "scrape_classic_histograms": True,
                 "static_configs": [{"targets": ["a:9100"]}],
@@ -175,7 +177,6 @@ def test_what_is_ignored_is_said(tmp_path: Path) -> None:
     )
     warnings = "\n".join(cfg.warnings)
     for key in (
-        "scrape_configs[0].honor_labels: ignored",
         "scrape_configs[0].enable_http2: ignored",
         "scrape_configs[0].scrape_classic_histograms: ignored",
         "scrape_configs[1]: no static_configs and no discovery",
@@ -184,6 +185,18 @@ def test_what_is_ignored_is_said(tmp_path: Path) -> None:
     ):
         assert key in warnings
     assert [j.name for j in cfg.jobs] == ["node", "empty"]
+
+
+def test_honor_labels_is_read_not_ignored(tmp_path: Path) -> None:
+    cfg = _load(
+        tmp_path,
+        [
+            {"job_name": "pushed", "honor_labels": True, **STATIC},
+            {"job_name": "node", **STATIC},
+        ],
+    )
+    assert [(j.name, j.honor_labels) for j in cfg.jobs] == [("pushed", True), ("node", False)]
+    assert "honor_labels" not in "\n".join(cfg.warnings)
 
 
 def test_global_without_scrape_configs_is_not_silently_ignored(tmp_path: Path) -> None:
@@ -253,6 +266,12 @@ STATIC = {"static_configs": [{"targets": ["a:9100"]}]}
             "scrape_configs[0].relabel_configs[0].action: unknown relabel action",
         ),
         ([{"job_name": "n", "sample_limit": -1, **STATIC}], {}, "sample_limit:"),
+        ([{"job_name": "n", "honor_labels": "yes", **STATIC}], {}, "scrape_configs[0].honor_l"),
+        (
+            [{"job_name": "n", "body_size_limit": "10kB", **STATIC}],
+            {},
+            "scrape_configs[0].body_size_limit: not a size as Prometheus writes it",
+        ),
         ([], {"scrape_configs": {"job_name": "n"}}, "scrape_configs: must be a list"),
         (
             [{"job_name": "n", **STATIC}],
@@ -273,6 +292,7 @@ def test_check_config_describes_a_pasted_job(tmp_path: Path) -> None:
     job = describe(cfg)["jobs"]["blackbox"]
     assert job["relabel_configs"] == 2 and job["metric_relabel_configs"] == 1
     assert job["limits"]["sample_limit"] == 1000
+    assert job["honor_labels"] is True and job["body_size_limit_bytes"] == 10 * 1024 * 1024
     assert job["auth"].startswith("basic auth as prom")
     assert any(d.startswith("file ") for d in job["discovery"])
     assert SECRET not in repr(describe(cfg))

@@ -11,7 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prometheus_streams import __version__
-from prometheus_streams._speedups import encode_series as c_encode_series  # fails without C
+from prometheus_streams._speedups import encode_known_page as c_encode_known_page  # no C: fails
+from prometheus_streams._speedups import encode_page as c_encode_page
+from prometheus_streams._speedups import encode_series as c_encode_series
+from prometheus_streams._speedups import parse_samples as c_parse_samples
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.protocol import (
     HEADERS,
@@ -263,3 +266,133 @@ def test_headers_are_those_of_remote_write_1_0() -> None:
         "User-Agent": f"prometheus-streams/{__version__}",
     }
     assert expected == HEADERS
+
+
+ROW_KEYS = st.lists(st.binary(min_size=1, max_size=20), max_size=12, unique=True)
+
+
+@MANY
+@given(
+    ROW_KEYS,
+    st.lists(st.binary(max_size=300), min_size=12, max_size=12),
+    st.lists(
+        st.tuples(
+            st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([STALE_NAN, -0.0]),
+            st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        ),
+        min_size=12,
+        max_size=12,
+    ),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from(["same", "reordered", "one_less", "other_key"]),
+)
+def test_a_page_in_c_is_the_python_bytes(
+    keys: list[bytes],
+    labels: list[bytes],
+    values: list[tuple[float, int | None]],
+    at: int,
+    change: str,
+) -> None:
+    known = dict(zip(keys, labels, strict=False))
+    rows = [(key, value, stamp) for key, (value, stamp) in zip(keys, values, strict=False)]
+    if change == "reordered":
+        rows.reverse()
+    elif change == "one_less":
+        rows = rows[1:]
+    elif change == "other_key" and rows:
+        rows[-1] = (b"\x00" + rows[-1][0], *rows[-1][1:])
+    page = protocol.python_encode_page(known, rows, at)
+    assert c_encode_page(known, rows, at) == page
+    if page is None:
+        assert change != "same"
+        return
+    # The same bytes as one encode_series per row, and split back into them.
+    one_each = [
+        encode_series(known[key], [(value, at if stamp is None else stamp)])
+        for key, value, stamp in rows
+    ]
+    assert page == b"".join(one_each)
+    assert protocol.split_series(page) == one_each
+
+
+def test_the_receiver_encodes_pages_with_the_c_pass() -> None:
+    assert protocol.encode_page is c_encode_page
+
+
+@pytest.mark.parametrize(
+    ("known", "rows", "at", "error"),
+    [
+        ([], [], 1, TypeError),
+        ({}, (), 1, TypeError),
+        ({b"a": b""}, [(b"a", 1.0)], 1, TypeError),
+        ({b"a": "text"}, [(b"a", 1.0, None)], 1, TypeError),
+        ({b"a": b""}, [(b"a", "1", None)], 1, TypeError),
+        ({b"a": b""}, [(b"a", 1.0, 1.5)], 1, TypeError),
+        ({b"a": b""}, [(b"a", 1.0, 2**63)], 1, OverflowError),
+        ({b"a": b""}, [(b"a", 1.0, None)], 2**63, OverflowError),
+    ],
+)
+def test_the_c_page_refuses_what_is_no_page(
+    known: object, rows: object, at: int, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        c_encode_page(known, rows, at)  # type: ignore[arg-type]
+
+
+PAGE_LINES = st.sampled_from(
+    [
+        b"a 1",
+        b'a{x="1"} 2.5',
+        b'a{x="1",} 2.5',
+        b'a { x = "2" } -3 1700000000000',
+        b"b 1e400",
+        b"c NaN 123",
+        b"c +Inf -5",
+        b"  d -Inf",
+        b"\td 1\t",
+        b"e 00000000000000000000001",
+        b"f 1 -9223372036854775808",
+        b"f 1 9223372036854775808",
+        b'g{y="\\n\\""} 0x1p3',
+        b"# HELP a x",
+        b"# TYPE a counter",
+        b"",
+        b"bad line",
+        b"a 3",
+        b"h 1.0000000000000000000000000000000000000001",
+    ]
+)
+
+
+@MANY
+@given(
+    st.lists(PAGE_LINES, max_size=12),
+    st.lists(PAGE_LINES, max_size=12) | st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+)
+def test_a_known_page_in_one_pass_is_parse_then_encode(
+    lines: list[bytes], other: list[bytes] | None, at: int, final_newline: bool
+) -> None:
+    body = b"\n".join(lines) + (b"\n" if final_newline else b"")
+    # Known from the page itself (the usual case) or from another page.
+    known_rows = c_parse_samples(body if other is None else b"\n".join(other)) or []
+    known = {key: encode_labels([("k", key.hex())]) for key, _, _ in known_rows}
+    rows = c_parse_samples(body)
+    expected = None if rows is None else protocol.encode_page(known, rows, at)
+    assert c_encode_known_page(body, known, at) == expected
+
+
+def test_the_receiver_reads_known_pages_with_the_c_pass() -> None:
+    assert protocol.encode_known_page is c_encode_known_page
+    body = b'# TYPE a gauge\na{x="1"} 2.5\nb 1 7\n'
+    known = {b'a{x="1"}': encode_labels([("__name__", "a"), ("x", "1")]), b"b": b""}
+    page = c_encode_known_page(body, known, 5)
+    assert page is not None
+    assert decode_write_request(page) == [
+        ({"__name__": "a", "x": "1"}, [(2.5, 5)]),
+        ({}, [(1.0, 7)]),
+    ]
+    assert c_encode_known_page(body, dict(reversed(known.items())), 5) is None
+    assert c_encode_known_page(body + b"c 1\n", known, 5) is None
+    assert c_encode_known_page(body.replace(b"2.5", b"two"), known, 5) is None

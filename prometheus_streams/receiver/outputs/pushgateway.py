@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, PushGatewayConfig
-from prometheus_streams.exposition import health_series
+from prometheus_streams.exposition import escape_value, health_series
 from prometheus_streams.receiver.breaker import HALF_OPEN, OPEN, Breaker
 from prometheus_streams.receiver.checks import Refusal
 from prometheus_streams.receiver.consistency import TypeRegistry, check_body
@@ -146,7 +146,12 @@ class PushgatewayOutput:
                 body = take_body(item, self.config.body_size_limit)
             except wire.WireError as exc:
                 return failed(exc.reason, str(exc))
-            checked = self.context.checker.check(body, path, self.config, self._grouping_labels)
+            # The target's labels are in the grouping key too: the Pushgateway would
+            # overwrite a page's label of their name, as it does job and instance.
+            names = self._grouping_labels.union(n.encode() for n, _ in scrape.labels)
+            checked = self.context.checker.check(
+                body, path, self.config, names, _kept_labels(scrape)
+            )
             if isinstance(checked, Refusal):
                 return await self._push_down(item, path, checked.reason, checked.detail)
             body, types = checked
@@ -254,6 +259,15 @@ class PushgatewayOutput:
         finally:
             # also when the receiver stops meanwhile: its sockets must not outlive it
             await old.close()
+
+
+def _kept_labels(scrape: wire.Scrape) -> dict[bytes, bytes] | None:
+    """For a job with honor_labels: the page's job, instance, ... that match the group stay."""
+    if not scrape.honor_labels:
+        return None
+    # The publisher label is ours, never the page's: it is renamed whatever its value.
+    kept = (("job", scrape.job), ("instance", scrape.instance), *scrape.labels)
+    return {name.encode(): escape_value(value).encode() for name, value in kept}
 
 
 def _grouping_labels(config: PushGatewayConfig) -> frozenset[bytes]:

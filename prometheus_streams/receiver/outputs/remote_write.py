@@ -48,7 +48,13 @@ from prometheus_streams.receiver.outputs.rw_metrics import (
     REQUEST_RESULTS,
     RemoteWriteMetrics,
 )
-from prometheus_streams.receiver.outputs.rw_series import Group, scrape_samples, stale_markers
+from prometheus_streams.receiver.outputs.rw_series import (
+    Group,
+    Samples,
+    scrape_samples,
+    stale_markers,
+)
+from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page
 from prometheus_streams.secret import redact_url
 
@@ -140,18 +146,12 @@ class RemoteWriteOutput:
             # refuse this one as out of order (it came back from another receiver).
             self.metrics.dropped.labels(self.label, "not_newer").inc(count_samples(body))
             return skipped("not_newer")
-        try:
-            rows = parse_page(body)
-        except ParseError as exc:
-            self.metrics.dropped.labels(self.label, "bad_page").inc(count_samples(body))
-            return failed(
-                "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
-            )
-        rows = self.ctx.series.filter_rows(scrape.group, rows)
-        samples = scrape_samples(scrape, group, rows, self.config.publisher_label)
+        samples = self._samples(scrape, group, body)
+        if not isinstance(samples, Samples):
+            return samples
         for reason, count in samples.dropped.items():
             self.metrics.dropped.labels(self.label, reason).inc(count)
-        job = Job(item, samples.encoded, asyncio.get_running_loop().create_future())
+        job = Job(item, samples.encoded, samples.count, asyncio.get_running_loop().create_future())
         self._waiting += 1
         try:
             await self._batches.queue.put(job)
@@ -165,9 +165,41 @@ class RemoteWriteOutput:
                 group = self._groups[scrape.group] = Group()
             group.series = samples.present
             group.whole = not samples.dropped
+            group.honor_labels = scrape.honor_labels
             group.last_ms = scrape.scrape_time_ms
             group.last_seen = time.monotonic()
         return outcome
+
+    def _samples(self, scrape: wire.Scrape, group: Group | None, body: bytes) -> Samples | Outcome:
+        """The scrape's samples for a request, or why it has none (a page that does not parse)."""
+        refused: set[bytes] | None = None
+        if (
+            group is not None
+            and group.whole
+            and group.honor_labels == scrape.honor_labels
+            and protocol.encode_known_page is not None
+        ):
+            # Most scrapes have the same series as the last written one, in the
+            # same order, labels merged the same way: then the page is read and
+            # encoded in one C pass.
+            page = protocol.encode_known_page(body, group.series, scrape.scrape_time_ms)
+            if page is not None:
+                # What filter_rows would ask with this page's keys.
+                refused = self.ctx.series.admit(scrape.group, list(group.series))
+                if not refused:
+                    return Samples([page], len(group.series), group.series, 0, {})
+        try:
+            rows = parse_page(body)
+        except ParseError as exc:
+            self.metrics.dropped.labels(self.label, "bad_page").inc(count_samples(body))
+            return failed(
+                "bad_page", f"page of {scrape.job}/{scrape.instance} line {exc.line}: {exc}"
+            )
+        if refused is None:
+            rows = self.ctx.series.filter_rows(scrape.group, rows)
+        else:  # admitted above already: the tracker counts a page once
+            rows = [row for row in rows if row[0] not in refused]
+        return scrape_samples(scrape, group, rows, self.config.publisher_label)
 
     # -- requests ---------------------------------------------------------------
 
@@ -204,7 +236,7 @@ class RemoteWriteOutput:
                 return
             (job,) = batch
             reason = refusal_reason(exc.status, exc.answer)
-            self.metrics.dropped.labels(self.label, reason).inc(len(job.series))
+            self.metrics.dropped.labels(self.label, reason).inc(job.samples)
             self._note(f"{self.label} refused a scrape of {job.item.scrape.instance}: {exc}")
             if reason not in self._refusals_logged:
                 self._refusals_logged.add(reason)
@@ -227,13 +259,20 @@ class RemoteWriteOutput:
 
     async def _send(self, batch: list[Job], stop: asyncio.Event) -> None:
         """Write every sample of `batch`, in order, in requests of max_samples_per_send."""
-        flat = [series for job in batch for series in job.series]
         limit = self.rw.max_samples_per_send
-        for start in range(0, max(1, len(flat)), limit):
-            await self._post(flat[start : start + limit], batch, stop)
-        self.metrics.samples.labels(self.label).inc(len(flat))
+        total = sum(job.samples for job in batch)
+        if total <= limit:  # the batcher's batches: one request, a page's samples in one bytes
+            await self._post([series for job in batch for series in job.series], total, batch, stop)
+        else:  # a scrape larger than the limit (or a limit lowered by a reload since)
+            flat = [one for job in batch for one in _one_each(job)]
+            for start in range(0, len(flat), limit):
+                part = flat[start : start + limit]
+                await self._post(part, len(part), batch, stop)
+        self.metrics.samples.labels(self.label).inc(total)
 
-    async def _post(self, series: list[bytes], batch: list[Job], stop: asyncio.Event) -> None:
+    async def _post(
+        self, series: list[bytes], samples: int, batch: list[Job], stop: asyncio.Event
+    ) -> None:
         """One request, retried in place until 2xx, keeping `batch` in progress meanwhile."""
 
         async def touch() -> None:
@@ -242,6 +281,7 @@ class RemoteWriteOutput:
 
         await self._client.post(
             series,
+            samples,
             stop,
             lambda: not self._stopping and self._leading(),
             touch,
@@ -284,7 +324,8 @@ class RemoteWriteOutput:
         series = stale_markers([group for _, group in silent], int(time.time() * 1000))
         try:
             for start in range(0, len(series), self.rw.max_samples_per_send):
-                await self._post(series[start : start + self.rw.max_samples_per_send], [], stop)
+                part = series[start : start + self.rw.max_samples_per_send]
+                await self._post(part, len(part), [], stop)
         except (Abort, Refused) as exc:
             log.warning("remote write %s: stale markers not written: %s", self.label, exc)
             return
@@ -343,3 +384,10 @@ class RemoteWriteOutput:
         """Close the HTTP session."""
         self._stopping = True
         await self._client.close()
+
+
+def _one_each(job: Job) -> list[bytes]:
+    """The job's TimeSeries fields one sample each (a repeated page comes as one bytes)."""
+    if len(job.series) == job.samples:
+        return job.series
+    return protocol.split_series(b"".join(job.series))

@@ -20,7 +20,8 @@ class Job:
     """One scrape's samples waiting for their request."""
 
     item: Delivery
-    series: list[bytes]  # encoded TimeSeries fields, one sample each
+    series: list[bytes]  # encoded TimeSeries fields: one sample each, or a page's in one
+    samples: int  # how many samples `series` holds
     done: asyncio.Future[Outcome]
 
 
@@ -42,7 +43,7 @@ class Batcher:
             return None
         batch = [first]
         ends = time.monotonic() + deadline
-        samples = len(first.series)
+        samples = first.samples
         while samples < limit:
             left = ends - time.monotonic()
             if left <= 0:
@@ -51,11 +52,11 @@ class Batcher:
                 job = await asyncio.wait_for(self.queue.get(), min(LINGER, left))
             except TimeoutError:
                 break
-            if samples + len(job.series) > limit:
+            if samples + job.samples > limit:
                 self.carry = job
                 break
             batch.append(job)
-            samples += len(job.series)
+            samples += job.samples
         return batch
 
     def drain(self, outcome: Outcome) -> None:

@@ -108,12 +108,15 @@ class StoreClient:
     async def post(
         self,
         series: list[bytes],
+        samples: int,
         stop: asyncio.Event,
         may_write: Callable[[], bool],
         touch: Callable[[], Awaitable[None]],
         touch_every: float,
     ) -> None:
-        """Write `series` in one request, retried in place until 2xx; raises Refused or Abort.
+        """Write `series` (`samples` samples) in one request, retried in place until 2xx.
+
+        Raises Refused or Abort.
 
         `touch` keeps the caller's messages in progress every `touch_every` seconds.
         """
@@ -139,7 +142,7 @@ class StoreClient:
                 self.metrics.requests.labels(self.label, "refused").inc()
                 raise Refused(status, answer)
             self.metrics.requests.labels(self.label, "retried").inc()
-            self.metrics.retried.labels(self.label).inc(len(series))
+            self.metrics.retried.labels(self.label).inc(samples)
             self._note(f"{self.label}: {answer}")
             pause = wait if wait is not None else delay
             delay = min(self.rw.max_backoff, delay * 2)

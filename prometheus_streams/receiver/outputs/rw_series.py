@@ -1,7 +1,8 @@
 """What the remote-write output writes for a scrape: its samples, labelled, and stale markers.
 
 Labels as Prometheus labels a scraped target: `job`, `instance`, the target's
-labels, clashing body labels renamed `exported_*`, plus the publisher label.
+labels, clashing body labels renamed `exported_*` (or, for a job with
+honor_labels, kept in place of the target's), plus the publisher label.
 A series of the target's last written scrape that this one lacks gets a
 staleness marker at this scrape's time.
 """
@@ -13,9 +14,8 @@ from dataclasses import dataclass, field
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.remote_write import protocol
+from prometheus_streams.receiver.remote_write.protocol import Rows
 from prometheus_streams.receiver.remote_write.text import ParseError, series_labels
-
-Rows = list[tuple[bytes, float, int | None]]
 
 
 @dataclass
@@ -27,13 +27,16 @@ class Group:
     whole: bool = False
     last_ms: int = 0  # scrape time of the last written scrape
     last_seen: float = field(default_factory=time.monotonic)
+    honor_labels: bool = False  # how `series` labels were merged
 
 
 @dataclass
 class Samples:
     """One scrape's encoded samples (stale markers last) and what to remember of it."""
 
-    encoded: list[bytes]  # encoded TimeSeries fields, one sample each
+    # Encoded TimeSeries fields: one sample each, or a repeated page's all in one bytes.
+    encoded: list[bytes]
+    count: int  # samples in `encoded`
     present: dict[bytes, bytes]  # series key -> encoded labels, as written
     stale: int  # how many of `encoded` are staleness markers
     dropped: dict[str, int]  # lines left out, by reason
@@ -51,23 +54,22 @@ def scrape_samples(
     scrape: wire.Scrape, group: Group | None, rows: Rows, publisher_label: str
 ) -> Samples:
     """The scrape's samples at its time (or the page's), and markers for the series it lost."""
-    known = group.series if group is not None else {}
+    last = group.series if group is not None else {}
+    # Labels merged the other way (the job's honor_labels changed) are merged again.
+    reuse = group is not None and group.honor_labels == scrape.honor_labels
+    known = last if reuse else {}
     at = scrape.scrape_time_ms
     encode = protocol.encode_series
-    if (
-        group is not None
-        and group.whole
-        and len(rows) == len(known)
-        and [row[0] for row in rows] == list(known)
-    ):
+    if group is not None and reuse and group.whole:
         # The same lines as the last written scrape, in the same order (most
         # scrapes): every label set is known and unique, and nothing went stale.
-        same = [
-            encode(labels, ((value, at if stamp is None else stamp),))
-            for labels, (_, value, stamp) in zip(known.values(), rows, strict=True)
-        ]
-        return Samples(same, known, 0, {})
+        page = protocol.encode_page(known, rows, at)
+        if page is not None:
+            return Samples([page], len(rows), known, 0, {})
     target = target_labels(scrape, publisher_label)
+    # The publisher label is ours, never the page's: a page cannot pass for another site.
+    honored = frozenset(("job", "instance", *(n for n, _ in scrape.labels)))
+    honored = honored if scrape.honor_labels else frozenset()
     present: dict[bytes, bytes] = {}
     written: set[bytes] = set()
     out: list[bytes] = []
@@ -76,7 +78,7 @@ def scrape_samples(
         labels = known.get(key) or present.get(key)
         if labels is None:
             try:
-                labels = protocol.encode_labels(merge_labels(series_labels(key), target))
+                labels = protocol.encode_labels(merge_labels(series_labels(key), target, honored))
             except ParseError as exc:
                 dropped[exc.reason] = dropped.get(exc.reason, 0) + 1
                 continue
@@ -87,11 +89,11 @@ def scrape_samples(
         present[key] = labels
         out.append(encode(labels, ((value, at if timestamp is None else timestamp),)))
     stale = 0
-    for key, labels in known.items():
-        if key not in present and labels not in written:
+    for key, labels in last.items():
+        if (key not in present or not reuse) and labels not in written:
             out.append(encode(labels, ((protocol.STALE_NAN, at),)))
             stale += 1
-    return Samples(out, present, stale, dropped)
+    return Samples(out, len(out), present, stale, dropped)
 
 
 def stale_markers(groups: list[Group], now_ms: int) -> list[bytes]:
@@ -104,11 +106,20 @@ def stale_markers(groups: list[Group], now_ms: int) -> list[bytes]:
 
 
 def merge_labels(
-    body: list[tuple[str, str]], target: list[tuple[str, str]]
+    body: list[tuple[str, str]],
+    target: list[tuple[str, str]],
+    honored: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
-    """A body series' labels with the target's, as Prometheus does without honor_labels."""
-    taken = {name for name, _ in target}
+    """A body series' labels with the target's, as Prometheus merges them.
+
+    A body label named like a target label is renamed `exported_<name>`
+    (honor_labels: false), unless its name is in `honored` (honor_labels:
+    true): then the body's value stays and the target's is not added.
+    """
     present = {name for name, _ in body}
+    kept = present & honored
+    target = [(name, value) for name, value in target if name not in kept]
+    taken = {name for name, _ in target}
     merged: list[tuple[str, str]] = []
     for name, value in body:
         if name in taken:

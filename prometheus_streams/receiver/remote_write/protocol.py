@@ -150,6 +150,69 @@ encode_series(labels, samples, /): labels from encode_labels; timestamps int64.
 """
 
 
+Rows = list[tuple[bytes, float, int | None]]
+
+
+def python_encode_page(known: dict[bytes, bytes], rows: Rows, at: int, /) -> bytes | None:
+    """encode_page in Python: the reference, and the fallback without the C pass."""
+    if len(rows) != len(known) or [row[0] for row in rows] != list(known):
+        return None
+    return b"".join(
+        python_encode_series(labels, ((value, at if stamp is None else stamp),))
+        for labels, (_, value, stamp) in zip(known.values(), rows, strict=True)
+    )
+
+
+def _native_page_encoder() -> Callable[[dict[bytes, bytes], Rows, int], bytes | None] | None:
+    try:
+        from prometheus_streams._speedups import encode_page as native
+    except ImportError:
+        return None
+    return native
+
+
+NATIVE_ENCODE_PAGE = _native_page_encoder()
+encode_page = NATIVE_ENCODE_PAGE or python_encode_page
+"""A page with the same series as the last one, in the same order: its samples in one bytes.
+
+encode_page(known, rows, at, /): `known` maps each series key to its encoded
+labels, in page order; `rows` are (key, value, timestamp ms or None) and a
+row without a timestamp gets `at`. The concatenated encode_series of every
+row (one sample each), or None when the rows' keys are not known's keys in
+known's order. One C call a page, not one a sample.
+"""
+
+
+def _native_known_page() -> Callable[[bytes, dict[bytes, bytes], int], bytes | None] | None:
+    try:
+        from prometheus_streams._speedups import encode_known_page as native
+    except ImportError:
+        return None
+    return native
+
+
+encode_known_page = _native_known_page()
+"""encode_page(known, text.parse_page(body), at) in one C pass, without making the rows.
+
+encode_known_page(body, known, at, /): None when the C parser leaves a line
+to the Python one, or the page's keys are not known's, in order. None itself
+without the C pass: then the caller parses and calls encode_page.
+"""
+
+
+def split_series(data: bytes) -> list[bytes]:
+    """The timeseries fields of concatenated encode_series results, one bytes each."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        start = pos
+        _, pos = _read_varint(data, pos)
+        size, pos = _read_varint(data, pos)
+        pos += size
+        out.append(data[start:pos])
+    return out
+
+
 def write_request(series: Iterable[bytes]) -> bytes:
     """The WriteRequest body (uncompressed) made of encode_series results."""
     return b"".join(series)
