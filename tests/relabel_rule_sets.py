@@ -228,6 +228,9 @@ KNOWN_DIFFERENCES = {
     ("remote write", "m_target_label"): "a target label set by metric_relabel_configs",
     # Rules that keep a histogram's or summary's _sum or _count but not both:
     # the Pushgateway shows every metric of such a family with both (0 for the other).
+    # Not fixable in the poller: sent untyped (TYPE untyped or no TYPE), the lines
+    # collide with the family as another group has it typed, and the Pushgateway
+    # refuses the whole push (400, "collides with previously collected summary").
     ("Pushgateway", "m_hashmod"): "a summary or histogram split by the rules",
     # honor_labels: true and a page whose job, instance or tier differs from the
     # target's: a Pushgateway group holds one value of each grouping label, so
