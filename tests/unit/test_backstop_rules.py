@@ -17,11 +17,10 @@ from prometheus_streams.receiver.backstop import (
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
-    BackstopMetrics,
-    replica_of,
-    term_of,
 )
+from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.expected import ExpectedPublishers
+from prometheus_streams.receiver.ha_headers import replica_of, term_of
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 
 S = 1000  # ms per second

@@ -21,8 +21,8 @@ from prometheus_streams.receiver.backstop import (
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
-    BackstopMetrics,
 )
+from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.election import (
     Conflict,
     ElectionStore,
