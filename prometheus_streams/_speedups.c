@@ -24,12 +24,9 @@ static PyObject *
 strip_final_values(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const char *body = PyBytes_AS_STRING(arg);
-    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    const char *body;
+    Py_ssize_t size;
+    if (bytes_arg(arg, &body, &size) < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
     if (out == NULL) {
         return NULL;
@@ -74,12 +71,9 @@ static PyObject *
 count_samples(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const char *body = PyBytes_AS_STRING(arg);
-    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    const char *body;
+    Py_ssize_t size;
+    if (bytes_arg(arg, &body, &size) < 0) return NULL;
     Py_ssize_t pos = 0, samples = 0;
     while (pos < size) {
         while (pos < size && (body[pos] == ' ' || body[pos] == '\t')) pos++;
@@ -121,12 +115,10 @@ static PyObject *
 has_health_line(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(arg);
-    const char *end = p + PyBytes_GET_SIZE(arg);
+    const char *p;
+    Py_ssize_t size;
+    if (bytes_arg(arg, &p, &size) < 0) return NULL;
+    const char *end = p + size;
     while (p < end) {
         const char *name = p;
         if (*p == '#') {

@@ -36,6 +36,19 @@ INTERNAL extern unsigned char char_class[256];
 #define label_start(c) (char_class[(unsigned char)(c)] & C_LABEL_START)
 #define label_char(c) (char_class[(unsigned char)(c)] & C_LABEL)
 
+/* The bytes a pass reads, or -1 with a TypeError for anything else. */
+static inline int
+bytes_arg(PyObject *arg, const char **body, Py_ssize_t *size)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    *body = PyBytes_AS_STRING(arg);
+    *size = PyBytes_GET_SIZE(arg);
+    return 0;
+}
+
 static inline int
 is_digit(char c)
 {

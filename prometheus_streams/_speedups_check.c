@@ -158,12 +158,9 @@ PyObject *
 check_exposition(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const char *body = PyBytes_AS_STRING(arg);
-    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    const char *body;
+    Py_ssize_t size;
+    if (bytes_arg(arg, &body, &size) < 0) return NULL;
     Families families = {PyMem_Calloc(512, sizeof(Family)), 511, 0, NULL, 0, NULL};
     if (families.slots == NULL) return PyErr_NoMemory();
     Py_ssize_t line = 0, pos = 0;

@@ -134,6 +134,41 @@ write_page(PyObject *const *labels, const double *values, const uint64_t *stamps
     return result;
 }
 
+/* A page's series as encode_page and encode_known_page gather them: each
+ * one's labels (borrowed), value and timestamp. */
+typedef struct {
+    double *values;
+    uint64_t *stamps;
+    PyObject **labels;
+} Page;
+
+static void
+page_free(Page *page)
+{
+    PyMem_Free(page->values);
+    PyMem_Free(page->stamps);
+    PyMem_Free(page->labels);
+    page->values = NULL;
+    page->stamps = NULL;
+    page->labels = NULL;
+}
+
+/* Room for `count` series: 0, or -1 with MemoryError set and nothing held. */
+static int
+page_alloc(Page *page, Py_ssize_t count)
+{
+    size_t n = (size_t)(count ? count : 1);
+    page->values = PyMem_Malloc(n * sizeof(double));
+    page->stamps = PyMem_Malloc(n * sizeof(uint64_t));
+    page->labels = PyMem_Malloc(n * sizeof(PyObject *));
+    if (page->values == NULL || page->stamps == NULL || page->labels == NULL) {
+        page_free(page);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 /* encode_page(known, rows, at) is the repeated-page path of
  * outputs.rw_series.scrape_samples in one call: when the rows' series keys
  * are exactly known's keys in known's order, the concatenation of
@@ -157,14 +192,12 @@ encode_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (at == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(rows);
     if (PyDict_GET_SIZE(known) != count) Py_RETURN_NONE;
-    double *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
-    uint64_t *stamps = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
-    PyObject **labels = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(PyObject *));
+    Page page;
     PyObject *result = NULL;
-    if (values == NULL || stamps == NULL || labels == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (page_alloc(&page, count) < 0) goto done;
+    double *values = page.values;
+    uint64_t *stamps = page.stamps;
+    PyObject **labels = page.labels;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     for (Py_ssize_t k = 0; k < count; k++) {
@@ -203,9 +236,7 @@ encode_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     result = write_page(labels, values, stamps, count);
 done:
-    PyMem_Free(values);
-    PyMem_Free(stamps);
-    PyMem_Free(labels);
+    page_free(&page);
     return result;
 }
 
@@ -230,14 +261,12 @@ encode_known_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     long long at = PyLong_AsLongLong(args[2]);
     if (at == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t count = PyDict_GET_SIZE(known);
-    double *values = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(double));
-    uint64_t *stamps = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
-    PyObject **labels = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(PyObject *));
+    Page page;
     PyObject *result = NULL;
-    if (values == NULL || stamps == NULL || labels == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (page_alloc(&page, count) < 0) goto done;
+    double *values = page.values;
+    uint64_t *stamps = page.stamps;
+    PyObject **labels = page.labels;
     const char *body = PyBytes_AS_STRING(arg);
     Py_ssize_t size = PyBytes_GET_SIZE(arg);
     Py_ssize_t pos = 0, dict_pos = 0, k = 0;
@@ -270,8 +299,6 @@ encode_known_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     result = k == count ? write_page(labels, values, stamps, count) : Py_NewRef(Py_None);
 done:
-    PyMem_Free(values);
-    PyMem_Free(stamps);
-    PyMem_Free(labels);
+    page_free(&page);
     return result;
 }

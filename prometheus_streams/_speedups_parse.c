@@ -139,12 +139,9 @@ PyObject *
 parse_samples(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (!PyBytes_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "expected bytes, not %.100s", Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    const char *body = PyBytes_AS_STRING(arg);
-    Py_ssize_t size = PyBytes_GET_SIZE(arg);
+    const char *body;
+    Py_ssize_t size;
+    if (bytes_arg(arg, &body, &size) < 0) return NULL;
     PyObject *list = PyList_New(0);
     if (list == NULL) return NULL;
     Py_ssize_t pos = 0;
