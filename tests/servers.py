@@ -186,7 +186,35 @@ async def async_wait_for(
 # --------------------------------------------------------------------------- #
 
 
-class _ProcessServer:
+class StartStop:
+    """Started by `with`, and stopped (closed, where that cleans up more) on leaving it."""
+
+    def start(self) -> None:
+        """Start and wait until ready."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """What leaving `with` does: stop."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _ProcessServer(StartStop):
     """A server subprocess whose output goes to a log file in tmp_dir."""
 
     name = "server"
@@ -285,18 +313,6 @@ class _ProcessServer:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class NatsServer(_ProcessServer):

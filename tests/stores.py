@@ -217,14 +217,6 @@ class _HttpProcess(_ProcessServer):
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     async def request(
         self,
         method: str,
