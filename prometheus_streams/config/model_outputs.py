@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from prometheus_streams.config.model_nats import TLS_VERSIONS
+from prometheus_streams.config.model_jobs import HTTPTLSConfig
 from prometheus_streams.secret import Secret
 
 
@@ -99,17 +99,15 @@ class RemoteWriteConfig:
         """
         if not self.url.startswith("https:"):
             return None
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
-        # Prometheus' default minimum, as for NATS.
-        context.minimum_version = TLS_VERSIONS[self.min_version or "TLS12"]
-        if self.max_version is not None:
-            context.maximum_version = TLS_VERSIONS[self.max_version]
-        if self.cert_file is not None and self.key_file is not None:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        # The same context as a scrape job's tls_config (Prometheus' default minimum, TLS 1.2).
+        return HTTPTLSConfig(
+            ca_file=self.ca,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            insecure_skip_verify=self.insecure_skip_verify,
+            min_version=self.min_version,
+            max_version=self.max_version,
+        ).ssl_context()
 
     def describe_auth(self) -> str:
         """How the receiver authenticates to this destination, never the secret."""
