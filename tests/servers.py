@@ -211,7 +211,7 @@ class StartStop:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
 
 class _ProcessServer(StartStop):
