@@ -8,7 +8,7 @@ need_apt=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || need_apt+=(prometheus-pushgateway)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# pip builds the receiver's C pass (prometheus_streams/_speedups.c): a compiler and Python's headers
+# pip builds the receiver's C pass (prometheus_streams/_speedups*.c): a compiler and Python's headers
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 python3 -c 'import os, sys, sysconfig
 sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \

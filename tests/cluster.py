@@ -17,10 +17,9 @@ import time
 import urllib.error
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from servers import HOST, NatsServer, http_request, wait_for
+from servers import HOST, NatsServer, StartStop, http_request, wait_for
 
 __all__ = ["CLUSTER_NAME", "NatsCluster", "election_times", "quiet_port"]
 
@@ -36,7 +35,7 @@ FORMED_TIMEOUT = 60.0
 _LOG_TIME = re.compile(r"^\[\d+\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[\w+\] (.*)$")
 
 
-class NatsCluster:
+class NatsCluster(StartStop):
     """Three NatsServer nodes forming one JetStream cluster (`central`).
 
     `extra_config` is added to every node's config (accounts, a JetStream
@@ -242,18 +241,6 @@ class NatsCluster:
         marker = f"consumer leader for '{self.account} > {stream} > {consumer}'"
         later = [t for t, _ in election_times(self, marker) if t > after]
         return min(later) if later else None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def election_times(cluster: NatsCluster, marker: str) -> list[tuple[float, str]]:

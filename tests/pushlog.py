@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from servers import HOST
+from servers import HOST, serve_app
 
 __all__ = ["Push", "PushRecorder", "SeqTargets"]
 
@@ -44,11 +44,7 @@ class SeqTargets:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics/{name}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve_app(app)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -88,11 +84,7 @@ class PushRecorder:
         self._session = aiohttp.ClientSession()
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_route("*", "/{path:.*}", self._forward)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve_app(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

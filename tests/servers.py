@@ -186,7 +186,35 @@ async def async_wait_for(
 # --------------------------------------------------------------------------- #
 
 
-class _ProcessServer:
+class StartStop:
+    """Started by `with`, and stopped (closed, where that cleans up more) on leaving it."""
+
+    def start(self) -> None:
+        """Start and wait until ready."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """What leaving `with` does: stop."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ProcessServer(StartStop):
     """A server subprocess whose output goes to a log file in tmp_dir."""
 
     name = "server"
@@ -285,18 +313,6 @@ class _ProcessServer:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class NatsServer(_ProcessServer):
@@ -424,6 +440,15 @@ DEFAULT_TARGET_BODY = (
 TARGET_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` on a free loopback port: its runner (cleanup() stops it) and the port."""
+    # A short shutdown timeout so stopping does not wait on hanging requests.
+    runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, 0).start()
+    return runner, int(runner.addresses[0][1])
+
+
 class Target:
     """A real HTTP scrape target (aiohttp on 127.0.0.1, random port).
 
@@ -460,14 +485,7 @@ class Target:
             raise RuntimeError("target already started")
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
-        # A short shutdown timeout so stop() does not wait on hanging requests.
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, 0)
-        await site.start()
-        self._runner = runner
-        address = runner.addresses[0]
-        self._port = int(address[1])
+        self._runner, self._port = await serve_app(app)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

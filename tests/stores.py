@@ -35,7 +35,7 @@ import yaml
 from aiohttp import web
 from authkit import bcrypt_hash
 from prometheus_client.parser import text_string_to_metric_families
-from servers import HOST, _ProcessServer, async_wait_for, free_port
+from servers import HOST, _ProcessServer, async_wait_for, free_port, serve_app
 from testca import Issued, TestCA
 
 __all__ = [
@@ -216,14 +216,6 @@ class _HttpProcess(_ProcessServer):
         """Stop the process and remove its data directory."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def request(
         self,
@@ -695,13 +687,8 @@ class FakeStore:
             raise RuntimeError("fake store already started")
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # a short shutdown timeout: a delayed reply must not hold up stop()
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, HOST, 0)
-        await site.start()
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        # serve_app's short shutdown timeout: a delayed reply must not hold up stop()
+        self._runner, self._port = await serve_app(app)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

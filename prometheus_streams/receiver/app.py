@@ -22,7 +22,8 @@ from prometheus_streams.errors import StreamMismatchError
 from prometheus_streams.exposition import NATIVE_SHAPE
 from prometheus_streams.management import Management
 from prometheus_streams.receiver.acks import Acks
-from prometheus_streams.receiver.backstop import Backstop, BackstopMetrics
+from prometheus_streams.receiver.backstop import Backstop
+from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.breaker import Breaker
 from prometheus_streams.receiver.checks import BodyChecker
 from prometheus_streams.receiver.consumer import Consumer

@@ -22,21 +22,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from prometheus_streams import wire
 from prometheus_streams.config.publishers import HABackstopConfig
+from prometheus_streams.receiver.backstop_state import (
+    BackstopMetrics,
+    PeriodState,
+    PublisherState,
+    Write,
+    log_switch,
+    status_rows,
+    stored_period,
+    stored_periods,
+)
 from prometheus_streams.receiver.election import (
     Conflict,
     ElectionStore,
-    Period,
     Stored,
     StoreError,
 )
-from prometheus_streams.receiver.metrics import own
 
 log = logging.getLogger(__name__)
 
@@ -61,84 +65,6 @@ WRITE_BACK_SHARE = 4
 # At shutdown, storing what was accepted but not written back waits no longer.
 FLUSH_TIMEOUT = 5.0
 WARN_EVERY = 60.0
-# A replica name travels in a metric label and the logs: keep it short.
-MAX_REPLICA_CHARS = 253
-# A term token is a JetStream sequence number: 1 to 2**64 - 1.
-MAX_TERM_DIGITS = 20
-
-
-class BackstopMetrics:
-    """The backstop's metrics, as prometheus_streams_receiver_ha_<name>."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        kw = own(registry)
-        self.accepted = Gauge(
-            "ha_accepted_replica",
-            "1 for the HA replica whose messages are accepted, per publisher",
-            ["publisher", "replica"],
-            **kw,
-        )
-        self.switches = Counter(
-            "ha_replica_switches",
-            "Switches of the accepted HA replica (the first election is not one)",
-            ["publisher"],
-            **kw,
-        )
-        self.held = Counter(
-            "ha_held",
-            "Messages of an HA replica handed back because the shared election could not be read"
-            " or written",
-            ["publisher"],
-            **kw,
-        )
-        self.store_writes = Counter(
-            "ha_store_writes",
-            "Writes to the shared election bucket, by outcome (conflict: another receiver wrote"
-            " first)",
-            ["outcome"],
-            **kw,
-        )
-        self.store_errors = Counter(
-            "ha_store_errors",
-            "Failed reads, writes and watches of the shared election bucket, and unreadable values",
-            **kw,
-        )
-        self.refused = Counter(
-            "ha_refused",
-            "Messages of an HA replica not accepted: acked, never delivered, by reason",
-            ["publisher", "reason"],
-            **kw,
-        )
-
-
-@dataclass(slots=True)
-class _Period:
-    """A stretch of scrape time during which one replica was accepted."""
-
-    start_ms: int
-    replica: str
-    last_ms: int  # the newest scrape time seen from it in this period (shared: as stored)
-    # The lease term (fencing token) of the replica's messages it accepts; 0: none.
-    token: int = 0
-
-    def holds(self, replica: str, token: int) -> bool:
-        """Whether a message of `replica` in lease term `token` is this period's."""
-        return replica == self.replica and token == self.token
-
-
-@dataclass(slots=True)
-class _Publisher:
-    periods: list[_Period] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)  # each period's start_ms, for bisect
-    switches: int = 0
-    refused: int = 0
-    revision: int = 0  # of the stored election we follow (shared only)
-    local_last: int = 0  # newest accepted here in the current period, maybe not stored yet
-    writing: bool = False  # a write-back of local_last is under way
-
-
-# What a rule asks to store before its answer holds: the publisher's new periods.
-_Write = tuple[Period, ...]
 
 
 class Backstop:
@@ -160,7 +86,7 @@ class Backstop:
         self._spawn = spawn or (lambda coro, _name: asyncio.ensure_future(coro))
         self._metrics = metrics
         self.store = store
-        self._publishers: dict[str, _Publisher] = {}
+        self._publishers: dict[str, PublisherState] = {}
         self._warned: dict[str, float] = {}  # publisher -> when a refusal was last logged
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -181,7 +107,7 @@ class Backstop:
         """
         if not self.config.enabled:
             return None
-        state = self._publishers.setdefault(publisher, _Publisher())
+        state = self._publishers.setdefault(publisher, PublisherState())
         reason, write = self._rule(state, replica, scrape_time_ms, token)
         if write is not None:
             self._adopt(publisher, write, state.revision + 1)
@@ -224,7 +150,7 @@ class Backstop:
                     if state is None or refresh:
                         self.follow(publisher, await self.store.get(publisher))
                         state = self._publishers.get(publisher)
-                    blank = _Publisher() if state is None else state
+                    blank = PublisherState() if state is None else state
                     reason, write = self._rule(blank, replica, t, token)
                     if write is not None:
                         revision = await self.store.write(publisher, write, blank.revision)
@@ -245,8 +171,8 @@ class Backstop:
         return HOLD
 
     def _rule(
-        self, state: _Publisher, replica: str, t: int, token: int = 0
-    ) -> tuple[str | None, _Write | None]:
+        self, state: PublisherState, replica: str, t: int, token: int = 0
+    ) -> tuple[str | None, Write | None]:
         """The answer for a message of `replica` at scrape time `t`, and what must be stored first.
 
         A period accepts one replica in one lease term (`token`, 0: none):
@@ -257,7 +183,7 @@ class Backstop:
         scrape), and a switch or a refusal past that needs a write.
         """
         if not state.periods:
-            return None, (_period(t, replica, t, token),)
+            return None, (stored_period(t, replica, t, token),)
         at = bisect.bisect_right(state.starts, t) - 1
         if at < 0:
             # Older than everything kept: the first kept period's, as it was
@@ -268,7 +194,7 @@ class Backstop:
         if period.holds(replica, token):
             if at < len(state.periods) - 1 or t <= period.last_ms + timeout:
                 return None, None
-            return None, _periods(state, last=t)
+            return None, stored_periods(state, last=t)
         if self.store is not None and self._in_tail(state, at, replica, token, t, timeout):
             return None, None
         if at < len(state.periods) - 1:
@@ -282,11 +208,14 @@ class Backstop:
             # failover_timeout past the stored one) stays accepted as the old
             # period's tail (_in_tail).
             if t > newest:
-                return None, (*_periods(state, last=newest), _period(newest + 1, replica, t, token))
+                return None, (
+                    *stored_periods(state, last=newest),
+                    stored_period(newest + 1, replica, t, token),
+                )
             if t > period.last_ms:
                 # Before what we saw of the accepted term: store that first,
                 # so no receiver can start the new term before this scrape.
-                return OTHER_REPLICA, _periods(state, last=state.local_last)
+                return OTHER_REPLICA, stored_periods(state, last=state.local_last)
             return OTHER_REPLICA, None
         # No token, an equal one, or an older term: the silence rule. An older
         # term is a fenced leader's late message; it takes over only after the
@@ -297,16 +226,16 @@ class Backstop:
         # stays refused, since any later switch by silence starts after it,
         # and a switch to a newer term accepts only that term.
         if t > newest + timeout:
-            return None, (*_periods(state), _period(t, replica, t, token))
+            return None, (*stored_periods(state), stored_period(t, replica, t, token))
         if t > period.last_ms + timeout:
             # We saw the accepted term speak more recently than stored:
             # store that first, so no receiver can switch before this scrape.
-            return reason, _periods(state, last=state.local_last)
+            return reason, stored_periods(state, last=state.local_last)
         return reason, None
 
     @staticmethod
     def _in_tail(
-        state: _Publisher, at: int, replica: str, token: int, t: int, timeout: int
+        state: PublisherState, at: int, replica: str, token: int, t: int, timeout: int
     ) -> bool:
         """Whether `t` lies in the tail of an earlier period of this replica and term.
 
@@ -329,7 +258,7 @@ class Backstop:
     def _noted(
         self,
         publisher: str,
-        state: _Publisher,
+        state: PublisherState,
         replica: str,
         token: int,
         t: int,
@@ -362,7 +291,7 @@ class Backstop:
             state.writing = False
             if not state.periods or state.local_last <= state.periods[-1].last_ms:
                 return
-            write = _periods(state, last=state.local_last)
+            write = stored_periods(state, last=state.local_last)
             try:
                 revision = await self.store.write(publisher, write, state.revision)
             except Conflict:
@@ -403,16 +332,16 @@ class Backstop:
             return
         self._adopt(publisher, stored.periods, stored.revision)
 
-    def _adopt(self, publisher: str, periods: _Write, revision: int) -> None:
+    def _adopt(self, publisher: str, periods: Write, revision: int) -> None:
         """Follow the periods of `revision`, unless we already follow a newer one."""
         state = self._publishers.get(publisher)
         if state is None:
-            state = self._publishers[publisher] = _Publisher()
+            state = self._publishers[publisher] = PublisherState()
         elif revision <= state.revision:
             return
         before = state.periods[-1] if state.periods else None
         state.revision = revision
-        state.periods = [_Period(*p) for p in periods[-MAX_PERIODS:]]
+        state.periods = [PeriodState(*p) for p in periods[-MAX_PERIODS:]]
         state.starts = [p.start_ms for p in state.periods]
         if not state.periods:
             return
@@ -423,29 +352,10 @@ class Backstop:
             return
         if before is not None:
             self._metrics.accepted.remove(publisher, before.replica)
+            state.switches += 1
+            self._metrics.switches.labels(publisher).inc()
         self._metrics.accepted.labels(publisher, now.replica).set(1)
-        if before is None:
-            log.info(
-                "HA backstop: publisher %s accepted from replica %s",
-                publisher,
-                now.replica,
-                extra={"publisher": publisher},
-            )
-            return
-        state.switches += 1
-        self._metrics.switches.labels(publisher).inc()
-        if now.token > before.token:
-            why = f"a newer lease term, {now.token} after {before.token or 'none'}"
-        else:
-            silent = (now.start_ms - max(before.last_ms, state.local_last)) / 1000
-            why = f"replica {before.replica} silent for {silent:.1f}s of scrape time"
-        log.warning(
-            "HA backstop: publisher %s now accepted from replica %s (%s)",
-            publisher,
-            now.replica,
-            why,
-            extra={"publisher": publisher},
-        )
+        log_switch(publisher, before, now, state.local_last)
 
     def _counted(self, publisher: str, replica: str, reason: str | None, count: bool) -> str | None:
         if reason is not None and count:
@@ -478,75 +388,4 @@ class Backstop:
 
     def status(self) -> list[dict[str, Any]]:
         """Per publisher: the accepted replica and how long it has been silent (scrape time)."""
-        now = time.time()
-        rows = []
-        for publisher, state in sorted(self._publishers.items()):
-            if not state.periods:
-                continue  # its stored value was unreadable; the next message elects anew
-            current = state.periods[-1]
-            rows.append(
-                {
-                    "publisher": publisher,
-                    "replica": current.replica,
-                    "since": current.start_ms / 1000,
-                    "silent_seconds": round(
-                        max(0.0, now - max(current.last_ms, state.local_last) / 1000), 3
-                    ),
-                    "term": current.token or None,
-                    "switches": state.switches,
-                    "refused": state.refused,
-                }
-            )
-        return rows
-
-
-def _period(start: int, replica: str, last: int, token: int) -> Period:
-    """A period as stored: the token only where there is one."""
-    return (start, replica, last, token) if token else (start, replica, last)
-
-
-def _periods(state: _Publisher, last: int | None = None) -> _Write:
-    """The publisher's periods as stored, the current one's newest scrape time set to `last`."""
-    out = [_period(p.start_ms, p.replica, p.last_ms, p.token) for p in state.periods]
-    if last is not None:
-        current = state.periods[-1]
-        out[-1] = _period(
-            current.start_ms, current.replica, max(current.last_ms, last), current.token
-        )
-    return tuple(out)
-
-
-def replica_of(headers: dict[str, str] | None) -> str | None:
-    """The HA replica a message names (None: not from an HA poller); raises wire.WireError."""
-    if not headers:
-        return None
-    replica = headers.get(wire.H_REPLICA)
-    if replica is None:
-        return None
-    if not replica or len(replica) > MAX_REPLICA_CHARS or not replica.isprintable():
-        raise wire.WireError(
-            "bad_header",
-            f"bad {wire.H_REPLICA} {replica[:64]!r}: needs 1 to {MAX_REPLICA_CHARS}"
-            " printable characters",
-        )
-    return replica
-
-
-def term_of(headers: dict[str, str] | None) -> int:
-    """The lease term (fencing token) an HA replica's message presents, 0 for none.
-
-    Raises wire.WireError for a value that is not a positive decimal number.
-    """
-    raw = (headers or {}).get(wire.H_TERM)
-    if raw is None:
-        return 0
-    if not (0 < len(raw) <= MAX_TERM_DIGITS and raw.isascii() and raw.isdigit()):
-        raise wire.WireError(
-            "bad_header", f"bad {wire.H_TERM} {raw[:64]!r}: needs a positive decimal number"
-        )
-    token = int(raw)
-    if token <= 0 or token >= 2**64:
-        raise wire.WireError(
-            "bad_header", f"bad {wire.H_TERM} {raw[:64]!r}: needs a number from 1 to 2**64 - 1"
-        )
-    return token
+        return status_rows(self._publishers, time.time())

@@ -13,7 +13,8 @@ from nats.aio.msg import Msg
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.acks import Acks
-from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop, replica_of, term_of
+from prometheus_streams.receiver.backstop import HOLD, HOLD_DELAY, Backstop
+from prometheus_streams.receiver.ha_headers import replica_of, term_of
 from prometheus_streams.receiver.metrics import Publishers
 from prometheus_streams.receiver.output import Delivery
 

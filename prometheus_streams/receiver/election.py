@@ -30,7 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from prometheus_streams import wire
-from prometheus_streams.transport.lease import open_bucket
+from prometheus_streams.transport.bucket import open_bucket
 from prometheus_streams.transport.retry import ThrottledLog
 
 log = logging.getLogger(__name__)

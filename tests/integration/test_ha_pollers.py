@@ -177,6 +177,20 @@ class Group:
     def other(self, replica: str) -> str:
         return next(r for r in REPLICAS if r != replica)
 
+    async def kill_leader(self, leader: str, standby: str) -> tuple[float, Seen, Seen]:
+        """kill -9 the leader: when (monotonic), the standby's first message after, and
+        the leader's last before."""
+        self.pollers[leader].signal(signal.SIGKILL)
+        killed = time.monotonic()
+        first = await async_wait_for(
+            lambda: self.first_from(standby, killed),
+            timeout=60,
+            message="the standby never published",
+        )
+        last = self.last_from(leader, killed)
+        assert last is not None
+        return killed, first, last
+
     async def leader_publishing(self, messages: int = 3) -> str:
         """Wait until one replica has published `messages` in a row; its name."""
 
@@ -265,13 +279,7 @@ async def test_kill_9_the_leader_and_the_standby_publishes_within_failover_plus_
     print(f"target requests per interval with two replicas: {per_interval:.2f}")
     assert per_interval <= 1.5, "the standby scrapes the target too"
 
-    group.pollers[leader].signal(signal.SIGKILL)
-    killed = time.monotonic()
-    first = await async_wait_for(
-        lambda: group.first_from(standby, killed), timeout=60, message="the standby never published"
-    )
-    last = group.last_from(leader, killed)
-    assert last is not None
+    killed, first, last = await group.kill_leader(leader, standby)
     from_kill, at_centre = first.at - killed, first.at - last.at
     print(
         f"failover: standby's first publish {from_kill:.2f}s after kill -9, "
@@ -440,13 +448,7 @@ async def test_on_a_cluster_kill_9_the_lease_buckets_leader_then_the_leading_pol
     assert changes <= 1
 
     # Then the leading poller, with one of the three nodes still down.
-    group.pollers[leader].signal(signal.SIGKILL)
-    killed = time.monotonic()
-    first = await async_wait_for(
-        lambda: group.first_from(standby, killed), timeout=60, message="the standby never published"
-    )
-    last = group.last_from(leader, killed)
-    assert last is not None
+    killed, first, last = await group.kill_leader(leader, standby)
     print(
         f"then the leading poller killed: the standby's first publish {first.at - killed:.2f}s"
         f" after, gap at the centre {first.at - last.at:.2f}s"

@@ -31,7 +31,7 @@ import pytest
 from aiohttp import web
 from authkit import SecurePushgateway, TestCA, new_nkey, operator_setup
 from harness import group_samples, write_config
-from servers import HOST, NatsServer, async_wait_for, free_port, http_request
+from servers import HOST, NatsServer, async_wait_for, free_port, http_request, serve_app
 
 MANAGEMENT = "prometheus_streams.management"
 PGW_OBSERVER = ("observer", "observer-pw")
@@ -153,11 +153,7 @@ class AuthTargets:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/moved", self._moved)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self._runner, self.port = await serve_app(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from backstop_cases import S, term_messages
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import config, wire
@@ -17,14 +18,11 @@ from prometheus_streams.receiver.backstop import (
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
-    BackstopMetrics,
-    replica_of,
-    term_of,
 )
+from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.expected import ExpectedPublishers
+from prometheus_streams.receiver.ha_headers import replica_of, term_of
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
-
-S = 1000  # ms per second
 
 
 def backstop(timeout: float = 30.0) -> tuple[Backstop, CollectorRegistry]:
@@ -208,15 +206,7 @@ def test_every_lane_takes_the_same_decision_on_terms_whenever_it_asks(seed: int)
     """Failovers to newer terms, the old leader's scrapes running into the new term
     (clocks apart), older pollers without a token; lanes ask in different orders."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible order, not a secret
-    messages = []
-    t, token = 0, 0
-    while t < 600 * S:
-        replica = rng.choice("abc")
-        token = 0 if replica == "c" else token + rng.randint(1, 3)
-        length = rng.choice((3, 10, 40)) * S
-        for at in range(t - rng.choice((0, 0, 2, 5)) * S, t + length, rng.choice((1, 2)) * S):
-            messages.append((replica, at, token))
-        t += length + rng.choice((0, 1, 5, 35)) * S
+    messages = term_messages(rng, 600 * S)
     order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
     b, _ = backstop(30)
     first = {m: b.refusal("dc1", m[0], m[1], count=True, token=m[2]) for m in order}

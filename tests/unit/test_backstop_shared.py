@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import pytest
+from backstop_cases import S, term_messages
 from prometheus_client import CollectorRegistry
 
 from prometheus_streams import config
@@ -21,8 +23,8 @@ from prometheus_streams.receiver.backstop import (
     OTHER_REPLICA,
     PAST_PERIOD,
     Backstop,
-    BackstopMetrics,
 )
+from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.election import (
     Conflict,
     ElectionStore,
@@ -34,8 +36,6 @@ from prometheus_streams.receiver.election import (
     key_of,
     publisher_of,
 )
-
-S = 1000  # ms per second
 
 
 class MemoryStore(ElectionStore):
@@ -185,6 +185,31 @@ async def test_an_expired_key_is_elected_anew_and_an_unreadable_one_overwritten(
     assert store.keys["dc2"].periods == ((100 * S, "a", 100 * S),)
 
 
+M = TypeVar("M", tuple[str, int], tuple[str, int, int])
+
+
+async def ask_around(
+    rng: random.Random,
+    store: MemoryStore,
+    messages: list[M],
+    ask: Callable[[Backstop, M], Awaitable[None]],
+) -> None:
+    """Three receivers on `store`: each message, fetched by scrape time but some late, is
+    asked of two of them, then again of one; the watch is late or lost at random."""
+    order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
+    receivers = [receiver(store)[0] for _ in range(3)]
+    for m in order:
+        first, again = rng.sample(receivers, 2)
+        await asyncio.gather(ask(first, m), ask(again, m))
+        if rng.random() < 0.5 and "dc1" in store.keys:
+            rng.choice(receivers).follow("dc1", store.keys["dc1"])
+        await settle()
+    late = list(messages)
+    rng.shuffle(late)
+    for m in late:
+        await ask(rng.choice(receivers), m)
+
+
 @pytest.mark.parametrize("seed", range(30))
 async def test_receivers_sharing_a_store_agree_on_every_message_whoever_asks(seed: int) -> None:
     """A split brain with gaps; each message goes to one of three receivers (the shared
@@ -197,24 +222,13 @@ async def test_receivers_sharing_a_store_agree_on_every_message_whoever_asks(see
         while t < 400 * S:
             messages.append((replica, t))
             t += rng.choice((1, 2, 5, 10, 45, 70)) * S
-    order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
     store = MemoryStore()
-    receivers = [receiver(store)[0] for _ in range(3)]
     answers: dict[tuple[str, int], set[bool]] = {m: set() for m in messages}
 
     async def ask(b: Backstop, m: tuple[str, int]) -> None:
         answers[m].add(await b.judge("dc1", m[0], m[1], count=False) is None)
 
-    for m in order:
-        first, again = rng.sample(receivers, 2)
-        await asyncio.gather(ask(first, m), ask(again, m))
-        if rng.random() < 0.5 and "dc1" in store.keys:
-            rng.choice(receivers).follow("dc1", store.keys["dc1"])
-        await settle()
-    late = list(messages)
-    rng.shuffle(late)
-    for m in late:
-        await ask(rng.choice(receivers), m)
+    await ask_around(rng, store, messages, ask)
     stored = store.keys["dc1"].periods
     for (replica, t), seen in answers.items():
         assert len(seen) == 1, (replica, t, seen)
@@ -253,33 +267,14 @@ async def test_receivers_agree_on_terms_whoever_asks(seed: int) -> None:
     pollers without a token; each message goes to two of three receivers, later again to
     one; the watch is late or lost at random. Every answer for a message is the same."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible order, not a secret
-    messages = []
-    t, token = 0, 0
-    while t < 400 * S:
-        replica = rng.choice("abc")
-        token = 0 if replica == "c" else token + rng.randint(1, 3)
-        length = rng.choice((3, 10, 40)) * S
-        for at in range(t - rng.choice((0, 0, 2, 5)) * S, t + length, rng.choice((1, 2)) * S):
-            messages.append((replica, at, token))
-        t += length + rng.choice((0, 1, 5, 35)) * S
-    order = sorted(messages, key=lambda m: m[1] + rng.choice((0, 0, 0, 40 * S)))
+    messages = term_messages(rng, 400 * S)
     store = MemoryStore()
-    receivers = [receiver(store)[0] for _ in range(3)]
     answers: dict[tuple[str, int, int], set[bool]] = {m: set() for m in messages}
 
     async def ask(b: Backstop, m: tuple[str, int, int]) -> None:
         answers[m].add(await b.judge("dc1", m[0], m[1], count=False, token=m[2]) is None)
 
-    for m in order:
-        first, again = rng.sample(receivers, 2)
-        await asyncio.gather(ask(first, m), ask(again, m))
-        if rng.random() < 0.5 and "dc1" in store.keys:
-            rng.choice(receivers).follow("dc1", store.keys["dc1"])
-        await settle()
-    late = list(messages)
-    rng.shuffle(late)
-    for m in late:
-        await ask(rng.choice(receivers), m)
+    await ask_around(rng, store, messages, ask)
     for m, seen in answers.items():
         assert len(seen) == 1, (m, seen, store.keys["dc1"].periods)
 

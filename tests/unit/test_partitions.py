@@ -6,7 +6,8 @@ import zlib
 
 from prometheus_streams import wire
 from prometheus_streams.receiver.lane import partition_of
-from prometheus_streams.transport.lease import Lease, Share
+from prometheus_streams.transport.lease import Lease
+from prometheus_streams.transport.share import Share
 
 
 def test_a_message_belongs_to_its_publishers_partition() -> None:

@@ -14,7 +14,8 @@ from prometheus_streams.config import Config
 from prometheus_streams.receiver.lane import Lane
 from prometheus_streams.receiver.outputs.pushgateway import PushgatewayOutput
 from prometheus_streams.receiver.outputs.remote_write import RemoteWriteMetrics, RemoteWriteOutput
-from prometheus_streams.transport.lease import Lease, Share
+from prometheus_streams.transport.lease import Lease
+from prometheus_streams.transport.share import Share
 
 if TYPE_CHECKING:
     from prometheus_streams.receiver.app import Receiver
