@@ -221,11 +221,11 @@ RULE_SETS: dict[str, dict[str, Any]] = {
 
 # (path, job) -> why the centre cannot show what Prometheus ingested; each must still differ.
 KNOWN_DIFFERENCES = {
-    # A rule that sets a target label per series: the target's labels are the
-    # group's (Pushgateway grouping key; remote write renames the page's copy
-    # exported_tier, as for any page label named like a target label).
+    # A rule that sets a target label per series: a Pushgateway group holds one
+    # value of each grouping label, so the rule's is shown as exported_tier.
+    # (Remote write keeps the rule's value: the poller sends a page it rewrote
+    # with the honor header, its clashes being resolved already.)
     ("Pushgateway", "m_target_label"): "a target label set by metric_relabel_configs",
-    ("remote write", "m_target_label"): "a target label set by metric_relabel_configs",
     # Rules that keep a histogram's or summary's _sum or _count but not both:
     # the Pushgateway shows every metric of such a family with both (0 for the other).
     # Not fixable in the poller: sent untyped (TYPE untyped or no TYPE), the lines

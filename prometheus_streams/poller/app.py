@@ -286,6 +286,10 @@ class Poller(SharedRole, Phases):
         payload: Payload | None = None,
         term: int = 1,
     ) -> None:
+        # A page the poller rewrote has its labels merged with the target's
+        # already (clashes renamed exported_*, or the page's kept under
+        # honor_labels); what a rule then set, a target label too, stays.
+        merged = payload is not None
         if payload is None:
             payload = build_payload(result, honor_timestamps=job.honor_timestamps)
         if payload.replaced:
@@ -297,6 +301,6 @@ class Poller(SharedRole, Phases):
             scrape_time_ms=int(result.started * 1000),
             body=b"",  # only the compressed payload is kept while waiting
             labels=target.labels,
-            honor_labels=job.honor_labels,
+            honor_labels=job.honor_labels or merged,
         )
         self.outbox.put(scrape, payload.data, term)
