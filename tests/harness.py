@@ -131,7 +131,12 @@ async def publish_raw(
         try:
             await js.stream_info(stream)
         except nats.js.errors.NotFoundError:
-            await js.add_stream(name=stream, subjects=[f"{TOPIC}.>"])
+            try:
+                await js.add_stream(name=stream, subjects=[f"{TOPIC}.>"])
+            except nats.js.errors.BadRequestError:
+                # The receiver made it between the two calls (with its own
+                # settings): use that one.
+                await js.stream_info(stream)
         await js.publish(subject, payload, headers=headers, stream=stream)
     finally:
         await nc.close()
