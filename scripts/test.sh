@@ -10,4 +10,5 @@ echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
 # pytest exits 5 when it collects nothing: that is a failure here too.
-.venv/bin/pytest -q "$@"
+# The slowest tests are listed at the end, so CI logs show where the time goes.
+.venv/bin/pytest -q --durations=40 "$@"
