@@ -11,4 +11,7 @@ echo "== mypy --strict"
 echo "== pytest"
 # pytest exits 5 when it collects nothing: that is a failure here too.
 # The slowest tests are listed at the end, so CI logs show where the time goes.
-.venv/bin/pytest -q --durations=40 "$@"
+# Three worker processes (pytest-xdist), whole files each: most tests wait on real
+# servers rather than use a CPU, and every server takes free ports and a tmp dir of
+# its test's own. Collecting nothing still exits 5.
+.venv/bin/pytest -q --durations=40 -n 3 --dist loadfile "$@"
