@@ -156,6 +156,63 @@ async def test_scrapes_of_two_datacenters_reach_the_centre_through_sourced_strea
     assert edge.state.messages > 0
 
 
+async def test_a_datacenter_removed_from_sources_on_reload_no_longer_reaches_the_centre(
+    tmp_path: Path, topology: Topology, pushgateway: Pushgateway
+) -> None:
+    # The hub only: the reload updates the stream the same way on the cluster.
+    targets = {dc: CountingTarget() for dc in ("dc1", "dc2")}
+    for target in targets.values():
+        await target.start()
+    push = {"push_gateway": {"url": pushgateway.url, "publisher_label": True}}
+    data = central_receiver_data(topology, ("dc1", "dc2"), **push)
+    path = write_config(tmp_path, data, "receiver.yaml")
+    receiver, _ = new_receiver(config.load(path))
+    pollers = [
+        new_poller(edge_poller(tmp_path, topology, dc, jobs_for(t)))[0] for dc, t in targets.items()
+    ]
+
+    def served(dc: str) -> float | None:
+        """The newest scrape of `dc` at the centre: its target's count of scrapes."""
+        pushed = group_samples(pushgateway.metrics_text(), "node", "web-1")
+        return pushed.get(f'served{{publisher="{dc}"}}')
+
+    async def dc1_moves_on() -> None:
+        """Three more scrapes of dc1 reach the centre, and dc2 scrapes three more times."""
+        dc1, dc2 = served("dc1") or 0, targets["dc2"].requests
+        await async_wait_for(
+            lambda: (served("dc1") or 0) >= dc1 + 3 and targets["dc2"].requests >= dc2 + 3,
+            timeout=60,
+            message="dc1 stopped arriving or dc2 stopped scraping",
+        )
+
+    async def sources() -> set[str]:
+        info = await receiver.conn.js.stream_info(STREAM)
+        return {s.external.api for s in info.config.sources or [] if s.external}
+
+    try:
+        async with running(receiver), running(pollers[0]), running(pollers[1]):
+            await async_wait_for(
+                lambda: served("dc1") and served("dc2"), timeout=60, message="not both arrived"
+            )
+            data["receiver_stream"]["sources"].pop()
+            write_config(tmp_path, data, "receiver.yaml")
+            receiver.reload(config.load(path))
+
+            async def dc2_gone() -> bool:
+                return await sources() == {"$JS.dc1.API"}
+
+            await async_wait_for(dc2_gone, timeout=60, message="dc2 still a source")
+            # What dc2 had sent before the update may still be on its way.
+            await dc1_moves_on()
+            last = served("dc2")
+            await dc1_moves_on()
+            assert served("dc2") == last, "dc2 still reaches the centre"
+            assert receiver.ready()[0]
+    finally:
+        for target in targets.values():
+            await target.stop()
+
+
 async def test_receiver_consumes_a_stream_made_of_sources_without_subjects_of_its_own(
     tmp_path: Path, nats_server: NatsServer, pushgateway: Pushgateway, target: Target
 ) -> None:
