@@ -3,9 +3,9 @@
 The poller publishes every scrape with `publish_async` and waits for its ack.
 Per publish nats-py 2.16 makes its reply token from a NUID and `token_hex`
 (a getrandom call) and reads each ack with `json.loads` and
-`PubAck.from_response` (a walk over the dataclass's fields): about 9 % of the
-poller's CPU outside the HTTP client (docs/performance.md, "Issue 16, third
-pass"). Here the token is a counter under the context's own reply prefix
+`PubAck.from_response` (a walk over the dataclass's fields): together 11 %
+of the poller's samples in user space (py-spy; docs/performance.md, "Issue 16,
+third pass"). Here the token is a counter under the context's own reply prefix
 (itself a fresh NUID) and an ack of the usual form is read by one regular
 expression into the same PubAck; anything else (an error, another field, a
 stream name JSON would escape) goes through nats-py's own code.

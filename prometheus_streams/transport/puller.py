@@ -46,7 +46,7 @@ V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.
 def num_pending(msg: Msg) -> int:
     """`msg.metadata.num_pending`, without the rest of the metadata.
 
-    nats-py's `metadata` makes a datetime and three dataclasses from the reply
+    nats-py's `metadata` makes a datetime and two dataclasses from the reply
     subject; only this number is read per fetch (docs/performance.md). Raises
     nats-py's NotJSMessageError for a reply that is not a JetStream ack, and
     ValueError for a num_pending that is not a number (the other fields are
