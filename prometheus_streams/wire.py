@@ -199,7 +199,9 @@ def decompress(payload: bytes, limit: int, wbits: int = 16 + zlib.MAX_WBITS) -> 
         try:
             return _inflate(payload, limit, wbits, inflater, error)
         except (WireError, error):
-            pass  # zlib's verdict and message stand for whatever ISA-L refused
+            # zlib's verdict and message stand for whatever ISA-L refused (so a
+            # refused body, a bomb too, is inflated twice, each time up to `limit`).
+            pass
     return _inflate(payload, limit, wbits, zlib.decompressobj, zlib.error)
 
 
