@@ -385,10 +385,10 @@ class Client:
                 server_hostname=(origin.server_hostname or origin.host) if origin.ssl else None,
             )
         except OSError as exc:  # refused, DNS, TLS (ssl.SSLError is an OSError)
+            # In aiohttp's words, which logs and the status page showed until now.
             raise ConnectError(
-                exc.errno,
                 f"Cannot connect to host {origin.host}:{origin.port}"
-                f" ssl:{'default' if origin.ssl else 'False'} [{exc.strerror or exc}]",
+                f" ssl:{'default' if origin.ssl else 'False'} [{exc.strerror or exc}]"
             ) from exc
         return conn
 

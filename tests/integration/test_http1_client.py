@@ -87,9 +87,13 @@ async def raw_server(
 ) -> AsyncIterator[tuple[int, list[int]]]:
     """A socket server calling `answer(reader, writer, n)` for its n-th connection."""
     accepted: list[int] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(len(accepted))
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
         try:
             await answer(reader, writer, len(accepted) - 1)
         finally:
@@ -101,6 +105,9 @@ async def raw_server(
         yield port, accepted
     finally:
         server.close()
+        for task in handlers:  # a hanging answer ends here, closing its socket
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def _request_head(reader: asyncio.StreamReader) -> bytes:
@@ -222,7 +229,9 @@ async def test_a_fresh_connection_closed_without_an_answer_is_not_asked_again() 
     assert len(accepted) == 1
 
 
-def _answering(raw: bytes, then_hang: bool = False) -> Callable[..., Awaitable[None]]:
+def answering(raw: bytes, then_hang: bool = False) -> Callable[..., Awaitable[None]]:
+    """An answer for raw_server: `raw` to every request, then a hang if asked."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await _request_head(reader)
         writer.write(raw)
@@ -253,7 +262,7 @@ def _answering(raw: bytes, then_hang: bool = False) -> Callable[..., Awaitable[N
 )
 async def test_a_malformed_or_cut_answer_is_an_error(raw: bytes, error: type[Exception]) -> None:
     client = http1.Client()
-    async with raw_server(_answering(raw)) as (port, _):
+    async with raw_server(answering(raw)) as (port, _):
         with pytest.raises(error):
             await client.request("GET", _origin(port), "/", {}, body_limit=100, within=30)
 
@@ -261,7 +270,7 @@ async def test_a_malformed_or_cut_answer_is_an_error(raw: bytes, error: type[Exc
 async def test_a_body_that_stops_coming_runs_into_the_deadline() -> None:
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf"
     client = http1.Client()
-    async with raw_server(_answering(raw, then_hang=True)) as (port, _):
+    async with raw_server(answering(raw, then_hang=True)) as (port, _):
         with pytest.raises(TimeoutError):
             await client.request("GET", _origin(port), "/", {}, body_limit=1000, within=0.5)
 
@@ -269,7 +278,7 @@ async def test_a_body_that_stops_coming_runs_into_the_deadline() -> None:
 async def test_a_body_read_to_the_close_and_an_http_1_0_answer() -> None:
     raw = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + BODY
     client = http1.Client()
-    async with raw_server(_answering(raw)) as (port, accepted):
+    async with raw_server(answering(raw)) as (port, accepted):
         for _ in range(2):
             answer = await client.request("GET", _origin(port), "/", {}, body_limit=10**6)
             assert answer.body == BODY and answer.length is None
