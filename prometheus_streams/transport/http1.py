@@ -1,24 +1,17 @@
 """A lean keep-alive HTTP/1.1 client for the two hot request paths: scrapes and remote writes.
 
-A general client (aiohttp) pays per request for URL and header objects,
-tracing hooks, a response object with a stream reader and several tasks'
-worth of wake-ups; it was the largest Python cost of the poller (scrapes)
-and of the remote-write output (POSTs), docs/performance.md ("Issue 16,
-third pass"). Here one asyncio Protocol per connection parses the answer as
-it arrives and wakes the request once, when the whole answer is in: the
-request line and headers go out in one write, the answer's head is parsed
-once, the body is delimited by Content-Length, chunks or the connection's
-end, and reading stops at a size limit.
-
-Spoken: GET and POST, keep-alive, TLS through asyncio's ssl. Not spoken
-(the callers keep aiohttp for these): proxies, redirects, compression,
-upgrades. A malformed answer is an HTTPError, never a guess.
+aiohttp's client was the largest Python cost of the poller's scrapes and of
+the remote-write POSTs (docs/performance.md, "Issue 16, third pass"). Here
+one asyncio Protocol per connection parses the answer as it arrives and
+wakes the request once, when the whole answer is in; the body is delimited
+by Content-Length, chunks or the connection's end, and reading stops at a
+size limit. Not spoken (the callers keep aiohttp for these): proxies,
+redirects, compression, upgrades. A malformed answer is an HTTPError.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections.abc import Mapping
@@ -100,7 +93,9 @@ class _Connection(asyncio.Protocol):
         if self._state == _TO_CLOSE:
             self._finish(keep=False)
         elif self._state == _HEAD and not self.received:
-            waiter.set_exception(ConnectionResetError("the server closed the connection"))
+            # A TLS alert (a client certificate refused) says more than the close.
+            why = f": {exc}" if exc is not None else ""
+            waiter.set_exception(ConnectionResetError(f"the server closed the connection{why}"))
         elif self._state == _HEAD:
             waiter.set_exception(HTTPError("connection closed within the answer's head"))
         else:
@@ -320,9 +315,10 @@ class Client:
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append("\r\n")
         message = "".join(lines).encode("latin-1") + body
+        stale = False
         async with asyncio.timeout(within):
             while True:
-                conn = self._take(origin)
+                conn = None if stale else self._take(origin)
                 reused = conn is not None
                 if conn is None:
                     conn = await self._connect(origin)
@@ -331,7 +327,8 @@ class Client:
                 except ConnectionResetError:
                     conn.close()
                     if reused and not conn.received:
-                        continue  # closed while idle: nothing was answered, ask again
+                        stale = True  # closed while idle, nothing answered: ask a new one
+                        continue
                     raise
                 except BaseException:
                     conn.close()
@@ -399,5 +396,4 @@ class Client:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.sleep(0)  # let the transports' close callbacks run
+        await asyncio.sleep(0)  # let the transports' close callbacks run
