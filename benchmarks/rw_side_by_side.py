@@ -7,6 +7,11 @@ targets into another, as the yardstick. Prints, per window, each receiver's
 CPU ms per 1,000 samples it wrote and vmagent's per 1,000 samples scraped.
 
     .venv/bin/python -m benchmarks.rw_side_by_side before=rev:1cd075e after=
+    .venv/bin/python -m benchmarks.rw_side_by_side default= blocks=queue:10000
+
+A receiver is NAME=SPEC: `rev:REV` runs the package as of git revision REV,
+`queue:N` this tree with `max_samples_per_send: N` (vmagent's own block is
+up to 10,000 rows), empty this tree with the output's defaults.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("receivers", nargs="+", metavar="NAME=SPEC", help="SPEC: rev:REV or empty")
+    parser.add_argument(
+        "receivers", nargs="+", metavar="NAME=SPEC", help="SPEC: rev:REV, queue:N or empty"
+    )
     parser.add_argument("--targets", type=int, default=200)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--windows", type=int, default=3)
@@ -55,9 +62,10 @@ def main() -> None:
         for item in args.receivers:
             name, _, spec = item.partition("=")
             launcher = _launcher(work, name, spec[4:]) if spec.startswith("rev:") else None
+            queue = {"max_samples_per_send": int(spec[6:])} if spec.startswith("queue:") else None
             store = start_victoria_metrics(procs, work, f"vm-{name}")
             receiver = start_rw_receiver(
-                procs, work, nats, store, name=name, launcher=launcher, output=name
+                procs, work, nats, store, name=name, launcher=launcher, output=name, queue=queue
             )
             sides[name] = (receiver.proc.pid, _written(receiver))
         start_poller(procs, work, nats, urls, args.interval, StreamSettings(max_msgs_per_subject=1))

@@ -216,10 +216,12 @@ def start_rw_receiver(
     name: str = "receiver",
     launcher: list[str] | None = None,
     output: str = "vm",
+    queue: dict[str, int] | None = None,
 ) -> Service:
     """`prometheus-streams receiver` with one remote-write output (`output`) into `store`.
 
-    The receiver provisions the stream keeping every scrape (remote write's history).
+    The receiver provisions the stream keeping every scrape (remote write's history);
+    `queue` is the output's queue_config, its defaults when None.
     """
     port = free_port()
     store_url = store.url if isinstance(store, Service) else f"http://{HOST}:{store}"
@@ -228,9 +230,15 @@ def start_rw_receiver(
         "monitor_port": port,
         "monitor_address": HOST,
         "receiver_stream": _stream(nats, StreamSettings()),
-        "remote_write": [{"url": f"{store_url}/api/v1/write", "name": output}],
+        "remote_write": [
+            {"url": f"{store_url}/api/v1/write", "name": output, **_queue_config(queue)}
+        ],
     }
     return _start_role(procs, work, "receiver", name, config, port, launcher=launcher)
+
+
+def _queue_config(queue: dict[str, int] | None) -> dict[str, object]:
+    return {} if queue is None else {"queue_config": queue}
 
 
 def _start_role(

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, Job, StreamConfig, Target
@@ -54,6 +54,8 @@ class Poller(SharedRole, Phases):
         self.config = config
         self.stream: StreamConfig = config.poller_stream
         self.metrics = PollerMetrics(registry)
+        # Per job: its success, bytes and duration children (labels() per scrape costs).
+        self._job_children: dict[str, tuple[Counter, Counter, Histogram]] = {}
         self.jobs = scrape_jobs(config, monitor_port)
         self.conn = Connection(
             self.stream,
@@ -253,9 +255,21 @@ class Poller(SharedRole, Phases):
         self._submit(job, target, result, payload, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
-        self.metrics.scrapes.labels(job.name, "success" if result.ok else result.error).inc()
-        self.metrics.scraped_bytes.labels(job.name).inc(len(result.body))
-        self.metrics.scrape_duration.labels(job.name).observe(result.duration)
+        children = self._job_children.get(job.name)
+        if children is None:
+            m = self.metrics
+            children = self._job_children[job.name] = (
+                m.scrapes.labels(job.name, "success"),
+                m.scraped_bytes.labels(job.name),
+                m.scrape_duration.labels(job.name),
+            )
+        succeeded, scraped_bytes, duration = children
+        if result.ok:
+            succeeded.inc()
+        else:
+            self.metrics.scrapes.labels(job.name, result.error).inc()
+        scraped_bytes.inc(len(result.body))
+        duration.observe(result.duration)
         state = self.targets[(job.name, target.name)]
         state.last_scrape = result.started
         state.last_duration = result.duration

@@ -9,6 +9,7 @@ import os
 import ssl
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -20,6 +21,7 @@ from prometheus_streams import __version__
 from prometheus_streams.config.model import Authorization, BasicAuth, HTTPTLSConfig
 from prometheus_streams.exposition_check import exposition_error
 from prometheus_streams.secret import redact_text, userinfo_secrets
+from prometheus_streams.transport import http1
 from prometheus_streams.wire import WireError, decompress
 
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
@@ -39,6 +41,9 @@ RESULTS = (
     "label_limit",
     "target_limit",
 )
+REDIRECTS = (301, 302, 303, 307, 308)
+# URLs that answered a redirect: asked through aiohttp, which follows it, from then on.
+MAX_REDIRECTING = 4096
 
 
 @functools.lru_cache(maxsize=65536)
@@ -95,6 +100,19 @@ def _cached_context(tls: HTTPTLSConfig, _mtimes: tuple[int, ...]) -> ssl.SSLCont
 
 
 @functools.lru_cache(maxsize=65536)
+def _origin(url: URL, context: ssl.SSLContext | None, server_name: str | None) -> http1.Origin:
+    host = url.raw_host or ""
+    return http1.Origin(
+        url.scheme,
+        host,
+        url.port or 0,
+        url.host_port_subcomponent or host,
+        context if url.scheme == "https" else None,
+        server_name,
+    )
+
+
+@functools.lru_cache(maxsize=65536)
 def with_params(url: str, params: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     """`url` with a job's `params` added; a parameter already in the URL wins, as a
     target's `__param_*` label does in Prometheus."""
@@ -125,22 +143,32 @@ class ScrapeResult:
 
 
 class Scraper:
-    """Owns the HTTP session shared by all targets (keep-alive, bounded pool)."""
+    """Owns the HTTP clients shared by all targets (keep-alive, bounded pools).
+
+    Scrapes go through the lean client (transport/http1.py); through aiohttp
+    what it does not do: a proxy, user info in the URL, a redirect to follow.
+    """
 
     def __init__(self, connections: int = 100) -> None:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._fast: http1.Client | None = None
+        self._default_tls: ssl.SSLContext | None = None
+        self._redirecting: set[str] = set()
+        # Sent with every scrape, before the scrape's own headers, as aiohttp orders them.
+        self._base = {
+            "Accept": ACCEPT,
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": USER_AGENT,
+        }
 
     async def start(self) -> None:
         """Open the session."""
+        self._fast = http1.Client(idle_per_origin=self._connections)
         connector = aiohttp.TCPConnector(limit=self._connections)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={
-                "Accept": ACCEPT,
-                "Accept-Encoding": "gzip, deflate",
-                "User-Agent": USER_AGENT,
-            },
+            headers=self._base,
             # We inflate ourselves: one zlib call is far cheaper than aiohttp's
             # streaming inflate, and a gzip body can then be forwarded as it came.
             auto_decompress=False,
@@ -152,6 +180,9 @@ class Scraper:
 
     async def close(self) -> None:
         """Close the session and its connections."""
+        if self._fast is not None:
+            await self._fast.close()
+            self._fast = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -179,7 +210,6 @@ class Scraper:
     async def _fetch(
         self, url: str, limit_s: float, body_limit: int, settings: ClientSettings | None
     ) -> ScrapeResult:
-        assert self._session is not None, "start() first"
         started = time.time()
         t0 = time.perf_counter()
 
@@ -201,32 +231,23 @@ class Scraper:
                 options = request_options(settings)
                 headers.update(options.pop("headers", {}))
             async with asyncio.timeout(limit_s):
-                async with self._session.get(_parsed(url), headers=headers, **options) as resp:
-                    if not 200 <= resp.status < 300:
-                        reason = f" {resp.reason}" if resp.reason else ""
-                        return result(error="http_status", detail=f"HTTP {resp.status}{reason}")
-                    if resp.content_length is not None and resp.content_length > body_limit:
-                        return result(
-                            error="too_large",
-                            detail=f"{resp.content_length} bytes, body_size_limit {body_limit + 1}",
-                        )
-                    # Of a known length within the limit (checked above): one read.
-                    known = resp.content_length is not None
-                    raw = await (resp.read() if known else self._read_bounded(resp, body_limit))
-                    if raw is None:
-                        return result(
-                            error="too_large",
-                            detail=f"body reaches body_size_limit {body_limit + 1}",
-                        )
-                    encoding = resp.headers.get("Content-Encoding", "identity").lower().strip()
+                origin = self._route(url, options)
+                got: ScrapeResult | tuple[bytes, str] | None = None
+                if origin is not None:
+                    got = await self._get_fast(url, origin, headers, options, body_limit, result)
+                if got is None:
+                    got = await self._get(url, headers, options, body_limit, result)
         except TimeoutError:
             return result(error="timeout", detail=f"no answer within {limit_s:g}s")
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, http1.ConnectError) as exc:
             return result(error="refused", detail=str(exc))
-        except aiohttp.ClientPayloadError as exc:
+        except (aiohttp.ClientPayloadError, http1.BodyError) as exc:
             return result(error="bad_body", detail=str(exc))
-        except (aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
+        except (aiohttp.ClientError, http1.HTTPError, OSError, ValueError, ssl.SSLError) as exc:
             return result(error="error", detail=f"{type(exc).__name__}: {exc}")
+        if isinstance(got, ScrapeResult):
+            return got
+        raw, encoding = got
         try:
             if encoding == "gzip":
                 return result(body=decompress(raw, body_limit), gzip=raw)
@@ -240,6 +261,86 @@ class Scraper:
         if encoding not in ("identity", ""):
             return result(error="bad_body", detail=f"unsupported Content-Encoding {encoding!r}")
         return result(body=raw)
+
+    def _route(self, url: str, options: dict[str, Any]) -> http1.Origin | None:
+        """The origin for the lean client, or None for aiohttp."""
+        if "proxy" in options or url in self._redirecting:
+            return None
+        parsed = _parsed(url)
+        if parsed.raw_user is not None or parsed.scheme not in ("http", "https"):
+            return None
+        context = options.get("ssl")
+        if context is None and parsed.scheme == "https":
+            if self._default_tls is None:
+                self._default_tls = ssl.create_default_context()
+            context = self._default_tls
+        return _origin(parsed, context, options.get("server_hostname"))
+
+    async def _get_fast(
+        self,
+        url: str,
+        origin: http1.Origin,
+        headers: dict[str, str],
+        options: dict[str, Any],
+        body_limit: int,
+        result: Callable[..., ScrapeResult],
+    ) -> ScrapeResult | tuple[bytes, str] | None:
+        """The answer's body and Content-Encoding, a failed result, or None for aiohttp."""
+        assert self._fast is not None, "start() first"
+        answer = await self._fast.request(
+            "GET",
+            origin,
+            _parsed(url).raw_path_qs,
+            {**self._base, **headers},
+            body_limit=body_limit,
+        )
+        status = answer.status
+        if status in REDIRECTS and options["allow_redirects"] and "location" in answer.headers:
+            if len(self._redirecting) >= MAX_REDIRECTING:
+                self._redirecting.clear()
+            self._redirecting.add(url)
+            return None
+        if not 200 <= status < 300:
+            reason = f" {answer.reason}" if answer.reason else ""
+            return result(error="http_status", detail=f"HTTP {status}{reason}")
+        if answer.truncated:
+            if answer.length is not None:
+                return result(
+                    error="too_large",
+                    detail=f"{answer.length} bytes, body_size_limit {body_limit + 1}",
+                )
+            return result(
+                error="too_large", detail=f"body reaches body_size_limit {body_limit + 1}"
+            )
+        return answer.body, answer.headers.get("content-encoding", "identity").lower().strip()
+
+    async def _get(
+        self,
+        url: str,
+        headers: dict[str, str],
+        options: dict[str, Any],
+        body_limit: int,
+        result: Callable[..., ScrapeResult],
+    ) -> ScrapeResult | tuple[bytes, str]:
+        """`_get_fast` through aiohttp."""
+        assert self._session is not None, "start() first"
+        async with self._session.get(_parsed(url), headers=headers, **options) as resp:
+            if not 200 <= resp.status < 300:
+                reason = f" {resp.reason}" if resp.reason else ""
+                return result(error="http_status", detail=f"HTTP {resp.status}{reason}")
+            if resp.content_length is not None and resp.content_length > body_limit:
+                return result(
+                    error="too_large",
+                    detail=f"{resp.content_length} bytes, body_size_limit {body_limit + 1}",
+                )
+            # Of a known length within the limit (checked above): one read.
+            known = resp.content_length is not None
+            raw = await (resp.read() if known else self._read_bounded(resp, body_limit))
+            if raw is None:
+                return result(
+                    error="too_large", detail=f"body reaches body_size_limit {body_limit + 1}"
+                )
+            return raw, resp.headers.get("Content-Encoding", "identity").lower().strip()
 
     @staticmethod
     async def _read_bounded(resp: aiohttp.ClientResponse, body_limit: int) -> bytes | None:

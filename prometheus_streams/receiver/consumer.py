@@ -19,7 +19,7 @@ from prometheus_streams.receiver.acks import Acks
 from prometheus_streams.receiver.metrics import Publishers, ReceiverMetrics
 from prometheus_streams.receiver.output import Output
 from prometheus_streams.service import first_of
-from prometheus_streams.transport import Connection, Puller, bind_stream
+from prometheus_streams.transport import Connection, Puller, bind_stream, num_pending
 from prometheus_streams.transport.retry import Outage, leaderless
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Consumer:
     def note_pending(self, msg: Msg) -> None:
         """Take consumer_pending from a fetched message's metadata."""
         with contextlib.suppress(NATSError, ValueError):
-            self._set_pending(msg.metadata.num_pending)
+            self._set_pending(num_pending(msg))
 
     def _set_pending(self, pending: int) -> None:
         self.pending = pending

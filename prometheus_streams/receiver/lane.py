@@ -218,7 +218,11 @@ class Lane:
             msgs = await self._own(msgs)
         newest_only = self.output.wants is Wants.NEWEST_PER_GROUP
         items = await self.decoder.batch(msgs, self.role.config.body_size_limit, newest_only)
-        await asyncio.gather(*(self._process(item) for item in items))
+        if len(items) == 1:
+            # A steady trickle fetches one message at a time: no task of its own for it.
+            await self._process(items[0])
+        else:
+            await asyncio.gather(*(self._process(item) for item in items))
 
     async def _own(self, msgs: list[Msg]) -> list[Msg]:
         """The messages of this lane's partition; the others are acked: another lane has them."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,9 @@ class _Target:
     added_before: int = 0
     names: Tally[bytes] | None = None  # series by metric name, worked out when asked
     fingerprint: int = 0  # of the last page without its values (pages, not rows)
+    # The keys object of its last page when nothing on it was refused: passed
+    # again, the page is the same (admit's callers never change one they passed).
+    admitted: object = None
 
     def churn(self, window: int) -> int:
         """Series added in this window and the one before."""
@@ -119,11 +122,12 @@ class SeriesTracker:
         self._clock = clock
         self._publishers: dict[str, _Publisher] = {}
 
-    def admit(self, group: Group, keys: list[bytes]) -> set[bytes]:
+    def admit(self, group: Group, keys: Collection[bytes]) -> set[bytes]:
         """Note a page's series; the new ones over budget, which must not be stored.
 
         New series get the slots left in the order of the page, so the same
-        lines win on every receiver and in every run.
+        lines win on every receiver and in every run. `keys` must not change
+        once passed: the same object again is known to be the same page.
         """
         now = self._clock()
         publisher = self._publishers.get(group[0])
@@ -131,6 +135,11 @@ class SeriesTracker:
             publisher = self._publishers[group[0]] = _Publisher(swept=now)
         self._sweep_due(publisher, now)
         target = publisher.targets.get(group)
+        if target is not None and keys is target.admitted and target.page is target.held:
+            # A repeated page of remote write: its keys are those of the last
+            # page, all held, so the set difference below would find nothing.
+            target.seen = now
+            return set()
         page = set(keys)
         if target is None:
             target = publisher.targets[group] = _Target(group[1], set(), set(), now)
@@ -139,6 +148,7 @@ class SeriesTracker:
         new = page - held
         if not new and len(page) == len(held):
             target.page = held
+            target.admitted = keys
             return new  # the usual page: the same series as the last one
         budgeted = self.budget.enabled
         if budgeted:
@@ -178,6 +188,7 @@ class SeriesTracker:
         target.held = page - refused if refused else page
         target.page = page
         target.names = None
+        target.admitted = None if refused else keys
         publisher.refused += len(refused) - previous
         if refused and self.metrics is not None:
             self.metrics.over_budget.labels(group[0], self.output).inc(len(refused))

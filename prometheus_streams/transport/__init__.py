@@ -5,7 +5,7 @@ from prometheus_streams.transport.connection import (
     ConnectionMetrics,
     nats_auth_options,
 )
-from prometheus_streams.transport.puller import Puller, status_is_error
+from prometheus_streams.transport.puller import Puller, num_pending, status_is_error
 from prometheus_streams.transport.streams import bind_stream, ensure_stream
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "bind_stream",
     "ensure_stream",
     "nats_auth_options",
+    "num_pending",
     "status_is_error",
 ]

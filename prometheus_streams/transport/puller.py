@@ -40,6 +40,20 @@ END_OF_REQUEST = frozenset({"404", "408"})  # no messages; the request expired
 # consumer's limits) are errors, so the receiver counts them and binds again.
 PASSING_CONFLICTS = ("Leadership Change", "Exceeded MaxWaiting")
 HEARTBEAT = "100"
+V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+
+
+def num_pending(msg: Msg) -> int:
+    """`msg.metadata.num_pending`, without the rest of the metadata.
+
+    nats-py's `metadata` makes a datetime and two dataclasses from the reply
+    subject; only this number is read per fetch (docs/performance.md). Raises
+    nats-py's NotJSMessageError for a reply that is not a JetStream ack, and
+    ValueError for a num_pending that is not a number (the other fields are
+    not looked at).
+    """
+    tokens = Msg.Metadata._get_metadata_fields(msg.reply)
+    return int(tokens[8] if len(tokens) == V1_ACK_TOKENS else tokens[Msg.Ack.NumPending])
 
 
 def status_is_error(status: Msg) -> bool:
@@ -147,7 +161,7 @@ class Puller:
                 # once, without asking what is there (a steady trickle was two
                 # requests a message); if more came meanwhile, it gets one of
                 # them, sees the rest behind it, and the fetch after asks again.
-                self._trickle = self._buffer[-1].metadata.num_pending == 0
+                self._trickle = num_pending(self._buffer[-1]) == 0
         if not self._buffer and self._passing_conflict():
             # Asking again at once would only add to the conflict: wait it out.
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))

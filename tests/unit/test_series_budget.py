@@ -181,3 +181,26 @@ def test_unchanged_pages_still_free_the_slots_of_a_silent_target() -> None:
     clock.now += 61
     tracker.filter_page(A, steady)  # the same page: no parse, but the sweep runs
     assert tracker.filter_page(A, b"a 1\nb 1\ne 1\nf 1\n") == b"a 1\nb 1\ne 1\nf 1\n"
+
+
+def test_the_same_keys_again_are_known_without_a_set_yet_agree_with_a_fresh_copy() -> None:
+    # Remote write passes a repeated page's keys as the same dict as the last
+    # page's: the tracker answers at once, as it would for a copy of the keys.
+    clock = Clock()
+    fast = SeriesTracker(budget(10, forget_after=60), None, clock=clock)
+    slow = SeriesTracker(budget(10, forget_after=60), None, clock=clock)
+    page = dict.fromkeys(keys("m", range(8)), b"")
+    crowded = dict.fromkeys([*keys("n", range(5)), b"up"], b"")
+    for _ in range(3):
+        assert fast.admit(A, page) == slow.admit(A, list(page)) == set()
+        # B is over the budget: the same dict again is asked in full every time.
+        assert fast.admit(B, crowded) == slow.admit(B, list(crowded)) == set(keys("n", range(2, 5)))
+    clock.now += 61  # both silent past forget_after: swept, B comes back first
+    assert fast.admit(B, crowded) == slow.admit(B, list(crowded)) == set()
+    for _ in range(2):  # now A is over the budget, with the same dict as before
+        assert fast.admit(A, page) == slow.admit(A, list(page)) == set(keys("m", range(4, 8)))
+    assert (
+        fast.publishers()
+        == slow.publishers()
+        == {"dc1": {"series": 14, "slots": 10, "over_budget": 4}}
+    )

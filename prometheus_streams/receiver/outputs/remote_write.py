@@ -184,8 +184,9 @@ class RemoteWriteOutput:
             # encoded in one C pass.
             page = protocol.encode_known_page(body, group.series, scrape.scrape_time_ms)
             if page is not None:
-                # What filter_rows would ask with this page's keys.
-                refused = self.ctx.series.admit(scrape.group, list(group.series))
+                # What filter_rows would ask with this page's keys (the same
+                # dict as the last page's, which the tracker recognises).
+                refused = self.ctx.series.admit(scrape.group, group.series)
                 if not refused:
                     return Samples([page], len(group.series), group.series, 0, {})
         try:

@@ -49,7 +49,9 @@ class Batcher:
             if left <= 0:
                 break
             try:
-                job = await asyncio.wait_for(self.queue.get(), min(LINGER, left))
+                # Not wait_for: it would run the get in a task of its own, one a scrape.
+                async with asyncio.timeout(min(LINGER, left)):
+                    job = await self.queue.get()
             except TimeoutError:
                 break
             if samples + job.samples > limit:
