@@ -47,6 +47,10 @@ EDGES = [
     "1.00000000000000000000000000001", "NaN", "nan", "Inf", "-Inf", "+inf", "infinity",
     "-Infinity", "4503599627370496.5", "4503599627370497.5", "8.589973e9",
     "2.2250738585072011e-308", "2.2250738585072014e-308", "7.2057594037927933e16",
+    "9007199254740995", "9007199254740994.5", "9999999999999999999", "18446744073709551615",
+    "9999999999999999999e22", "9999999999999999999e-22", "1000000000000000000e-22",
+    "0.00000000000000000000000000000000000000000000000000000000000000000000001",
+    "-0.09209218925389628", "0.9379175293987672", "90071992547409931e-1",
 ]  # fmt: skip
 
 
@@ -92,3 +96,24 @@ def test_printed_numbers_read_back_as_float_reads_them(value: float | int) -> No
             assert parse_samples(b"m " + number.encode() + b"\n") is None
         else:
             assert bits(c_value(number)) == bits(float(number))
+
+
+@st.composite
+def halfway_decimals(draw: st.DrawFn) -> str:
+    """A number exactly halfway between two doubles: rounding to even decides, 16 to 20 digits."""
+    k = draw(st.integers(min_value=0, max_value=22))
+    bits_ = draw(st.integers(min_value=55, max_value=64))
+    whole = draw(st.integers(min_value=2 ** (bits_ - 1), max_value=2**bits_ - 1))
+    ulp = 2 ** (bits_ - 53)
+    halfway = whole - whole % ulp + ulp // 2
+    nudge = draw(st.sampled_from([0, 0, -1, 1]))
+    if draw(st.booleans()):
+        # h * 5^k / 10^k = h / 2^k: as much a halfway point, read by division.
+        return f"{(halfway + nudge) * 5**k}e-{k}"
+    return f"{halfway + nudge}e{k}" if draw(st.booleans()) else str(halfway + nudge)
+
+
+@MANY
+@given(halfway_decimals())
+def test_halfway_numbers_round_as_float_rounds_them(number: str) -> None:
+    assert bits(c_value(number)) == bits(float(number))
