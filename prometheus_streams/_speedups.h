@@ -87,6 +87,7 @@ INTERNAL void init_char_class(void);
 INTERNAL int valid_utf8(const unsigned char *s, Py_ssize_t n);
 INTERNAL int ieq(const char *s, Py_ssize_t n, const char *word);
 INTERNAL int check_float(const char *s, Py_ssize_t n);
+INTERNAL int fast_double(const char *s, Py_ssize_t n, double *out);
 INTERNAL int check_int64(const char *s, Py_ssize_t n);
 INTERNAL size_t name_hash(const char *name, Py_ssize_t n);
 INTERNAL Family *families_find(Families *t, const char *name, Py_ssize_t n);

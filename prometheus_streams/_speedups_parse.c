@@ -83,17 +83,20 @@ scan_sample(const char *s, Py_ssize_t n, Line *line)
     while (i < n && !is_blank(s[i])) i++;
     /* UNDECIDED: well-formed, but too long for check_float to say it is in range */
     if (check_float(s + start, i - start) == 0) return 0;
-    /* The bytes object's buffer ends in a NUL, so the number always ends. */
-    char *end = NULL;
-    double value = PyOS_string_to_double(s + start, &end, NULL);
-    if (value == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    if (end != s + i) return 0;
-    if (Py_IS_INFINITY(value)) {
-        char first = (s[start] == '+' || s[start] == '-') ? s[start + 1] : s[start];
-        if (first != 'i' && first != 'I') return 0; /* beyond float64: Go refuses it */
+    double value;
+    if (!fast_double(s + start, i - start, &value)) {
+        /* The bytes object's buffer ends in a NUL, so the number always ends. */
+        char *end = NULL;
+        value = PyOS_string_to_double(s + start, &end, NULL);
+        if (value == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (end != s + i) return 0;
+        if (Py_IS_INFINITY(value)) {
+            char first = (s[start] == '+' || s[start] == '-') ? s[start + 1] : s[start];
+            if (first != 'i' && first != 'I') return 0; /* beyond float64: Go refuses it */
+        }
     }
     while (i < n && is_blank(s[i])) i++;
     line->has_stamp = 0;

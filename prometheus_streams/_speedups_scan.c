@@ -2,6 +2,8 @@
  * table of metric families by name that check and rewrite both keep. */
 #include "_speedups.h"
 
+#include <float.h>
+
 unsigned char char_class[256];
 
 void
@@ -109,6 +111,72 @@ check_float(const char *s, Py_ssize_t n)
         return UNDECIDED;
     }
     return !Py_IS_INFINITY(value);
+}
+
+/* Powers of ten a double holds exactly: 10^22 is the last (5^22 < 2^53). */
+static const double exact_tens[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* 1 and *out set when s[0, n) is a plain decimal whose digits make an integer
+ * w <= 2^53 and whose scale is 10^e with |e| <= 22: w and 10^|e| are then
+ * exact doubles, so one IEEE multiplication or division rounds once and gives
+ * the correctly rounded value, what PyOS_string_to_double would (Clinger,
+ * 1990). 0 for anything else (NaN, Inf, more digits, a larger scale, hex, a
+ * malformed number): the caller asks PyOS_string_to_double. */
+int
+fast_double(const char *s, Py_ssize_t n, double *out)
+{
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    Py_ssize_t i = 0;
+    int negative = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+    uint64_t w = 0;
+    int significant = 0, digits = 0;
+    long scale = 0;
+    for (; i < n && is_digit(s[i]); i++, digits++) {
+        if (w == 0 && s[i] == '0') continue; /* leading zeros */
+        if (++significant > 19) return 0;
+        w = w * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && is_digit(s[i]); i++, digits++) {
+            scale--;
+            if (w == 0 && s[i] == '0') continue;
+            if (++significant > 19) return 0;
+            w = w * 10 + (uint64_t)(s[i] - '0');
+        }
+    }
+    if (digits == 0) return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int exp_negative = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-')) exp_negative = s[i++] == '-';
+        long e10 = 0;
+        Py_ssize_t exp_start = i;
+        for (; i < n && is_digit(s[i]); i++) {
+            if (i - exp_start >= 4) return 0;
+            e10 = e10 * 10 + (s[i] - '0');
+        }
+        if (i == exp_start) return 0;
+        scale += exp_negative ? -e10 : e10;
+    }
+    if (i != n || w > ((uint64_t)1 << 53)) return 0;
+    double value = (double)w;
+    if (w != 0) {
+        if (scale < -22 || scale > 22) return 0;
+        value = scale < 0 ? value / exact_tens[-scale] : value * exact_tens[scale];
+    }
+    *out = negative ? -value : value;
+    return 1;
+#else
+    /* Intermediates in wider registers (x87) would round twice. */
+    (void)s;
+    (void)n;
+    (void)out;
+    return 0;
+#endif
 }
 
 int
