@@ -92,6 +92,7 @@ class RemoteWriteOutput:
         self.partition = (0, 1)  # (k, n): which publishers this instance writes
         for name in ("samples", "stale_markers", "retried"):
             getattr(metrics, name).labels(self.label)
+        self._samples_sent = metrics.samples.labels(self.label)  # kept: one lookup a request
         for result in REQUEST_RESULTS:
             metrics.requests.labels(self.label, result)
         for reason in DROP_REASONS:
@@ -269,7 +270,7 @@ class RemoteWriteOutput:
             for start in range(0, len(flat), limit):
                 part = flat[start : start + limit]
                 await self._post(part, len(part), batch, stop)
-        self.metrics.samples.labels(self.label).inc(total)
+        self._samples_sent.inc(total)
 
     async def _post(
         self, series: list[bytes], samples: int, batch: list[Job], stop: asyncio.Event

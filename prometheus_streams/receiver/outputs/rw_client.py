@@ -90,6 +90,9 @@ class StoreClient:
         self.rw = rw
         self.metrics = metrics
         self.label = rw.name
+        # Kept, not looked up with labels() per request (a lock and a dict each).
+        self._succeeded = metrics.requests.labels(self.label, "success")
+        self._duration = metrics.duration.labels(self.label)
         self._note = note
         self._spawn = spawn
         self._session: aiohttp.ClientSession | http1.Client | None = None
@@ -156,7 +159,7 @@ class StoreClient:
                 touched = time.monotonic()
             status, answer, wait = await self._request(body)
             if 200 <= status < 300:
-                self.metrics.requests.labels(self.label, "success").inc()
+                self._succeeded.inc()
                 if self._auth_refused:
                     self._auth_refused = False
                     log.info("remote write %s: the store accepts our credentials again", self.label)
@@ -207,7 +210,7 @@ class StoreClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, f"no answer: {exc or type(exc).__name__}", None
         finally:
-            self.metrics.duration.labels(self.label).observe(time.monotonic() - started)
+            self._duration.observe(time.monotonic() - started)
 
     def _request_headers(self) -> dict[str, str]:
         # Identity: the answer is logged and searched for the refusal's reason, and
@@ -232,7 +235,7 @@ class StoreClient:
         except (http1.HTTPError, TimeoutError, OSError, ValueError) as exc:
             return 0, f"no answer: {exc or type(exc).__name__}", None
         finally:
-            self.metrics.duration.labels(self.label).observe(time.monotonic() - started)
+            self._duration.observe(time.monotonic() - started)
         text = answer.body[:512].decode("utf-8", "replace").strip()
         text = redact_text(text, self._secrets())
         wait = retry_after(answer.headers.get("retry-after"))
