@@ -9,7 +9,7 @@ to nats-py's own function, so an upgrade that changes the rules shows.
 
 Publishing with headers (each scrape), the header block is built with each
 name checked once, and the command is written at the end of the loop turn
-instead of through nats-py's flusher task: together 3-7 % of the poller's
+instead of through nats-py's flusher task: 4.5-8 % of the poller's
 CPU (docs/performance.md, "Poller, round two"); the same bytes as nats-py's
 _send_publish (tests/unit/test_nats_headers.py).
 """
