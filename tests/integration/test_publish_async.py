@@ -48,6 +48,7 @@ async def test_publish_async_acks_and_errors_as_nats_py(nats_server: NatsServer)
                 await asyncio.wait_for(asyncio.shield(refused), 1.0)
             refused.cancel()
         await asyncio.sleep(0)  # the cancelled future's done callback
+        assert not ours._pending  # written at the end of each loop turn, no flusher
         assert not js._publish_async_futures and js._publish_async_completed_event.is_set()
     finally:
         await ours.close()

@@ -6,7 +6,9 @@ bad chunk and a body that stops coming.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -49,6 +51,10 @@ class Site:
         self.paths.append(request.path_qs)
         if request.path == "/moved":
             raise web.HTTPFound("/metrics")
+        if request.path == "/moved-to-hang":
+            raise web.HTTPFound("/hang")
+        if request.path == "/hang":
+            await asyncio.sleep(3600)
         if request.path == "/gzip":
             return web.Response(body=gzip.compress(PAGE), headers={"Content-Encoding": "gzip"})
         return web.Response(body=PAGE)
@@ -121,6 +127,19 @@ async def test_a_redirect_is_followed_unless_the_job_says_not_to(
     assert target.paths == ["/moved", "/moved", "/metrics", "/moved", "/metrics"]
     refused = await scraper.scrape(f"{base}/moved", 10.0, 10**6, Settings(follow_redirects=False))
     assert (refused.error, refused.detail) == ("http_status", "HTTP 302 Found")
+
+
+async def test_a_slow_answer_times_out_at_the_limit_also_after_a_redirect(
+    site: tuple[Site, str], scraper: Scraper
+) -> None:
+    # The lean client's own deadline first; after a redirect, aiohttp with what is left.
+    _, base = site
+    for path in ("/hang", "/moved-to-hang", "/moved-to-hang"):
+        t0 = time.monotonic()
+        result = await scraper.scrape(f"{base}{path}", 0.5, 10**6)
+        took = time.monotonic() - t0
+        assert (result.error, result.detail) == ("timeout", "no answer within 0.5s"), path
+        assert 0.4 <= took < 5, (path, took)
 
 
 async def test_a_closed_port_is_refused(scraper: Scraper) -> None:
