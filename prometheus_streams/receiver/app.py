@@ -9,7 +9,6 @@ terminates it as the output answered.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from dataclasses import replace
@@ -153,10 +152,6 @@ class Receiver(runtime.SharedRole, runtime.Phases):
                 lane.stream.durable,
                 "led by one receiver at a time" if lane.lease else "shared by every receiver",
             )
-        # Start-up's objects (modules, config) out of the cyclic GC's reach, and
-        # fewer young collections: a scrape makes many short-lived tasks and futures.
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
         self._consumer_tasks = [self._supervisor.spawn(self._consume(self._stop), "consume")]
         for lane in self.lanes:
             assert lane.output is not None
