@@ -64,6 +64,23 @@ def _clean(text: str, limit: int = 300) -> str:
     return printable[:limit] + ("..." if len(printable) > limit else "")
 
 
+async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or its first MAX_ANSWER_BYTES + 1 bytes (a flood, refused by the caller).
+
+    One read() returns what has arrived so far: a CRL of several TLS records
+    would come back cut short.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_ANSWER_BYTES:
+        part = await response.content.read(MAX_ANSWER_BYTES + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 class PuppetCA:
     """The five things we ask a Puppet CA; one aiohttp session, one trust setting."""
 
@@ -146,7 +163,7 @@ class PuppetCA:
                 ssl=ssl_arg,
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES + 1)
+                body = await _read_answer(response)
                 status = response.status
         except aiohttp.ClientConnectorCertificateError as exc:
             raise CAError(
