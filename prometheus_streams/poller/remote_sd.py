@@ -20,6 +20,7 @@ from prometheus_streams.poller import LOGGER_NAME
 from prometheus_streams.poller.discovery import DiscoveryError, parse_target_groups
 from prometheus_streams.poller.dns import DNSError, SRVRecord, query, system_nameserver
 from prometheus_streams.poller.scraper import USER_AGENT, request_options
+from prometheus_streams.transport.bounded import read_at_most
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -136,7 +137,7 @@ class RemoteDiscovery:
                             f"{sd.url}: Content-Type {resp.content_type!r}, "
                             "expected application/json"
                         )
-                    body = await resp.content.read(MAX_HTTP_SD_BYTES + 1)
+                    body = await read_at_most(resp.content, MAX_HTTP_SD_BYTES)
         except TimeoutError:
             raise DiscoveryError(f"{sd.url}: no answer within {HTTP_SD_TIMEOUT:g}s") from None
         except (aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:

@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from prometheus_streams.transport.bounded import read_at_most
+
 DEFAULT_PORT = 8140
 # A CA certificate chain, a host certificate or a CRL is a few KiB; refuse floods.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -62,23 +64,6 @@ def _clean(text: str, limit: int = 300) -> str:
     """Server text made safe for one log line."""
     printable = "".join(c if c.isprintable() else " " for c in text).strip()
     return printable[:limit] + ("..." if len(printable) > limit else "")
-
-
-async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body, or its first MAX_ANSWER_BYTES + 1 bytes (a flood, refused by the caller).
-
-    One read() returns what has arrived so far: a CRL of several TLS records
-    would come back cut short.
-    """
-    parts: list[bytes] = []
-    size = 0
-    while size <= MAX_ANSWER_BYTES:
-        part = await response.content.read(MAX_ANSWER_BYTES + 1 - size)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    return b"".join(parts)
 
 
 class PuppetCA:
@@ -163,7 +148,7 @@ class PuppetCA:
                 ssl=ssl_arg,
                 allow_redirects=False,
             ) as response:
-                body = await _read_answer(response)
+                body = await read_at_most(response.content, MAX_ANSWER_BYTES)
                 status = response.status
         except aiohttp.ClientConnectorCertificateError as exc:
             raise CAError(

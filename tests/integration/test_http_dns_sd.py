@@ -3,6 +3,7 @@ on a free loopback port (A and SRV). A failed refresh keeps the last good target
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -39,19 +40,32 @@ class SDServer:
     def __init__(self) -> None:
         self.answer: object = []
         self.raw: str | None = None  # when set, served as it is (an invalid answer)
+        self.in_halves = False  # the second half of the answer only after a pause
         self.requests = 0
         self.refresh_header = ""
         self.port = 0
         self._runner: web.AppRunner | None = None
 
-    async def _sd(self, request: web.Request) -> web.Response:
+    async def _sd(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         self.refresh_header = request.headers.get("X-Prometheus-Refresh-Interval-Seconds", "")
         if request.headers.get("Authorization") != "Bearer sd-token":
             return web.Response(status=401)
         if self.raw is not None:
             return web.Response(text=self.raw, content_type="application/json")
+        if self.in_halves:
+            return await self._in_halves(request, json.dumps(self.answer).encode())
         return web.json_response(self.answer)
+
+    @staticmethod
+    async def _in_halves(request: web.Request, body: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        await asyncio.sleep(0.2)  # the server's own pause: the first half arrives alone
+        await response.write(body[len(body) // 2 :])
+        await response.write_eof()
+        return response
 
     async def start(self) -> None:
         app = web.Application()
@@ -148,24 +162,20 @@ def _names(poller: object, job: str) -> set[str]:
     return {name for (j, name) in poller.targets if j == job}  # type: ignore[attr-defined]
 
 
+def _sd_job(sd_server: SDServer) -> dict[str, Any]:
+    """Job `sd`, its targets from `sd_server` every 200ms."""
+    url = f"http://{HOST}:{sd_server.port}/sd"
+    sd = {"url": url, "refresh_interval": "200ms", "authorization": {"credentials": "sd-token"}}
+    return {"sd": {"http_sd_configs": [sd]}}
+
+
 async def test_http_sd_follows_the_answer_and_keeps_the_last_good_one(
     tmp_path: Path, nats_server: NatsServer, sd_server: SDServer, target: Target
 ) -> None:
     other = f"{HOST}:{free_port()}"  # nothing listens: a discovered target that is down
     here = f"{HOST}:{target.port}"
     sd_server.answer = [{"targets": [here], "labels": {"rack": "r1"}}]
-    jobs = {
-        "sd": {
-            "http_sd_configs": [
-                {
-                    "url": f"http://{HOST}:{sd_server.port}/sd",
-                    "refresh_interval": "200ms",
-                    "authorization": {"credentials": "sd-token"},
-                }
-            ]
-        }
-    }
-    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, jobs))
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, _sd_job(sd_server)))
     async with running(poller):
         await async_wait_for(lambda: _names(poller, "sd") == {here}, message="first answer")
         await async_wait_for(lambda: target.requests >= 1, message="the target was not scraped")
@@ -193,6 +203,20 @@ async def test_http_sd_follows_the_answer_and_keeps_the_last_good_one(
         errors = [e["error"] for e in poller.status()["recent_errors"]]
     assert sd_server.refresh_header == "0.2"
     assert any("job sd: http_sd:" in e and "not valid JSON" in e for e in errors), errors
+
+
+async def test_http_sd_reads_an_answer_that_arrives_in_pieces(
+    tmp_path: Path, nats_server: NatsServer, sd_server: SDServer
+) -> None:
+    wanted = {f"{HOST}:{free_port()}" for _ in range(3)}
+    sd_server.answer = [{"targets": sorted(wanted), "labels": {"rack": "r1"}}]
+    sd_server.in_halves = True
+    poller, preg = new_poller(poller_config(tmp_path, nats_server.url, _sd_job(sd_server)))
+    async with running(poller):
+        await async_wait_for(lambda: sd_server.requests >= 2, message="two refreshes")
+        await async_wait_for(lambda: _names(poller, "sd") == wanted, message="every target")
+    failed = metric(preg, "poller_sd_refresh_failures_total", poller_job="sd", mechanism="http")
+    assert failed == 0, f"{failed} refreshes failed on an answer in pieces"
 
 
 async def test_dns_sd_a_and_srv_records_from_a_real_dns_server(
