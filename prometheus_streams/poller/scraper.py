@@ -42,6 +42,9 @@ RESULTS = (
     "target_limit",
 )
 REDIRECTS = (301, 302, 303, 307, 308)
+# Prometheus keeps a target's idle connection 5 minutes, above any sane scrape
+# interval: at the default 1m a scrape neither reconnects nor repeats a TLS handshake.
+KEEPALIVE = 300.0
 # URLs that answered a redirect: asked through aiohttp, which follows it, from then on.
 MAX_REDIRECTING = 4096
 
@@ -164,7 +167,7 @@ class Scraper:
 
     async def start(self) -> None:
         """Open the session."""
-        self._fast = http1.Client(idle_per_origin=self._connections)
+        self._fast = http1.Client(idle_per_origin=self._connections, keepalive=KEEPALIVE)
         connector = aiohttp.TCPConnector(limit=self._connections)
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -104,6 +104,19 @@ async def test_scrapes_send_prometheus_headers_over_one_kept_connection(
     assert sent["Host"] == base.removeprefix("http://")
 
 
+async def test_a_connection_idle_longer_than_aiohttps_keepalive_is_used_again(
+    site: tuple[Site, str], scraper: Scraper
+) -> None:
+    """Scraped every 16 s (past aiohttp's 15 s), a target still sees one connection."""
+    target, base = site
+    for pause in (0.0, 16.0):
+        await asyncio.sleep(pause)  # the idle time between two scrapes is the test's subject
+        result = await scraper.scrape(f"{base}/metrics", 10.0, 10**6, Settings())
+        assert result.ok, result.detail
+    assert len(target.peers) == 2
+    assert len(set(target.peers)) == 1, "a new connection after 16 s idle"
+
+
 async def test_a_gzip_page_is_kept_as_the_target_sent_it(
     site: tuple[Site, str], scraper: Scraper
 ) -> None:
