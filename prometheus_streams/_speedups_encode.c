@@ -169,6 +169,19 @@ page_alloc(Page *page, Py_ssize_t count)
     return 0;
 }
 
+/* The checks both page encoders start with: three arguments, the last one the
+ * scrape's time in ms (into *at). -1 with the exception set, else 0. */
+static int
+page_args(const char *name, PyObject *const *args, Py_ssize_t nargs, long long *at)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s expected 3 arguments, got %zd", name, nargs);
+        return -1;
+    }
+    *at = PyLong_AsLongLong(args[2]);
+    return (*at == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
 /* encode_page(known, rows, at) is the repeated-page path of
  * outputs.rw_series.scrape_samples in one call: when the rows' series keys
  * are exactly known's keys in known's order, the concatenation of
@@ -179,17 +192,13 @@ PyObject *
 encode_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "encode_page expected 3 arguments, got %zd", nargs);
-        return NULL;
-    }
+    long long at;
+    if (page_args("encode_page", args, nargs, &at) < 0) return NULL;
     PyObject *known = args[0], *rows = args[1];
     if (!PyDict_Check(known) || !PyList_Check(rows)) {
         PyErr_SetString(PyExc_TypeError, "encode_page(dict, list, int)");
         return NULL;
     }
-    long long at = PyLong_AsLongLong(args[2]);
-    if (at == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(rows);
     if (PyDict_GET_SIZE(known) != count) Py_RETURN_NONE;
     Page page;
@@ -249,17 +258,13 @@ PyObject *
 encode_known_page(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "encode_known_page expected 3 arguments, got %zd", nargs);
-        return NULL;
-    }
+    long long at;
+    if (page_args("encode_known_page", args, nargs, &at) < 0) return NULL;
     PyObject *arg = args[0], *known = args[1];
     if (!PyBytes_Check(arg) || !PyDict_Check(known)) {
         PyErr_SetString(PyExc_TypeError, "encode_known_page(bytes, dict, int)");
         return NULL;
     }
-    long long at = PyLong_AsLongLong(args[2]);
-    if (at == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t count = PyDict_GET_SIZE(known);
     Page page;
     PyObject *result = NULL;

@@ -16,6 +16,8 @@ from puppetserver import PuppetServer
 from servers import NatsServer, Pushgateway, Target
 from stores import FakeStore, PrometheusStore, VictoriaMetricsStore
 
+from prometheus_streams.poller.scraper import Scraper
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
@@ -104,3 +106,14 @@ def puppet_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PuppetServer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def scraper() -> AsyncIterator[Scraper]:
+    """A started Scraper, closed after the test."""
+    scraper = Scraper()
+    await scraper.start()
+    try:
+        yield scraper
+    finally:
+        await scraper.close()

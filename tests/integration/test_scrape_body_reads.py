@@ -42,16 +42,6 @@ async def base_url() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def scraper() -> AsyncIterator[Scraper]:
-    scraper = Scraper()
-    await scraper.start()
-    try:
-        yield scraper
-    finally:
-        await scraper.close()
-
-
 @pytest.mark.parametrize("path", ["chunked", "sized"])
 async def test_body_within_the_limit_is_read_whole(
     base_url: str, scraper: Scraper, path: str

@@ -72,16 +72,6 @@ async def site() -> AsyncIterator[tuple[Site, str]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def scraper() -> AsyncIterator[Scraper]:
-    scraper = Scraper()
-    await scraper.start()
-    try:
-        yield scraper
-    finally:
-        await scraper.close()
-
-
 async def test_scrapes_send_prometheus_headers_over_one_kept_connection(
     site: tuple[Site, str], scraper: Scraper
 ) -> None:
