@@ -86,6 +86,9 @@ class Connection:
         self.attempts = 0
         self.last_error = ""
         self._reported: BaseException | None = None
+        # While a failed attempt's client is closed, what it reports (the socket the
+        # server already reset, say) is a consequence, not the reason to show.
+        self._discarding = False
         self._failures = ThrottledLog(log, self.label)
         self._connected_gauge = metrics.connected.labels(kind)
         self._connected_gauge.set(0)
@@ -136,7 +139,7 @@ class Connection:
             except (OSError, NATSError, TimeoutError) as exc:
                 if exc is not self._reported and not isinstance(exc, NoServersError):
                     self._errors.inc()
-                    self._note_failure(logging.WARNING, _describe(exc))
+                    self._note_failure(*self._explain(exc))
             await asyncio.sleep(backoff.next())
         self._set_connected(True)
         failures = self._failures.recovered()
@@ -187,7 +190,11 @@ class Connection:
                     closed_cb=self._closed,
                 )
         except BaseException:
-            await _discard(nc)
+            self._discarding = True
+            try:
+                await _discard(nc)
+            finally:
+                self._discarding = False
             raise
         # nats-py reads these afresh at every later disconnect: from now on it
         # reconnects by itself, for ever, keeping subscriptions and buffered publishes.
@@ -228,22 +235,27 @@ class Connection:
         self._failures.failure(level, message)
 
     async def _error(self, exc: Exception) -> None:
+        if self._discarding:
+            log.debug("%s: while closing a failed client: %s", self.label, _describe(exc))
+            return
         self._errors.inc()
         self._reported = exc
+        self._note_failure(*self._explain(exc))
+
+    def _explain(self, exc: BaseException) -> tuple[int, str]:
+        """The level and the words for an error: a refusal of credentials says so."""
         text = _describe(exc)
         if "authorization violation" in text.lower() or "authentication" in text.lower():
             auth = self.config.auth
-            self._note_failure(
+            return (
                 logging.ERROR,
                 f"NATS refused the credentials of {self._where} "
                 f"(auth: {auth.describe() if auth else 'none configured'}): {text}",
             )
-            return
         explained = explain_tls(exc, self.config.tls)
         if explained is not None:
-            self._note_failure(logging.ERROR, f"{self._where}: {explained}")
-            return
-        self._note_failure(logging.WARNING, text)
+            return logging.ERROR, f"{self._where}: {explained}"
+        return logging.WARNING, text
 
     async def _disconnected(self) -> None:
         if self.connected.is_set() and not self._closing:

@@ -130,12 +130,17 @@ async def test_wrong_password_is_refused_and_never_logged(
         poller, registry = new_poller(cfg)
         caplog.set_level(logging.DEBUG)
         async with running(poller):
+            # Not the first error counted: on a loaded machine the first attempt
+            # may time out before the server's refusal comes.
             await async_wait_for(
-                lambda: metric(registry, "nats_errors_total", connection="stream") >= 1,
+                lambda: (
+                    metric(registry, "nats_errors_total", connection="stream") >= 1
+                    and "refused the credentials" in poller.ready()[1]
+                ),
                 message="the server's refusal was not reported",
             )
             ready, why = poller.ready()
-            assert not ready and "refused the credentials" in why
+            assert not ready
             assert "wrong-password-9" not in why
     refusals = [
         r.getMessage() for r in caplog.records if "refused the credentials" in r.getMessage()
@@ -143,3 +148,48 @@ async def test_wrong_password_is_refused_and_never_logged(
     assert refusals, "no log line says NATS refused the credentials"
     assert "user metrics with password from inline config" in refusals[0]
     assert not any("wrong-password-9" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_refused_password_stays_the_reason_across_retries(
+    tmp_path: Path, target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each retry is refused again: the reason shown stays the refusal.
+
+    Closing a refused client could report the socket the server had reset, and
+    the refusal then came back raw ("nats: 'Authorization Violation'", a warning).
+    """
+    server_cfg = 'authorization { user: "metrics", password: "right-password-1" }'
+    with NatsServer(tmp_path / "nats", extra_config=server_cfg) as server:
+        data = {
+            "identity": "dc1",
+            "scrape_interval": "300ms",
+            "poller_stream": {
+                "urls": server.url,
+                "topic": TOPIC,
+                "user": "metrics",
+                "password": "wrong-password-9",
+            },
+            "jobs": {"node": {"targets": [{"name": "web-1", "url": target.url}]}},
+        }
+        cfg = config.load(write_config(tmp_path, data, "poller-wrong.yaml"))
+        poller, _registry = new_poller(cfg)
+        caplog.set_level(logging.INFO, logger="prometheus_streams.transport.connection")
+        reasons: list[str] = []
+
+        def refused_often() -> bool:
+            why = poller.ready()[1]
+            if not reasons or reasons[-1] != why:
+                reasons.append(why)
+            return poller.conn.attempts >= 5
+
+        async with running(poller):
+            await async_wait_for(refused_often, timeout=60, interval=0.01)
+    failures = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name == "prometheus_streams.transport.connection"
+    ]
+    assert failures
+    assert all("refused the credentials" in f for f in failures), failures
+    shown = [why for why in reasons if why != "not connected to NATS"]
+    assert shown and all("refused the credentials" in why for why in shown), shown
