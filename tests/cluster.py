@@ -10,6 +10,7 @@ monitoring endpoint, election times from their logs.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import socket
@@ -26,10 +27,16 @@ __all__ = ["CLUSTER_NAME", "NatsCluster", "election_times", "quiet_port"]
 CLUSTER_NAME = "central"
 # Below Linux's ephemeral range (32768-60999 by default).
 QUIET_PORTS = (20000, 32000)
+# Each pytest-xdist worker (gw0, gw1, ...) picks from its own slice of that range:
+# two workers checking the same port free before either's server listens on it
+# was a collision (a node's leafnode port taken by another worker's cluster).
+WORKER_SLICES = 4
 # Another test suite on the machine may pick from the same range: a node that finds
 # its port taken tries again, once a second, this many times.
 PORT_TRIES = 15
 _rng = random.Random()  # noqa: S311 - port picking, not cryptography
+# Ports this process handed out: one not yet listened on is still "free" to bind().
+_handed_out: set[int] = set()
 FORMED_TIMEOUT = 60.0
 # nats-server writes `[pid] 2026/12/03 13:50:00.123456 [INF] ...`; UTC with logtime_utc.
 _LOG_TIME = re.compile(r"^\[\d+\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[\w+\] (.*)$")
@@ -279,16 +286,34 @@ def quiet_port() -> int:
 
     A node restarted after a kill must get its ports back; free_port()'s come
     from the range the kernel hands to outgoing connections (the routes
-    between the nodes among them), and one was taken before a restart.
+    between the nodes among them), and one was taken before a restart. The
+    port comes from this xdist worker's slice and is never handed out twice
+    by one process.
     """
+    low, high = _worker_range()
+    if len(_handed_out) > (high - low) // 2:
+        _handed_out.clear()  # long since listened on, or given back
     while True:
-        port = _rng.randrange(QUIET_PORTS[0], QUIET_PORTS[1])
+        port = _rng.randrange(low, high)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((HOST, port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
+
+
+def _worker_range() -> tuple[int, int]:
+    """This process's slice of QUIET_PORTS: by xdist worker number, all of it without."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return QUIET_PORTS
+    width = (QUIET_PORTS[1] - QUIET_PORTS[0]) // WORKER_SLICES
+    low = QUIET_PORTS[0] + (int(worker[2:]) % WORKER_SLICES) * width
+    return low, low + width
 
 
 def _get_status(url: str) -> int | None:
