@@ -12,6 +12,8 @@ name checked once, and the command is written at the end of the loop turn
 instead of through nats-py's flusher task: 4.5-8 % of the poller's
 CPU (docs/performance.md, "Poller, round two"); the same bytes as nats-py's
 _send_publish (tests/unit/test_nats_headers.py).
+Publishes without headers (the receiver's acks and pull requests, one or
+two per message) are written the same way, as nats-py's PUB.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES
 from nats.aio.client import Client as NATS
 from nats.aio.transport import TcpTransport
 from nats.js import JetStreamContext
+from nats.protocol.command import pub_cmd
 
 from prometheus_streams.transport.pubacks import JetStream
 
@@ -102,10 +105,15 @@ class Client(NATS):
         # expression and three copies per header (about 10 µs for ours);
         # the same bytes here with each name checked once
         # (tests/unit/test_nats_headers.py holds the command to nats-py's).
-        if headers is None or not subject:
+        if not subject:
             await super()._send_publish(subject, reply, payload, payload_size, headers)
             return
-        command = hpub_command(subject, reply, header_block(headers), payload)
+        if headers is None:
+            # The receiver's acks and pull requests: one publish per message
+            # fetched, written like the rest (nats-py's PUB bytes).
+            command = pub_cmd(subject, reply, payload)
+        else:
+            command = hpub_command(subject, reply, header_block(headers), payload)
         self.stats["out_msgs"] += 1
         self.stats["out_bytes"] += payload_size
         await self._send_command(command)
@@ -113,7 +121,8 @@ class Client(NATS):
             # Written by a callback at the end of this loop turn, with what
             # else was queued in it, instead of waking nats-py's flusher task
             # per publish (a future, a queue put, a drain). No drain: the
-            # outbox has at most PUBLISH_WORKERS messages in flight.
+            # outbox has at most PUBLISH_WORKERS messages in flight, and an
+            # ack or a pull request answers or asks for a fetched message.
             if not self._write_soon:
                 self._write_soon = True
                 asyncio.get_running_loop().call_soon(self._write_pending)

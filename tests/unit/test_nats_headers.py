@@ -87,3 +87,19 @@ async def test_publish_goes_through_ours(monkeypatch: pytest.MonkeyPatch) -> Non
     client._max_pending_size = 1 << 20  # buffering, as while reconnecting
     await client.publish("a.b", b"x", headers={"A": "b"})
     assert built == [{"A": "b"}]
+
+
+@pytest.mark.parametrize("reply", ["", "_INBOX.x.1"])
+async def test_a_publish_without_headers_is_nats_py_s(reply: str) -> None:
+    # The receiver's acks (no reply) and pull requests (a reply) take our write path too.
+    async def sent(client: NATS) -> list[bytes]:
+        out: list[bytes] = []
+
+        async def keep(command: bytes, priority: bool = False) -> None:
+            out.append(command)
+
+        client._send_command = keep  # type: ignore[method-assign,assignment]
+        await client._send_publish("$JS.ACK.a.b", reply, b"+ACK", 4, None)
+        return out
+
+    assert await sent(Client()) == await sent(NATS())
