@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -43,6 +45,33 @@ def gzip_member(data: bytes, level: int) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
+# A gzip header (no name, mtime 0, OS unknown) and the largest stored block.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_STORED_MAX = 0xFFFF
+
+
+def stored_member(data: bytes) -> bytes:
+    """`data` as one gzip member of stored (not compressed) deflate blocks.
+
+    For the health series appended to a forwarded page: about 150 bytes, which
+    deflate shrinks by a few dozen, while each call to ISA-L's deflate sets up
+    its Huffman tables (2-3 % of the poller's CPU; docs/performance.md,
+    "Issue 16, fourth pass").
+    """
+    parts = [_GZIP_HEADER]
+    start = 0
+    while True:
+        block = data[start : start + _STORED_MAX]
+        start += len(block)
+        last = start >= len(data)
+        parts.append(struct.pack("<BHH", last, len(block), len(block) ^ 0xFFFF))
+        parts.append(block)
+        if last:
+            break
+    parts.append(struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF))
+    return b"".join(parts)
+
+
 @dataclass(frozen=True)
 class Payload:
     """A scrape's message body, gzipped, and how many of the target's own health lines went."""
@@ -72,7 +101,7 @@ def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool =
         health = health_series(True, result.duration, samples)
         if body and not body.endswith(b"\n"):
             health = b"\n" + health
-        return Payload(result.gzip + gzip_member(health, level))
+        return Payload(result.gzip + stored_member(health))
     plain = with_health(body, result.duration, samples)
     return Payload(gzip_member(plain, level), replaced)
 
