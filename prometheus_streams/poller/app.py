@@ -252,7 +252,7 @@ class Poller(SharedRole, Phases):
             labels = {"job": job.name, "instance": target.name, **dict(target.labels)}
             payload, result = build_rewritten_payload(result, http, labels, cache)
         self._record(job, target, result)
-        self._submit(job, target, result, payload, term)
+        await self._submit(job, target, result, payload, term)
 
     def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
         children = self._job_children.get(job.name)
@@ -292,7 +292,7 @@ class Poller(SharedRole, Phases):
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
-    def _submit(
+    async def _submit(
         self,
         job: Job,
         target: Target,
@@ -317,4 +317,4 @@ class Poller(SharedRole, Phases):
             labels=target.labels,
             honor_labels=job.honor_labels or merged,
         )
-        self.outbox.put(scrape, payload.data, term)
+        await self.outbox.send(scrape, payload.data, term)
