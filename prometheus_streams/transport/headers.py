@@ -8,14 +8,15 @@ same checks with str methods in C. tests/unit/test_nats_headers.py holds it
 to nats-py's own function, so an upgrade that changes the rules shows.
 
 Publishing with headers (each scrape), the header block is built with each
-name checked once, and the command is written at once instead of through
-nats-py's flusher task: 4.5-8 % of the poller's
+name checked once, and the command is written at the end of the loop turn
+instead of through nats-py's flusher task: 4.5-8 % of the poller's
 CPU (docs/performance.md, "Poller, round two"); the same bytes as nats-py's
 _send_publish (tests/unit/test_nats_headers.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nats import errors
@@ -87,6 +88,7 @@ class Client(NATS):
     """nats-py's client, parsing headers with parse_header_lines; JetStream from pubacks."""
 
     _parse_header_lines = staticmethod(parse_header_lines)
+    _write_soon = False  # a _write_pending is scheduled
 
     async def _send_publish(
         self,
@@ -108,17 +110,20 @@ class Client(NATS):
         self.stats["out_bytes"] += payload_size
         await self._send_command(command)
         if self.is_connected and type(self._transport) is TcpTransport:
-            # Written now, instead of waking nats-py's flusher task per publish
-            # (a future, a queue put, a drain), or a callback at the end of the
-            # loop turn (one more turn per scrape: the poller publishes one
-            # scrape per turn; docs/performance.md, "Issue 16, fourth pass").
-            # No drain: the outbox has at most PUBLISH_WORKERS messages in flight.
-            self._write_pending()
+            # Written by a callback at the end of this loop turn, with what
+            # else was queued in it, instead of waking nats-py's flusher task
+            # per publish (a future, a queue put, a drain). No drain: the
+            # outbox has at most PUBLISH_WORKERS messages in flight.
+            if not self._write_soon:
+                self._write_soon = True
+                asyncio.get_running_loop().call_soon(self._write_pending)
         elif self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
     def _write_pending(self) -> None:
-        if self._pending:
+        self._write_soon = False
+        # Disconnected since: nats-py sends what is pending after reconnecting.
+        if self._pending and self.is_connected and type(self._transport) is TcpTransport:
             self._transport.writelines(self._pending)  # type: ignore[no-untyped-call]
             self._pending = []
             self._pending_data_size = 0
