@@ -80,13 +80,16 @@ class Payload:
     replaced: int = 0
 
 
-def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool = True) -> Payload:
+def build_payload(
+    result: ScrapeResult, level: int = 1, honor_timestamps: bool = True, samples: int | None = None
+) -> Payload:
     """The gzipped body: the page plus its health series, or up 0 alone on failure.
 
     A page the target sent gzipped is forwarded as it came, with the health
     series as a second gzip member (members concatenate), so the common case
     costs an inflate to count samples and no deflate of the page at all.
     Without `honor_timestamps` the page's own timestamps are dropped.
+    `samples` is the page's count of samples when the caller made it already.
     """
     if not result.ok:
         health = health_series(False, result.duration, 0)
@@ -96,7 +99,8 @@ def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool =
         body, stripped = strip_timestamps(body)
         if stripped:
             result = replace(result, gzip=None)
-    samples = count_samples(body)
+    if samples is None or replaced:
+        samples = count_samples(body)
     if result.gzip is not None and not replaced:
         health = health_series(True, result.duration, samples)
         if body and not body.endswith(b"\n"):
