@@ -78,6 +78,8 @@ class Outbox:
         self.fence = fence
         self.replica = replica  # sent in a header by a member of an HA group
         self._pending: dict[str, Pending] = {}
+        # Read when /metrics is scraped, not set twice per scrape.
+        metrics.buffered.set_function(lambda: len(self._pending))
         self._templates: dict[tuple[object, ...], Template] = {}
         # Each idle worker waits on a future of its own, so that a scrape put
         # wakes one worker, not all: waking all 32 for each scrape cost
@@ -178,7 +180,6 @@ class Outbox:
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload, term)
-        self.metrics.buffered.set(len(self._pending))
         if self._outage.active:
             self.wake()  # the prober may be idle: waking one could miss it
         else:
@@ -206,7 +207,6 @@ class Outbox:
         while self._pending:
             subject = next(iter(self._pending))
             scrape, payload, term = self._pending.pop(subject)
-            self.metrics.buffered.set(len(self._pending))
             age = scrape.beyond(self.max_age)
             if age is not None:
                 self.metrics.dropped.labels("too_old").inc()
@@ -226,7 +226,6 @@ class Outbox:
             self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
         else:
             self._pending[subject] = (scrape, payload, term)
-            self.metrics.buffered.set(len(self._pending))
 
     async def _publish_loop(self) -> None:
         backoff = 0.1
