@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 # (job name, target name)
 TargetKey = tuple[str, str]
+# Scrapes start on this grid of the wall clock: the targets due in one tick
+# share the poller's wake-up (one timer turn, one context switch) instead of
+# each waking it apart; a target's phase moves by less than a tick
+# (docs/performance.md, "Issue 16, fourth pass").
+TICK = 0.05
 
 
 def scrape_jobs(config: Config, monitor_port: int) -> tuple[Job, ...]:
@@ -119,6 +125,7 @@ class Schedule:
         offset = stable_offset(key, interval)
         now = time.time()
         first = now - (now % interval) + offset
+        first = math.ceil(first / TICK) * TICK
         if first < now:
             first += interval
         # Then keep time with the monotonic clock: a wall-clock step (NTP at
