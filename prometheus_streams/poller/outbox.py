@@ -162,7 +162,7 @@ class Outbox:
         """A direct publish failed: counted, and a worker tries again (with backoff, probing)."""
         self.metrics.publish_errors.labels(type(exc).__name__).inc()
         self._requeue(scrape, payload, term)
-        self._wake_one()
+        self._wake_for_pending()
 
     async def _expire_loop(self) -> None:
         while True:
@@ -180,6 +180,9 @@ class Outbox:
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload, term)
+        self._wake_for_pending()
+
+    def _wake_for_pending(self) -> None:
         if self._outage.active:
             self.wake()  # the prober may be idle: waking one could miss it
         else:
