@@ -11,7 +11,8 @@ CPU ms per 1,000 samples it wrote and vmagent's per 1,000 samples scraped.
 
 A receiver is NAME=SPEC: `rev:REV` runs the package as of git revision REV,
 `queue:N` this tree with `max_samples_per_send: N` (vmagent's own block is
-up to 10,000 rows), empty this tree with the output's defaults.
+up to 10,000 rows), `env:K=V,...` this tree with those environment
+variables, empty this tree with the output's defaults.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from benchmarks.procs import Processes
 from benchmarks.services import (
     Service,
     StreamSettings,
+    binary,
     start_nats,
     start_poller,
     start_rw_receiver,
@@ -45,7 +47,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "receivers", nargs="+", metavar="NAME=SPEC", help="SPEC: rev:REV, queue:N or empty"
+        "receivers",
+        nargs="+",
+        metavar="NAME=SPEC",
+        help="SPEC: rev:REV, queue:N, env:K=V,... or empty",
     )
     parser.add_argument("--targets", type=int, default=200)
     parser.add_argument("--interval", type=float, default=5.0)
@@ -62,6 +67,8 @@ def main() -> None:
         for item in args.receivers:
             name, _, spec = item.partition("=")
             launcher = _launcher(work, name, spec[4:]) if spec.startswith("rev:") else None
+            if spec.startswith("env:"):
+                launcher = ["env", *spec[4:].split(","), binary("prometheus-streams")]
             queue = {"max_samples_per_send": int(spec[6:])} if spec.startswith("queue:") else None
             store = start_victoria_metrics(procs, work, f"vm-{name}")
             receiver = start_rw_receiver(

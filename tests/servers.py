@@ -315,6 +315,10 @@ class _ProcessServer(StartStop):
             self._log = None
 
 
+# Fresh ports a nats-server tries when another process took the first ones.
+PORT_RETRIES = 5
+
+
 class NatsServer(_ProcessServer):
     """nats-server with JetStream (file store in tmp_dir/js) and monitoring.
 
@@ -326,6 +330,8 @@ class NatsServer(_ProcessServer):
 
     def __init__(self, tmp_dir: Path, port: int | None = None, extra_config: str = "") -> None:
         super().__init__(tmp_dir, "nats-server")
+        # Ports picked here may be re-picked at the first start (see start()).
+        self._own_ports = port is None
         self._port = port if port is not None else free_port()
         self.monitor_port = free_port()
         self.store_dir = self.tmp_dir / "js"
@@ -345,6 +351,27 @@ class NatsServer(_ProcessServer):
         if self.extra_config:
             text += self.extra_config.rstrip("\n") + "\n"
         self.config_path.write_text(text)
+
+    def start(self) -> None:
+        """Start; at the first start, ports taken meanwhile by another process are re-picked.
+
+        free_port()'s ports are free when picked; another test process (xdist
+        workers, other suites on a shared machine) may listen on one before
+        nats-server does. A restart keeps its ports (clients reconnect there).
+        """
+        for attempt in range(PORT_RETRIES):
+            try:
+                super().start()
+            except RuntimeError as exc:
+                if not self._own_ports or "address already in use" not in str(exc):
+                    raise
+                if attempt == PORT_RETRIES - 1:
+                    raise
+                self._port, self.monitor_port = free_port(), free_port()
+                self._write_config()
+                continue
+            self._own_ports = False
+            return
 
     @property
     def port(self) -> int:

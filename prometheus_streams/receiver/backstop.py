@@ -112,7 +112,7 @@ class Backstop:
         if write is not None:
             self._adopt(publisher, write, state.revision + 1)
         self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=False)
-        return self._counted(publisher, replica, reason, count)
+        return self._counted(publisher, replica, scrape_time_ms, reason, count)
 
     async def judge(
         self, publisher: str, replica: str, scrape_time_ms: int, count: bool, token: int = 0
@@ -130,13 +130,13 @@ class Backstop:
             reason, write = self._rule(state, replica, scrape_time_ms, token)
             if write is None:
                 self._noted(publisher, state, replica, token, scrape_time_ms, reason, shared=True)
-                return self._counted(publisher, replica, reason, count)
+                return self._counted(publisher, replica, scrape_time_ms, reason, count)
         reason = await self._stored(publisher, replica, scrape_time_ms, token)
         if reason == HOLD:
             if count:
                 self._metrics.held.labels(publisher).inc()
             return reason
-        return self._counted(publisher, replica, reason, count)
+        return self._counted(publisher, replica, scrape_time_ms, reason, count)
 
     async def _stored(self, publisher: str, replica: str, t: int, token: int) -> str | None:
         """Decide through the store: read, and write what the rule asks with a revision check."""
@@ -198,7 +198,7 @@ class Backstop:
         if self.store is not None and self._in_tail(state, at, replica, token, t, timeout):
             return None, None
         if at < len(state.periods) - 1:
-            return PAST_PERIOD, None
+            return self._past(period, token, t, timeout), None
         newest = max(period.last_ms, state.local_last)
         if token > period.token:
             # A newer lease term (of another replica, or of the accepted one
@@ -232,6 +232,19 @@ class Backstop:
             # store that first, so no receiver can switch before this scrape.
             return reason, stored_periods(state, last=state.local_last)
         return reason, None
+
+    @staticmethod
+    def _past(period: PeriodState, token: int, t: int, timeout: int) -> str:
+        """Why a message is refused in a period that another has followed since.
+
+        Within failover_timeout of the period's newest scrape it is the reason
+        the head gave (or would have given) while the period was current, so a
+        lane behind another counts what the lane ahead counted; only a scrape
+        later than that, which no rule refused at the head, is `past_period`.
+        """
+        if t > period.last_ms + timeout:
+            return PAST_PERIOD
+        return OLD_TERM if 0 < token < period.token else OTHER_REPLICA
 
     @staticmethod
     def _in_tail(
@@ -357,14 +370,16 @@ class Backstop:
         self._metrics.accepted.labels(publisher, now.replica).set(1)
         log_switch(publisher, before, now, state.local_last)
 
-    def _counted(self, publisher: str, replica: str, reason: str | None, count: bool) -> str | None:
+    def _counted(
+        self, publisher: str, replica: str, t: int, reason: str | None, count: bool
+    ) -> str | None:
         if reason is not None and count:
             self._metrics.refused.labels(publisher, reason).inc()
             self._publishers[publisher].refused += 1
-            self._warn(publisher, replica, reason)
+            self._warn(publisher, replica, t, reason)
         return reason
 
-    def _warn(self, publisher: str, replica: str, reason: str) -> None:
+    def _warn(self, publisher: str, replica: str, t: int, reason: str) -> None:
         """Log a refusal, once a minute per publisher: a split brain refuses every message."""
         now = time.monotonic()
         if now - self._warned.get(publisher, -WARN_EVERY) < WARN_EVERY:
@@ -375,13 +390,17 @@ class Backstop:
             if reason == OLD_TERM
             else "two replicas publish at once?"
         )
+        # The replica accepted at the message's scrape time: for a lane behind
+        # another, not necessarily the one accepted now.
+        state = self._publishers[publisher]
+        holder = state.periods[max(bisect.bisect_right(state.starts, t) - 1, 0)].replica
         log.warning(
             "HA backstop: refusing messages of publisher %s from replica %s (%s): replica %s"
-            " is accepted; %s",
+            " is accepted at their scrape time; %s",
             publisher,
             replica,
             reason,
-            self._publishers[publisher].periods[-1].replica,
+            holder,
             why,
             extra={"publisher": publisher},
         )

@@ -105,7 +105,9 @@ class Consumer:
                 continue
             try:
                 msgs = await self.sub.fetch(
-                    output.fetch_size(self.stream.fetch_batch), FETCH_TIMEOUT
+                    output.fetch_size(self.stream.fetch_batch),
+                    FETCH_TIMEOUT,
+                    output.fetch_linger(),
                 )
             except NATSError as exc:
                 if leaderless(exc):

@@ -170,6 +170,9 @@ class Output(Protocol):
     def fetch_size(self, batch: int) -> int:
         """How many messages to fetch at most, out of the configured `batch` (1 when probing)."""
 
+    def fetch_linger(self) -> float:
+        """Seconds to let a trickle gather in the stream before fetching it; 0 for none."""
+
     async def run(self, stop: asyncio.Event) -> None:
         """Background work (e.g. deleting stale groups) until `stop` is set."""
 

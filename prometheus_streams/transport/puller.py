@@ -133,7 +133,7 @@ class Puller:
         )
         return info
 
-    async def fetch(self, batch: int, max_wait: float) -> list[Msg]:
+    async def fetch(self, batch: int, max_wait: float, linger: float = 0.0) -> list[Msg]:
         """Up to `batch` messages; [] when none came within `max_wait` seconds.
 
         Like nats-py's fetch: first ask for what is there now (`no_wait`);
@@ -142,7 +142,11 @@ class Puller:
         answered and delivers nothing after the fetch returned. After a wait
         that brought a message with nothing behind it, the next fetch waits at once.
         The wait is a parameter, not a timeout around the call, because the
-        server is told it too (`expires`).
+        server is told it too (`expires`). With a `linger`, a fetch caught up
+        with the stream (the last message had nothing behind it) first waits
+        that long, then asks for what gathered meanwhile: a trickle comes in
+        one request per linger instead of one per message, and no request is
+        left open on the server.
         Raises APIError when the server answers with another status (the
         consumer is gone, for example).
         """
@@ -150,7 +154,12 @@ class Puller:
             return self._take(batch)  # delivered after an earlier fetch returned
         deadline = time.monotonic() + max_wait
         trickle, self._trickle = self._trickle, False
+        if trickle and linger > 0:
+            await asyncio.sleep(min(linger, max_wait))
+            trickle = False
         if not trickle and await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
+            # Caught up: with a linger, the next fetch lets the next ones gather.
+            self._trickle = linger > 0 and num_pending(self._buffer[-1]) == 0
             return self._take(batch)
         left = deadline - time.monotonic()
         if left > 0.01 and not self._passing_conflict():

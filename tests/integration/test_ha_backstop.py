@@ -67,9 +67,26 @@ async def jetstream(nats_url: str) -> AsyncIterator[JetStreamContext]:
         await nc.close()
 
 
+_last_ms = 0
+
+
+def unique_ms() -> int:
+    """Now in ms, later than any time this gave before.
+
+    Replicas keep the publisher's Msg-Id (target and scrape time), so two
+    scrapes of one target in the same millisecond are one message to the
+    stream: the second is dropped as a duplicate. Two publishes back to back
+    here fall in one millisecond at times, and b's scrape then never reached
+    the receiver (a flaky refusal count).
+    """
+    global _last_ms
+    _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+    return _last_ms
+
+
 async def publish_as(js: JetStreamContext, replica: str | None, publisher: str = "dc1") -> int:
     """One scrape of node/web-1 as HA replica `replica` (None: a plain poller); its time (ms)."""
-    ms = int(time.time() * 1000)
+    ms = unique_ms()
     scrape = wire.Scrape(publisher, "node", "web-1", ms, body(replica or "-"))
     subject, payload, headers = wire.encode(TOPIC, scrape)
     if replica is not None:
@@ -142,7 +159,7 @@ async def test_two_replicas_at_once_only_one_reaches_the_outputs_until_it_falls_
             message="the plain poller's scrape was held back",
         )
         # A replica name no label could hold is bad input: terminated and counted.
-        scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), body("c"))
+        scrape = wire.Scrape("dc1", "node", "web-1", unique_ms(), body("c"))
         subject, payload, headers = wire.encode(TOPIC, scrape)
         await js.publish(
             subject, payload, headers={**headers, wire.H_REPLICA: "c" * 300}, stream="PROMETHEUS"
@@ -152,7 +169,7 @@ async def test_two_replicas_at_once_only_one_reaches_the_outputs_until_it_falls_
             message="the bad replica header was not counted",
         )
         # So is a lease term that is no positive number.
-        scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000) + 1, body("b"))
+        scrape = wire.Scrape("dc1", "node", "web-1", unique_ms(), body("b"))
         subject, payload, headers = wire.encode(TOPIC, scrape)
         bad_term = {**headers, wire.H_REPLICA: "b", wire.H_TERM: "-3"}
         await js.publish(subject, payload, headers=bad_term, stream="PROMETHEUS")

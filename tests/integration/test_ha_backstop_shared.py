@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 from servers import NatsServer, Pushgateway, async_wait_for, free_port, http_request
 from test_cli import Daemon
-from test_ha_backstop import body, jetstream, publish_as, receiver_data, sent_by
+from test_ha_backstop import body, jetstream, publish_as, receiver_data, sent_by, unique_ms
 from test_publish_permissions import RECEIVER_PERMISSIONS, _poller_permissions
 
 from prometheus_streams import config, wire
@@ -204,7 +204,7 @@ async def test_without_the_bucket_replicas_messages_are_held_until_it_answers(
         dc1 = f"nats://dc1:dc1-pw@127.0.0.1:{server.port}"
         async with running(receiver):
             await async_wait_for(lambda: receiver.ready()[0], message="receiver never bound")
-            scrape = wire.Scrape("dc1", "node", "web-1", int(time.time() * 1000), body("a"))
+            scrape = wire.Scrape("dc1", "node", "web-1", unique_ms(), body("a"))
             subject, payload, headers = wire.encode(TOPIC, scrape)
             await publish_raw(dc1, subject, payload, {**headers, wire.H_REPLICA: "a"})
             await async_wait_for(

@@ -187,3 +187,27 @@ async def test_a_trickle_is_one_request_a_message_and_a_backlog_still_comes_in_a
         rest = await sub.fetch(10, 5.0)
         assert [m.data for m in first] == [b"m0"]
         assert [m.data for m in rest] == [b"m1", b"m2"]
+
+
+async def test_a_lingering_fetch_takes_a_trickle_in_one_request_and_leaves_none_open(
+    nats_server: NatsServer,
+) -> None:
+    async with puller(nats_server.url) as sub:
+        # Caught up: the first message came to a waiting request, nothing behind it.
+        waiting = asyncio.ensure_future(sub.fetch(10, 60.0, linger=30.0))
+        await async_wait_for(lambda: sub._waiter is not None and sub._want == 1)
+        await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t0", b"m0")
+        assert [m.data for m in await asyncio.wait_for(waiting, 30.0)] == [b"m0"]
+        # The next fetch lingers before asking: a trickle published meanwhile
+        # comes in one batch, from one request (without the linger, one: m1).
+        before = sub._request
+        lingering = asyncio.ensure_future(sub.fetch(10, 60.0, linger=1.0))
+        for i in range(1, 4):
+            await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t{i}", f"m{i}".encode())
+        msgs = await asyncio.wait_for(lingering, 30.0)
+        assert [m.data for m in msgs] == [b"m1", b"m2", b"m3"]
+        assert sub._request - before == 1
+        # That request asked for what was there: none is left waiting on the server.
+        info = await sub.consumer_info()
+        assert info.num_waiting == 0
+        assert sub.take_all() == []

@@ -111,6 +111,10 @@ class PushgatewayOutput:
         """While the breaker is open, nothing is fetched: messages wait in the stream."""
         return self.breaker.wait_time()
 
+    def fetch_linger(self) -> float:
+        """None: a scrape is pushed as soon as it is stored."""
+        return 0.0
+
     def fetch_size(self, batch: int) -> int:
         """One message at a time while the breaker probes the Pushgateway."""
         return 1 if self.breaker.state == HALF_OPEN else batch
