@@ -110,23 +110,30 @@ async def test_credentials_file_authenticates_in_operator_mode(
         )
 
 
+AUTH_SERVER = 'authorization { user: "metrics", password: "right-password-1" }'
+
+
+def _wrong_password_poller(tmp_path: Path, nats_url: str, target_url: str) -> config.Config:
+    """A poller of AUTH_SERVER's user with a wrong password."""
+    data = {
+        "identity": "dc1",
+        "scrape_interval": "300ms",
+        "poller_stream": {
+            "urls": nats_url,
+            "topic": TOPIC,
+            "user": "metrics",
+            "password": "wrong-password-9",
+        },
+        "jobs": {"node": {"targets": [{"name": "web-1", "url": target_url}]}},
+    }
+    return config.load(write_config(tmp_path, data, "poller-wrong.yaml"))
+
+
 async def test_wrong_password_is_refused_and_never_logged(
     tmp_path: Path, target: Target, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server_cfg = 'authorization { user: "metrics", password: "right-password-1" }'
-    with NatsServer(tmp_path / "nats", extra_config=server_cfg) as server:
-        data = {
-            "identity": "dc1",
-            "scrape_interval": "300ms",
-            "poller_stream": {
-                "urls": server.url,
-                "topic": TOPIC,
-                "user": "metrics",
-                "password": "wrong-password-9",
-            },
-            "jobs": {"node": {"targets": [{"name": "web-1", "url": target.url}]}},
-        }
-        cfg = config.load(write_config(tmp_path, data, "poller-wrong.yaml"))
+    with NatsServer(tmp_path / "nats", extra_config=AUTH_SERVER) as server:
+        cfg = _wrong_password_poller(tmp_path, server.url, target.url)
         poller, registry = new_poller(cfg)
         caplog.set_level(logging.DEBUG)
         async with running(poller):
@@ -158,20 +165,8 @@ async def test_a_refused_password_stays_the_reason_across_retries(
     Closing a refused client could report the socket the server had reset, and
     the refusal then came back raw ("nats: 'Authorization Violation'", a warning).
     """
-    server_cfg = 'authorization { user: "metrics", password: "right-password-1" }'
-    with NatsServer(tmp_path / "nats", extra_config=server_cfg) as server:
-        data = {
-            "identity": "dc1",
-            "scrape_interval": "300ms",
-            "poller_stream": {
-                "urls": server.url,
-                "topic": TOPIC,
-                "user": "metrics",
-                "password": "wrong-password-9",
-            },
-            "jobs": {"node": {"targets": [{"name": "web-1", "url": target.url}]}},
-        }
-        cfg = config.load(write_config(tmp_path, data, "poller-wrong.yaml"))
+    with NatsServer(tmp_path / "nats", extra_config=AUTH_SERVER) as server:
+        cfg = _wrong_password_poller(tmp_path, server.url, target.url)
         poller, _registry = new_poller(cfg)
         caplog.set_level(logging.INFO, logger="prometheus_streams.transport.connection")
         reasons: list[str] = []
