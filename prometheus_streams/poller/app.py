@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from prometheus_streams import wire
 from prometheus_streams.config import Config, Job, StreamConfig, Target
+from prometheus_streams.exposition import count_samples
 from prometheus_streams.exposition_check import NATIVE_CHECK
 from prometheus_streams.management import Management
 from prometheus_streams.poller import LOGGER_NAME
@@ -251,10 +252,12 @@ class Poller(SharedRole, Phases):
             cache = self._series.setdefault((job.name, target.name), SeriesCache())
             labels = {"job": job.name, "instance": target.name, **dict(target.labels)}
             payload, result = build_rewritten_payload(result, http, labels, cache)
-        self._record(job, target, result)
-        self._submit(job, target, result, payload, term)
+        # Counted once for the top offenders and the health series.
+        samples = count_samples(result.body) if result.ok else 0
+        self._record(job, target, result, samples)
+        await self._submit(job, target, result, payload, term, samples)
 
-    def _record(self, job: Job, target: Target, result: ScrapeResult) -> None:
+    def _record(self, job: Job, target: Target, result: ScrapeResult, samples: int) -> None:
         children = self._job_children.get(job.name)
         if children is None:
             m = self.metrics
@@ -275,7 +278,7 @@ class Poller(SharedRole, Phases):
         state.last_duration = result.duration
         state.last_size = len(result.body)
         if result.ok:
-            self.series.note(job.name, target.name, result.body)
+            self.series.note(job.name, target.name, result.body, samples)
             if state.last_error:
                 log.info("target %s/%s is up again", job.name, target.name)
             state.last_error = ""
@@ -292,20 +295,21 @@ class Poller(SharedRole, Phases):
             state.last_error = result.detail
             self._note_error(f"{job.name}/{target.name}: {result.detail}")
 
-    def _submit(
+    async def _submit(
         self,
         job: Job,
         target: Target,
         result: ScrapeResult,
         payload: Payload | None = None,
         term: int = 1,
+        samples: int | None = None,
     ) -> None:
         # A page the poller rewrote has its labels merged with the target's
         # already (clashes renamed exported_*, or the page's kept under
         # honor_labels); what a rule then set, a target label too, stays.
         merged = payload is not None
         if payload is None:
-            payload = build_payload(result, honor_timestamps=job.honor_timestamps)
+            payload = build_payload(result, honor_timestamps=job.honor_timestamps, samples=samples)
         if payload.replaced:
             self.metrics.replaced_lines.labels(job.name).inc(payload.replaced)
         scrape = wire.Scrape(
@@ -317,4 +321,4 @@ class Poller(SharedRole, Phases):
             labels=target.labels,
             honor_labels=job.honor_labels or merged,
         )
-        self.outbox.put(scrape, payload.data, term)
+        await self.outbox.send(scrape, payload.data, term)

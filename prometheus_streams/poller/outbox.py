@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from nats.errors import Error as NATSError
 
@@ -29,11 +30,17 @@ PUBLISH_TIMEOUT = 5.0
 PROBE_INTERVAL = 0.25
 PROBE_TIMEOUT = 1.0
 PUBLISH_WORKERS = 32
+# How often unanswered direct publishes are looked at: their deadline is
+# PUBLISH_TIMEOUT, kept to within this much.
+EXPIRE_INTERVAL = 0.5
 
 # A message as JetStream gets it: subject, body, headers.
 Message = tuple[str, bytes, dict[str, str]]
 # A scrape waiting: itself, its compressed page, and the term it was scraped in.
 Pending = tuple[wire.Scrape, bytes, int]
+# A publish the scrape sent itself, until its ack: its deadline (monotonic), the
+# scrape, its payload and term, and when it was sent (perf_counter).
+Direct = tuple[float, wire.Scrape, bytes, int, float]
 # A target's subject, headers (Msg-Id and scrape time to be set), the Msg-Id
 # without the scrape time, and the headers' wire size without the two times.
 # Made per scrape (escaping the instance's `:` twice, the id, the size) they
@@ -71,12 +78,15 @@ class Outbox:
         self.fence = fence
         self.replica = replica  # sent in a header by a member of an HA group
         self._pending: dict[str, Pending] = {}
+        # Read when /metrics is scraped, not set twice per scrape.
+        metrics.buffered.set_function(lambda: len(self._pending))
         self._templates: dict[tuple[object, ...], Template] = {}
         # Each idle worker waits on a future of its own, so that a scrape put
         # wakes one worker, not all: waking all 32 for each scrape cost
         # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
         self._idle: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
+        self._direct: dict[asyncio.Future[Any], Direct] = {}
         self._outage = Outage(log, f"stream {stream.stream} (publishing)")
 
     def __len__(self) -> int:
@@ -86,6 +96,7 @@ class Outbox:
         """Start the publish workers under the supervisor."""
         for _ in range(workers):
             supervisor.spawn(self._publish_loop(), "publisher")
+        supervisor.spawn(self._expire_loop(), "publish-deadlines")
 
     def wake(self) -> None:
         """Let every idle worker look again (connected, stream checked)."""
@@ -106,13 +117,72 @@ class Outbox:
         self._idle.append(waiter)
         await waiter
 
+    async def send(self, scrape: wire.Scrape, payload: bytes, term: int = 1) -> None:
+        """Publish a scrape at once when nothing waits before it, else queue it for the workers.
+
+        Sent by the scrape's own task, its ack read by a callback: no worker
+        woken, no task waiting per ack, no timer per publish (the expiry loop
+        keeps the deadlines), about half the loop turns of a scrape
+        (docs/performance.md, "Issue 16, fourth pass").
+        """
+        busy = self._pending or self._in_flight >= PUBLISH_WORKERS
+        if busy or self._outage.active or not self.readiness.ok:
+            self.put(scrape, payload, term)
+            return
+        self._in_flight += 1
+        try:
+            sent = await self._send(scrape, payload, term)
+        except NATSError as exc:
+            self._in_flight -= 1
+            self._failed(scrape, payload, term, exc)
+            return
+        if sent is None:
+            self._in_flight -= 1
+            return
+        ack, t0 = sent
+        self._direct[ack] = (time.monotonic() + PUBLISH_TIMEOUT, scrape, payload, term, t0)
+        ack.add_done_callback(self._answered)
+
+    def _answered(self, ack: asyncio.Future[Any]) -> None:
+        entry = self._direct.pop(ack, None)
+        if entry is None:
+            return
+        _, scrape, payload, term, t0 = entry
+        self._in_flight -= 1
+        # Cancelled only by the expiry loop, past the deadline.
+        failure = TimeoutError() if ack.cancelled() else ack.exception()
+        if failure is None:
+            self._acked(scrape, len(payload), term, t0)
+            if self._outage.answered() is not None:
+                self.wake()
+            return
+        self._failed(scrape, payload, term, failure)
+
+    def _failed(self, scrape: wire.Scrape, payload: bytes, term: int, exc: BaseException) -> None:
+        """A direct publish failed: counted, and a worker tries again (with backoff, probing)."""
+        self.metrics.publish_errors.labels(type(exc).__name__).inc()
+        self._requeue(scrape, payload, term)
+        self._wake_for_pending()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_INTERVAL)
+            now = time.monotonic()
+            # In the order sent, so in deadline order: the first not due ends it.
+            for ack, entry in list(self._direct.items()):
+                if entry[0] > now:
+                    break
+                ack.cancel()  # _answered counts it as a timeout
+
     def put(self, scrape: wire.Scrape, payload: bytes, term: int = 1) -> None:
         """Queue a scrape made in `term`; an older one of the same target waiting is superseded."""
         subject = self._subject(scrape, term)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload, term)
-        self.metrics.buffered.set(len(self._pending))
+        self._wake_for_pending()
+
+    def _wake_for_pending(self) -> None:
         if self._outage.active:
             self.wake()  # the prober may be idle: waking one could miss it
         else:
@@ -140,7 +210,6 @@ class Outbox:
         while self._pending:
             subject = next(iter(self._pending))
             scrape, payload, term = self._pending.pop(subject)
-            self.metrics.buffered.set(len(self._pending))
             age = scrape.beyond(self.max_age)
             if age is not None:
                 self.metrics.dropped.labels("too_old").inc()
@@ -160,7 +229,6 @@ class Outbox:
             self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
         else:
             self._pending[subject] = (scrape, payload, term)
-            self.metrics.buffered.set(len(self._pending))
 
     async def _publish_loop(self) -> None:
         backoff = 0.1
@@ -217,36 +285,49 @@ class Outbox:
     async def _publish(
         self, scrape: wire.Scrape, compressed: bytes, term: int, ack_within: float = PUBLISH_TIMEOUT
     ) -> None:
+        sent = await self._send(scrape, compressed, term)
+        if sent is None:
+            return
+        ack, t0 = sent
+        try:
+            await asyncio.wait_for(ack, timeout=ack_within)
+        except TimeoutError:
+            ack.cancel()
+            raise
+        self._acked(scrape, len(compressed), term, t0)
+
+    async def _send(
+        self, scrape: wire.Scrape, compressed: bytes, term: int
+    ) -> tuple[asyncio.Future[Any], float] | None:
+        """The publish's ack to come and when it was sent; None when nothing is sent."""
         message = self._fitting(scrape, compressed, term)
         if message is None:
-            return
+            return None
         subject, payload, headers = message
         # The fence, as late as we can check it: nothing between here and the
         # bytes leaving through nats-py's flusher waits on I/O.
         if self.fence() != term:
             self.metrics.dropped.labels("not_leader").inc()
             log.debug("not publishing %s/%s: not leading its term", scrape.job, scrape.instance)
-            return
+            return None
         t0 = time.perf_counter()
         # Asynchronous publish shares one reply subscription instead of a request
         # inbox per message; the ack is still awaited before the scrape counts as sent.
         # No wait_stall: with it nats-py wraps its semaphore's acquire in wait_for,
-        # a task per publish; our workers never have more acks pending (one each)
+        # a task per publish; we never have more acks pending (PUBLISH_WORKERS)
         # than its 4,000, so the acquire never waits.
         ack = await self.conn.js.publish_async(
             subject, payload, stream=self.stream.stream, headers=headers
         )
-        try:
-            await asyncio.wait_for(ack, timeout=ack_within)
-        except TimeoutError:
-            ack.cancel()
-            raise
+        return ack, t0
+
+    def _acked(self, scrape: wire.Scrape, size: int, term: int, t0: float) -> None:
         self.metrics.publish_duration.observe(time.perf_counter() - t0)
         self.metrics.published.inc()
-        self.metrics.published_bytes.inc(len(payload))
-        log.debug(
-            "published %s/%s: %d bytes on %s", scrape.job, scrape.instance, len(payload), subject
-        )
+        self.metrics.published_bytes.inc(size)
+        if log.isEnabledFor(logging.DEBUG):
+            subject = self._subject(scrape, term)
+            log.debug("published %s/%s: %d bytes on %s", scrape.job, scrape.instance, size, subject)
 
     def _encode(self, scrape: wire.Scrape, term: int, compressed: bytes | None = None) -> Message:
         """The message; a member of an HA group names its replica and term (subject and id stay)."""

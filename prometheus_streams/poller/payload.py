@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -43,6 +45,33 @@ def gzip_member(data: bytes, level: int) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
+# A gzip header (no name, mtime 0, OS unknown) and the largest stored block.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_STORED_MAX = 0xFFFF
+
+
+def stored_member(data: bytes) -> bytes:
+    """`data` as one gzip member of stored (not compressed) deflate blocks.
+
+    For the health series appended to a forwarded page: about 150 bytes, which
+    deflate shrinks by a few dozen, while each call to ISA-L's deflate sets up
+    its Huffman tables (2-3 % of the poller's CPU; docs/performance.md,
+    "Issue 16, fourth pass").
+    """
+    parts = [_GZIP_HEADER]
+    start = 0
+    while True:
+        block = data[start : start + _STORED_MAX]
+        start += len(block)
+        last = start >= len(data)
+        parts.append(struct.pack("<BHH", last, len(block), len(block) ^ 0xFFFF))
+        parts.append(block)
+        if last:
+            break
+    parts.append(struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF))
+    return b"".join(parts)
+
+
 @dataclass(frozen=True)
 class Payload:
     """A scrape's message body, gzipped, and how many of the target's own health lines went."""
@@ -51,13 +80,16 @@ class Payload:
     replaced: int = 0
 
 
-def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool = True) -> Payload:
+def build_payload(
+    result: ScrapeResult, level: int = 1, honor_timestamps: bool = True, samples: int | None = None
+) -> Payload:
     """The gzipped body: the page plus its health series, or up 0 alone on failure.
 
     A page the target sent gzipped is forwarded as it came, with the health
     series as a second gzip member (members concatenate), so the common case
     costs an inflate to count samples and no deflate of the page at all.
     Without `honor_timestamps` the page's own timestamps are dropped.
+    `samples` is the page's count of samples when the caller made it already.
     """
     if not result.ok:
         health = health_series(False, result.duration, 0)
@@ -67,12 +99,13 @@ def build_payload(result: ScrapeResult, level: int = 1, honor_timestamps: bool =
         body, stripped = strip_timestamps(body)
         if stripped:
             result = replace(result, gzip=None)
-    samples = count_samples(body)
+    if samples is None or replaced:
+        samples = count_samples(body)
     if result.gzip is not None and not replaced:
         health = health_series(True, result.duration, samples)
         if body and not body.endswith(b"\n"):
             health = b"\n" + health
-        return Payload(result.gzip + gzip_member(health, level))
+        return Payload(result.gzip + stored_member(health))
     plain = with_health(body, result.duration, samples)
     return Payload(gzip_member(plain, level), replaced)
 

@@ -128,7 +128,9 @@ def with_params(url: str, params: tuple[tuple[str, tuple[str, ...]], ...]) -> st
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__,
+# and one is made per scrape.
+@dataclass(slots=True)
 class ScrapeResult:
     """The outcome of one scrape; `error` is empty on success."""
 

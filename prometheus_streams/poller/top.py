@@ -40,9 +40,10 @@ class PageSeries:
         self._clock = clock
         self._pages: dict[tuple[str, str], _Page] = {}
 
-    def note(self, job: str, instance: str, body: bytes) -> None:
-        """Count a page's series (by name only when the count changed)."""
-        series = count_samples(body)
+    def note(self, job: str, instance: str, body: bytes, series: int | None = None) -> None:
+        """Count a page's series (by name only when the count changed); `series` if counted."""
+        if series is None:
+            series = count_samples(body)
         key = (job, instance)
         page = self._pages.get(key)
         if page is not None and page.series == series:

@@ -12,6 +12,7 @@ redirects, compression, upgrades. A malformed answer is an HTTPError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from typing import cast
 MAX_HEAD = 64 * 1024  # status line and headers of an answer
 MAX_LINE = 4096  # a chunk size line or a trailer
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default)
+
+_NO_DEADLINE = contextlib.nullcontext()
 
 # Parser states.
 _HEAD, _LENGTH, _SIZE, _CHUNK, _TRAILER, _TO_CLOSE, _DONE = range(7)
@@ -67,6 +70,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.idle_since = 0.0
         self.waiter: asyncio.Future[Answer] | None = None
@@ -84,6 +88,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but alike.
         self.transport = cast(asyncio.Transport, transport)
+        # Asked once: asyncio.get_running_loop() makes a getpid call each time (3.11).
+        self._loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -109,8 +115,8 @@ class _Connection(asyncio.Protocol):
 
     def start(self, message: bytes, method: str, limit: int) -> asyncio.Future[Answer]:
         """Send `message`; the future gets the answer."""
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None and self._loop is not None
+        self.waiter = self._loop.create_future()
         self.received = self._size = 0
         self._buf.clear()
         self._parts = []
@@ -316,7 +322,8 @@ class Client:
         lines.append("\r\n")
         message = "".join(lines).encode("latin-1") + body
         stale = False
-        async with asyncio.timeout(within):
+        # No deadline (a scrape's is its caller's): no Timeout to enter and leave.
+        async with asyncio.timeout(within) if within is not None else _NO_DEADLINE:
             while True:
                 conn = None if stale else self._take(origin)
                 reused = conn is not None

@@ -55,3 +55,13 @@ def test_isal_and_zlib_write_the_same_gzip_members(monkeypatch: pytest.MonkeyPat
     stdlib = payload.gzip_member(body, 1) + payload.gzip_member(b"up 1\n", 1)
     assert gzip.decompress(isal) == gzip.decompress(stdlib) == body + b"up 1\n"
     assert isal[:4] == stdlib[:4] == b"\x1f\x8b\x08\x00" and len(isal) <= len(stdlib) * 1.1
+
+
+@pytest.mark.parametrize("size", [0, 5, 65535, 65536, 140_000])
+def test_a_stored_member_inflates_as_any_gzip_member(size: int) -> None:
+    from prometheus_streams.poller.payload import stored_member
+
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    both = gzip.compress(PAGE, mtime=0) + stored_member(data)
+    assert gzip.decompress(both) == decompress(both, 1 << 20) == PAGE + data
+    assert stored_member(data)[:4] == b"\x1f\x8b\x08\x00"

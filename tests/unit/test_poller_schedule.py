@@ -9,7 +9,13 @@ import sys
 import pytest
 
 from prometheus_streams.config import SELF_JOB, Config, Job, Target
-from prometheus_streams.poller.schedule import scrape_jobs, stable_offset
+from prometheus_streams.poller.schedule import (
+    MAX_TICK,
+    TICKS_PER_INTERVAL,
+    first_scrape,
+    scrape_jobs,
+    stable_offset,
+)
 
 NODE = Job(
     name="node",
@@ -115,3 +121,30 @@ def test_self_job_scrapes_loopback_when_bound_to_any_address(address: str) -> No
 def test_self_job_scrapes_the_specific_bind_address(address: str, url: str) -> None:
     jobs = scrape_jobs(_config(monitor_address=address), 9999)
     assert jobs[-1].targets[0].url == url
+
+
+@pytest.mark.parametrize("interval", [0.5, 1.0, 5.0, 15.0, 60.0])
+def test_first_scrape_is_on_the_grid_within_a_tick_of_the_phase(interval: float) -> None:
+    tick = min(MAX_TICK, interval / TICKS_PER_INTERVAL)
+    now = 1_764_000_000.123
+    for index in range(200):
+        offset = stable_offset(f"poller/job/target-{index}", interval)
+        first = first_scrape(now, interval, offset)
+        assert now <= first < now + interval + tick
+        assert first / tick == pytest.approx(round(first / tick), abs=1e-6)
+        phase = (first - offset) % interval  # 0 (or just under interval) when on phase
+        assert min(phase, interval - phase) < tick + 1e-6
+        # A restart later keeps the same grid point, an interval on.
+        assert first_scrape(first + 0.001, interval, offset) == pytest.approx(first + interval)
+
+
+def test_targets_share_ticks_instead_of_each_its_own_moment() -> None:
+    now = 1_764_000_000.0
+    for interval in (5.0, 15.0, 60.0):
+        starts = {
+            first_scrape(now, interval, stable_offset(f"p/j/t-{i}", interval)) for i in range(200)
+        }
+        ticks = round(interval / min(MAX_TICK, interval / TICKS_PER_INTERVAL))
+        # One wake-up per tick at most (the last may round up to the next interval) ...
+        assert len(starts) <= ticks + 1
+        assert len(starts) >= 0.8 * ticks  # ... and the ticks still spread the targets
