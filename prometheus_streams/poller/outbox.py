@@ -123,7 +123,7 @@ class Outbox:
         Sent by the scrape's own task, its ack read by a callback: no worker
         woken, no task waiting per ack, no timer per publish (the expiry loop
         keeps the deadlines), about half the loop turns of a scrape
-        (docs/performance.md, "Issue 16, fourth pass").
+        (docs/performance.md, "Issue 16, fifth pass: the poller").
         """
         busy = self._pending or self._in_flight >= PUBLISH_WORKERS
         if busy or self._outage.active or not self.readiness.ok:

@@ -56,7 +56,7 @@ def stored_member(data: bytes) -> bytes:
     For the health series appended to a forwarded page: about 150 bytes, which
     deflate shrinks by a few dozen, while each call to ISA-L's deflate sets up
     its Huffman tables (2-3 % of the poller's CPU; docs/performance.md,
-    "Issue 16, fourth pass").
+    "Issue 16, fifth pass: the poller").
     """
     parts = [_GZIP_HEADER]
     start = 0

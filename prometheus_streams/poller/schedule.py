@@ -26,7 +26,7 @@ TargetKey = tuple[str, str]
 # at most 1 s: the targets due in one tick are scraped together, so their
 # answers are read, their publishes written and their acks read in shared
 # loop turns instead of each waking the poller apart (about half the CPU at
-# 200 node targets every 5 s; docs/performance.md, "Issue 16, fourth pass").
+# 200 node targets every 5 s; docs/performance.md, "Issue 16, fifth pass: the poller").
 # A target's phase moves by less than a tick.
 MAX_TICK = 1.0
 TICKS_PER_INTERVAL = 20
