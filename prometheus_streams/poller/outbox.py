@@ -30,6 +30,8 @@ PUBLISH_TIMEOUT = 5.0
 PROBE_INTERVAL = 0.25
 PROBE_TIMEOUT = 1.0
 PUBLISH_WORKERS = 32
+# Room left in nats-py's write buffer for a publish's subject and headers.
+SEND_MARGIN = 4096
 # How often unanswered direct publishes are looked at: their deadline is
 # PUBLISH_TIMEOUT, kept to within this much.
 EXPIRE_INTERVAL = 0.5
@@ -129,13 +131,25 @@ class Outbox:
         if busy or self._outage.active or not self.readiness.ok:
             self.put(scrape, payload, term)
             return
+        # A page that would fill nats-py's buffer in this loop turn (large
+        # pages answered together) goes to a worker: the scrape's task must
+        # not wait for the socket to drain (nats-py's forced flush).
+        if len(payload) + SEND_MARGIN > self.conn.write_room():
+            self.put(scrape, payload, term)
+            return
         self._in_flight += 1
         try:
             sent = await self._send(scrape, payload, term)
-        except NATSError as exc:
+        except Exception as exc:  # counted by type; a worker tries again
             self._in_flight -= 1
             self._failed(scrape, payload, term, exc)
             return
+        except BaseException:
+            # Cancelled (a reload, the exit): a worker publishes it.
+            self._in_flight -= 1
+            self._requeue(scrape, payload, term)
+            self._wake_for_pending()
+            raise
         if sent is None:
             self._in_flight -= 1
             return

@@ -112,6 +112,17 @@ class Connection:
         """The server's message size limit."""
         return self.nc.max_payload if self.nc is not None else 1024 * 1024
 
+    def write_room(self) -> int:
+        """Bytes a publish may still queue in this loop turn before nats-py forces a flush.
+
+        The forced flush waits for the socket to drain, and nats-py swallows a
+        cancellation that comes meanwhile: a scrape's own task must not go there.
+        """
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return 0
+        return int(nc._max_pending_size - nc._pending_data_size)
+
     def why_not_connected(self) -> str:
         """The reason for /-/ready while down: the connection and its latest error."""
         if not self.last_error:

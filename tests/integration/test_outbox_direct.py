@@ -74,3 +74,82 @@ async def test_an_unanswered_direct_publish_expires_and_a_worker_publishes_it_ag
         await supervisor.cancel_all()
         await conn.close()
         await admin.close()
+
+
+async def _outbox(
+    nats_server: NatsServer, registry: CollectorRegistry
+) -> tuple[Outbox, Connection]:
+    """An outbox publishing to stream DIRECT (made by the caller), connected, its stream checked."""
+    stream = StreamConfig((nats_server.url,), "direct", "DIRECT", "poller", "durable")
+    conn = Connection(stream, "poller_stream", "test", registry)
+    readiness = Readiness(conn)
+    box = Outbox(conn, stream, PollerMetrics(registry), readiness, 0.0)
+    await conn.connect()
+    readiness.stream_checked = True
+    return box, conn
+
+
+async def test_a_page_that_would_fill_the_write_buffer_goes_to_a_worker(
+    nats_server: NatsServer,
+) -> None:
+    """Sent by the scrape's task, such a page made nats-py flush by force: the task
+    waited for the socket to drain, and a cancellation then was swallowed."""
+    admin = await nats.connect(nats_server.url)
+    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
+    registry = CollectorRegistry()
+    box, conn = await _outbox(nats_server, registry)
+    supervisor = Supervisor("test")
+    try:
+        assert conn.write_room() > 1_000_000  # nats-py's 2 MiB, nothing queued
+        assert conn.nc is not None
+        conn.nc._max_pending_size = 10_000  # as if large pages were queued in this turn
+        scrape = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
+        await box.send(scrape, b"z" * 20_000)
+        assert not box._direct and len(box) == 1  # queued for a worker, not sent here
+        box.start(supervisor, workers=1)
+        published = "prometheus_streams_poller_published_total"
+        await _until(lambda: _value(registry, published) == 1, "published by a worker")
+        info = await admin.jetstream().stream_info("DIRECT")
+        assert info.state.messages == 1
+    finally:
+        await supervisor.cancel_all()
+        await conn.close()
+        await admin.close()
+
+
+async def test_a_direct_publish_cancelled_midway_is_left_to_a_worker(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scrape's task cancelled inside the publish (a reload, the exit): its scrape is
+    queued, and the outbox does not count it in flight for ever (flush would wait)."""
+    admin = await nats.connect(nats_server.url)
+    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
+    registry = CollectorRegistry()
+    box, conn = await _outbox(nats_server, registry)
+    supervisor = Supervisor("test")
+    entered = asyncio.Event()
+    real_send = box._send
+
+    async def stuck(*args: object) -> None:
+        # Fake: the socket does not drain, which a real server here cannot show.
+        entered.set()
+        await asyncio.Event().wait()
+
+    try:
+        monkeypatch.setattr(box, "_send", stuck)
+        scrape = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
+        task = asyncio.ensure_future(box.send(scrape, b"x"))
+        await asyncio.wait_for(entered.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert box._in_flight == 0 and len(box) == 1
+        monkeypatch.setattr(box, "_send", real_send)
+        box.start(supervisor, workers=1)
+        await box.flush(30.0)
+        assert _value(registry, "prometheus_streams_poller_published_total") == 1
+        assert _value(registry, "prometheus_streams_poller_dropped_total", reason="shutdown") == 0
+    finally:
+        await supervisor.cancel_all()
+        await conn.close()
+        await admin.close()
