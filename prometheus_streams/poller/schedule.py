@@ -57,9 +57,19 @@ def stable_offset(key: str, interval: float) -> float:
     return (int.from_bytes(digest[:8], "big") / 2**64) * interval
 
 
+def tick_of(interval: float) -> float:
+    """The grid of an interval: a twentieth of it, at most MAX_TICK, and a whole part of it.
+
+    Whole: each scrape after the first lands on the grid too, and a restart
+    finds the same grid point (a 22.5 s interval on a 1 s grid moved its
+    targets' phase by half a second each interval).
+    """
+    return interval / max(TICKS_PER_INTERVAL, math.ceil(interval / MAX_TICK - 1e-9))
+
+
 def first_scrape(now: float, interval: float, offset: float) -> float:
     """When a target of phase `offset` is first scraped (wall clock): after `now`, on the grid."""
-    tick = min(MAX_TICK, interval / TICKS_PER_INTERVAL)
+    tick = tick_of(interval)
     first = now - (now % interval) + offset
     first = math.ceil(first / tick) * tick
     if first < now:

@@ -11,10 +11,10 @@ import pytest
 from prometheus_streams.config import SELF_JOB, Config, Job, Target
 from prometheus_streams.poller.schedule import (
     MAX_TICK,
-    TICKS_PER_INTERVAL,
     first_scrape,
     scrape_jobs,
     stable_offset,
+    tick_of,
 )
 
 NODE = Job(
@@ -123,9 +123,10 @@ def test_self_job_scrapes_the_specific_bind_address(address: str, url: str) -> N
     assert jobs[-1].targets[0].url == url
 
 
-@pytest.mark.parametrize("interval", [0.5, 1.0, 5.0, 15.0, 60.0])
+@pytest.mark.parametrize("interval", [0.5, 1.0, 5.0, 15.0, 22.5, 60.0, 90.25])
 def test_first_scrape_is_on_the_grid_within_a_tick_of_the_phase(interval: float) -> None:
-    tick = min(MAX_TICK, interval / TICKS_PER_INTERVAL)
+    tick = tick_of(interval)
+    assert tick <= MAX_TICK and interval / tick == pytest.approx(round(interval / tick))
     now = 1_764_000_000.123
     for index in range(200):
         offset = stable_offset(f"poller/job/target-{index}", interval)
@@ -134,8 +135,10 @@ def test_first_scrape_is_on_the_grid_within_a_tick_of_the_phase(interval: float)
         assert first / tick == pytest.approx(round(first / tick), abs=1e-6)
         phase = (first - offset) % interval  # 0 (or just under interval) when on phase
         assert min(phase, interval - phase) < tick + 1e-6
-        # A restart later keeps the same grid point, an interval on.
-        assert first_scrape(first + 0.001, interval, offset) == pytest.approx(first + interval)
+        # A restart later keeps the same grid point, an interval on, and so on.
+        for cycles in (1, 7, 1000):
+            later = first_scrape(first + (cycles - 1) * interval + 0.001, interval, offset)
+            assert later == pytest.approx(first + cycles * interval)
 
 
 def test_targets_share_ticks_instead_of_each_its_own_moment() -> None:
@@ -144,7 +147,7 @@ def test_targets_share_ticks_instead_of_each_its_own_moment() -> None:
         starts = {
             first_scrape(now, interval, stable_offset(f"p/j/t-{i}", interval)) for i in range(200)
         }
-        ticks = round(interval / min(MAX_TICK, interval / TICKS_PER_INTERVAL))
+        ticks = round(interval / tick_of(interval))
         # One wake-up per tick at most (the last may round up to the next interval) ...
         assert len(starts) <= ticks + 1
         assert len(starts) >= 0.8 * ticks  # ... and the ticks still spread the targets
