@@ -89,6 +89,10 @@ class Outbox:
         self._idle: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
         self._direct: dict[asyncio.Future[Any], Direct] = {}
+        # Per subject, the scrape time of the newest scrape handed to nats-py: a
+        # failed older one is not published after it (a store would refuse it
+        # as out of order; the receiver drops it as not newer).
+        self._newest_sent: dict[str, int] = {}
         self._outage = Outage(log, f"stream {stream.stream} (publishing)")
 
     def __len__(self) -> int:
@@ -239,8 +243,9 @@ class Outbox:
 
     def _requeue(self, scrape: wire.Scrape, payload: bytes, term: int) -> None:
         subject = self._subject(scrape, term)
-        if subject in self._pending:
-            self.metrics.dropped.labels("superseded").inc()  # a newer scrape already waits
+        if subject in self._pending or self._newest_sent.get(subject, 0) > scrape.scrape_time_ms:
+            # A newer scrape already waits, or was sent meanwhile.
+            self.metrics.dropped.labels("superseded").inc()
         else:
             self._pending[subject] = (scrape, payload, term)
 
@@ -333,6 +338,10 @@ class Outbox:
         ack = await self.conn.js.publish_async(
             subject, payload, stream=self.stream.stream, headers=headers
         )
+        if self._newest_sent.get(subject, 0) < scrape.scrape_time_ms:
+            if len(self._newest_sent) >= TEMPLATES:
+                self._newest_sent.clear()  # as the templates: a bound, rarely reached
+            self._newest_sent[subject] = scrape.scrape_time_ms
         return ack, t0
 
     def _acked(self, scrape: wire.Scrape, size: int, term: int, t0: float) -> None:

@@ -153,3 +153,44 @@ async def test_a_direct_publish_cancelled_midway_is_left_to_a_worker(
         await supervisor.cancel_all()
         await conn.close()
         await admin.close()
+
+
+async def test_a_failed_scrape_is_not_published_after_a_newer_one_of_its_target(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scrape N goes unanswered, N+1 of the same target is sent and stored meanwhile:
+    N must not follow it into the stream (it was: two messages, the older last)."""
+    monkeypatch.setattr(outbox_module, "PUBLISH_TIMEOUT", 0.5)
+    monkeypatch.setattr(outbox_module, "EXPIRE_INTERVAL", 0.1)
+    admin = await nats.connect(nats_server.url)
+    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
+    registry = CollectorRegistry()
+    box, conn = await _outbox(nats_server, registry)
+    right = box.stream
+    supervisor = Supervisor("test")
+    try:
+        box.start(supervisor, workers=2)
+        # Expecting another stream by name: never answered (see the first test).
+        box.stream = StreamConfig((nats_server.url,), "direct", "OTHER", "poller", "durable")
+        older = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
+        await box.send(older, b"older")
+        box.stream = right
+        newer = wire.Scrape("p", "job", "host:9100", older.scrape_time_ms + 1000, b"")
+        await box.send(newer, b"newer")
+        published = "prometheus_streams_poller_published_total"
+        await _until(lambda: _value(registry, published) == 1, "the newer scrape acked")
+        errors = "prometheus_streams_poller_publish_errors_total"
+        await _until(
+            lambda: _value(registry, errors, reason="TimeoutError") >= 1, "the older expired"
+        )
+        await box.flush(30.0)
+        dropped = "prometheus_streams_poller_dropped_total"
+        assert _value(registry, dropped, reason="superseded") == 1
+        info = await admin.jetstream().stream_info("DIRECT")
+        assert info.state.messages == 1
+        stored = await admin.jetstream().get_msg("DIRECT", seq=info.state.last_seq)
+        assert stored.data == b"newer"
+    finally:
+        await supervisor.cancel_all()
+        await conn.close()
+        await admin.close()
