@@ -148,14 +148,16 @@ class ScrapeResult:
 
 
 class Scraper:
-    """Owns the HTTP clients shared by all targets (keep-alive, bounded pools).
+    """Owns the HTTP clients shared by all targets (keep-alive).
 
     Scrapes go through the lean client (transport/http1.py); through aiohttp
     what it does not do: a proxy, user info in the URL, a redirect to follow.
+    Neither limits the connections open at once; the lean client keeps at
+    most `idle_per_origin` idle ones per origin.
     """
 
-    def __init__(self, connections: int = 100) -> None:
-        self._connections = connections
+    def __init__(self, idle_per_origin: int = 100) -> None:
+        self._connections = idle_per_origin
         self._session: aiohttp.ClientSession | None = None
         self._fast: http1.Client | None = None
         self._default_tls: ssl.SSLContext | None = None
@@ -170,7 +172,10 @@ class Scraper:
     async def start(self) -> None:
         """Open the session."""
         self._fast = http1.Client(idle_per_origin=self._connections, keepalive=KEEPALIVE)
-        connector = aiohttp.TCPConnector(limit=self._connections)
+        # No limit on connections at once, as in Prometheus (a target has one at a
+        # time): a scrape waiting for a pooled connection spent its own timeout on
+        # it, and more than 100 slow targets behind a proxy were reported down.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=self._base,
