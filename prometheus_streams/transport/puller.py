@@ -159,7 +159,11 @@ class Puller:
             trickle = False
         if not trickle and await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
             # Caught up: with a linger, the next fetch lets the next ones gather.
-            self._trickle = linger > 0 and num_pending(self._buffer[-1]) == 0
+            # A full batch is not caught up even with nothing behind its last
+            # message: num_pending leaves out redeliveries that wait.
+            self._trickle = (
+                linger > 0 and len(self._buffer) < batch and num_pending(self._buffer[-1]) == 0
+            )
             return self._take(batch)
         left = deadline - time.monotonic()
         if left > 0.01 and not self._passing_conflict():

@@ -200,14 +200,42 @@ async def test_a_lingering_fetch_takes_a_trickle_in_one_request_and_leaves_none_
         assert [m.data for m in await asyncio.wait_for(waiting, 30.0)] == [b"m0"]
         # The next fetch lingers before asking: a trickle published meanwhile
         # comes in one batch, from one request (without the linger, one: m1).
-        before = sub._request
-        lingering = asyncio.ensure_future(sub.fetch(10, 60.0, linger=1.0))
-        for i in range(1, 4):
-            await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t{i}", f"m{i}".encode())
-        msgs = await asyncio.wait_for(lingering, 30.0)
+        # Published over a connection opened beforehand, so that three
+        # publishes fit in the linger on a loaded machine too.
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            before = sub._request
+            lingering = asyncio.ensure_future(sub.fetch(10, 60.0, linger=5.0))
+            for i in range(1, 4):
+                await js.publish(f"{TOPIC}.dc1.node.t{i}", f"m{i}".encode(), stream="PROMETHEUS")
+            assert not lingering.done(), "the linger was over before the trickle was published"
+            msgs = await asyncio.wait_for(lingering, 30.0)
+        finally:
+            await nc.close()
         assert [m.data for m in msgs] == [b"m1", b"m2", b"m3"]
         assert sub._request - before == 1
         # That request asked for what was there: none is left waiting on the server.
         info = await sub.consumer_info()
         assert info.num_waiting == 0
         assert sub.take_all() == []
+
+
+async def test_a_full_batch_of_redeliveries_is_followed_by_a_fetch_that_does_not_linger(
+    nats_server: NatsServer,
+) -> None:
+    """num_pending counts only what was never delivered: a batch of redeliveries
+    ends with 0 although more redeliveries wait. A full batch means more may wait."""
+    await _publish(nats_server.url, 6)
+    async with puller(nats_server.url) as sub:
+        given = await sub.fetch(6, 5.0)
+        assert len(given) == 6
+        for msg in given:
+            await msg.nak()  # given back, as a lane that pauses does
+        await sub._nc.flush()
+        first = await sub.fetch(3, 30.0, linger=60.0)
+        assert [m.data for m in first] == [b"m0", b"m1", b"m2"]
+        assert all(m.metadata.num_delivered == 2 for m in first)
+        assert not sub._trickle, "caught up after a full batch, with three more waiting"
+        rest = await asyncio.wait_for(sub.fetch(3, 30.0, linger=60.0), 20.0)
+        assert [m.data for m in rest] == [b"m3", b"m4", b"m5"]
