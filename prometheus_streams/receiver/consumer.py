@@ -108,6 +108,7 @@ class Consumer:
                     output.fetch_size(self.stream.fetch_batch),
                     FETCH_TIMEOUT,
                     output.fetch_linger(),
+                    stop,
                 )
             except NATSError as exc:
                 if leaderless(exc):

@@ -133,7 +133,9 @@ class Puller:
         )
         return info
 
-    async def fetch(self, batch: int, max_wait: float, linger: float = 0.0) -> list[Msg]:
+    async def fetch(
+        self, batch: int, max_wait: float, linger: float = 0.0, until: asyncio.Event | None = None
+    ) -> list[Msg]:
         """Up to `batch` messages; [] when none came within `max_wait` seconds.
 
         Like nats-py's fetch: first ask for what is there now (`no_wait`);
@@ -146,7 +148,9 @@ class Puller:
         with the stream (the last message had nothing behind it) first waits
         that long, then asks for what gathered meanwhile: a trickle comes in
         one request per linger instead of one per message, and no request is
-        left open on the server.
+        left open on the server. `until` set during the linger (a stop, the
+        end of a lease term) ends the fetch with nothing asked: what it would
+        take would only be handed back.
         Raises APIError when the server answers with another status (the
         consumer is gone, for example).
         """
@@ -155,7 +159,14 @@ class Puller:
         deadline = time.monotonic() + max_wait
         trickle, self._trickle = self._trickle, False
         if trickle and linger > 0:
-            await asyncio.sleep(min(linger, max_wait))
+            if until is None:
+                await asyncio.sleep(min(linger, max_wait))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(until.wait(), min(linger, max_wait))
+                if until.is_set():
+                    self._trickle = True  # still caught up, as far as we know
+                    return []
             trickle = False
         if not trickle and await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
             # Caught up: with a linger, the next fetch lets the next ones gather.

@@ -239,3 +239,31 @@ async def test_a_full_batch_of_redeliveries_is_followed_by_a_fetch_that_does_not
         assert not sub._trickle, "caught up after a full batch, with three more waiting"
         rest = await asyncio.wait_for(sub.fetch(3, 30.0, linger=60.0), 20.0)
         assert [m.data for m in rest] == [b"m3", b"m4", b"m5"]
+
+
+async def test_a_lingering_fetch_ends_without_asking_when_told_to_stop(
+    nats_server: NatsServer,
+) -> None:
+    """A stop (or the end of a lease term) during the linger: nothing is fetched
+    that would only be handed back; the message stays in the stream for the next."""
+    async with puller(nats_server.url) as sub:
+        waiting = asyncio.ensure_future(sub.fetch(10, 60.0, linger=30.0))
+        await async_wait_for(lambda: sub._waiter is not None and sub._want == 1)
+        await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t0", b"m0")
+        [m0] = await asyncio.wait_for(waiting, 30.0)
+        await m0.ack()
+        await publish_raw(nats_server.url, f"{TOPIC}.dc1.node.t1", b"m1")
+        before = sub._request
+        stop = asyncio.Event()
+        lingering = asyncio.ensure_future(sub.fetch(10, 60.0, linger=60.0, until=stop))
+        stop.set()
+        assert await asyncio.wait_for(lingering, 20.0) == []
+        assert sub._request == before
+
+        async def left_in_the_stream() -> bool:  # nats-server takes acks on its own time
+            info = await sub.consumer_info()
+            return info.num_pending == 1 and info.num_ack_pending == 0
+
+        await async_wait_for(left_in_the_stream, message="m1 was fetched after the stop")
+        # The next fetch, with no stop, lingers and takes it.
+        assert [m.data for m in await sub.fetch(10, 60.0, linger=0.1)] == [b"m1"]
