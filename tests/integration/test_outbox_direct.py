@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import nats
 import pytest
+from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 from servers import NatsServer
 
@@ -76,17 +80,51 @@ async def test_an_unanswered_direct_publish_expires_and_a_worker_publishes_it_ag
         await admin.close()
 
 
-async def _outbox(
-    nats_server: NatsServer, registry: CollectorRegistry
-) -> tuple[Outbox, Connection]:
-    """An outbox publishing to stream DIRECT (made by the caller), connected, its stream checked."""
+@dataclass
+class Direct:
+    """An outbox publishing to stream DIRECT, connected, its stream checked, and around it."""
+
+    box: Outbox
+    conn: Connection
+    registry: CollectorRegistry
+    js: JetStreamContext  # another client's, to look at the stream
+    supervisor: Supervisor
+
+    def value(self, name: str, **labels: str) -> float:
+        return _value(self.registry, f"prometheus_streams_poller_{name}", **labels)
+
+    async def stored(self) -> list[bytes]:
+        """The bodies of the messages in stream DIRECT, in order."""
+        info = await self.js.stream_info("DIRECT")
+        return [
+            (await self.js.get_msg("DIRECT", seq=seq)).data or b""
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
+
+
+@asynccontextmanager
+async def direct_outbox(nats_server: NatsServer) -> AsyncIterator[Direct]:
+    admin = await nats.connect(nats_server.url)
+    js = admin.jetstream()
+    await js.add_stream(name="DIRECT", subjects=["direct.>"])
+    registry = CollectorRegistry()
     stream = StreamConfig((nats_server.url,), "direct", "DIRECT", "poller", "durable")
     conn = Connection(stream, "poller_stream", "test", registry)
     readiness = Readiness(conn)
     box = Outbox(conn, stream, PollerMetrics(registry), readiness, 0.0)
-    await conn.connect()
-    readiness.stream_checked = True
-    return box, conn
+    supervisor = Supervisor("test")
+    try:
+        await conn.connect()
+        readiness.stream_checked = True
+        yield Direct(box, conn, registry, js, supervisor)
+    finally:
+        await supervisor.cancel_all()
+        await conn.close()
+        await admin.close()
+
+
+def _scrape(offset_ms: int = 0) -> wire.Scrape:
+    return wire.Scrape("p", "job", "host:9100", int(time.time() * 1000) + offset_ms, b"")
 
 
 async def test_a_page_that_would_fill_the_write_buffer_goes_to_a_worker(
@@ -94,27 +132,15 @@ async def test_a_page_that_would_fill_the_write_buffer_goes_to_a_worker(
 ) -> None:
     """Sent by the scrape's task, such a page made nats-py flush by force: the task
     waited for the socket to drain, and a cancellation then was swallowed."""
-    admin = await nats.connect(nats_server.url)
-    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
-    registry = CollectorRegistry()
-    box, conn = await _outbox(nats_server, registry)
-    supervisor = Supervisor("test")
-    try:
-        assert conn.write_room() > 1_000_000  # nats-py's 2 MiB, nothing queued
-        assert conn.nc is not None
-        conn.nc._max_pending_size = 10_000  # as if large pages were queued in this turn
-        scrape = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
-        await box.send(scrape, b"z" * 20_000)
-        assert not box._direct and len(box) == 1  # queued for a worker, not sent here
-        box.start(supervisor, workers=1)
-        published = "prometheus_streams_poller_published_total"
-        await _until(lambda: _value(registry, published) == 1, "published by a worker")
-        info = await admin.jetstream().stream_info("DIRECT")
-        assert info.state.messages == 1
-    finally:
-        await supervisor.cancel_all()
-        await conn.close()
-        await admin.close()
+    async with direct_outbox(nats_server) as d:
+        assert d.conn.write_room() > 1_000_000  # nats-py's 2 MiB, nothing queued
+        assert d.conn.nc is not None
+        d.conn.nc._max_pending_size = 10_000  # as if large pages were queued in this turn
+        await d.box.send(_scrape(), b"z" * 20_000)
+        assert not d.box._direct and len(d.box) == 1  # queued for a worker, not sent here
+        d.box.start(d.supervisor, workers=1)
+        await _until(lambda: d.value("published_total") == 1, "published by a worker")
+        assert await d.stored() == [b"z" * 20_000]
 
 
 async def test_a_direct_publish_cancelled_midway_is_left_to_a_worker(
@@ -122,37 +148,28 @@ async def test_a_direct_publish_cancelled_midway_is_left_to_a_worker(
 ) -> None:
     """A scrape's task cancelled inside the publish (a reload, the exit): its scrape is
     queued, and the outbox does not count it in flight for ever (flush would wait)."""
-    admin = await nats.connect(nats_server.url)
-    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
-    registry = CollectorRegistry()
-    box, conn = await _outbox(nats_server, registry)
-    supervisor = Supervisor("test")
     entered = asyncio.Event()
-    real_send = box._send
 
     async def stuck(*args: object) -> None:
         # Fake: the socket does not drain, which a real server here cannot show.
         entered.set()
         await asyncio.Event().wait()
 
-    try:
-        monkeypatch.setattr(box, "_send", stuck)
-        scrape = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
-        task = asyncio.ensure_future(box.send(scrape, b"x"))
+    async with direct_outbox(nats_server) as d:
+        real_send = d.box._send
+        monkeypatch.setattr(d.box, "_send", stuck)
+        task = asyncio.ensure_future(d.box.send(_scrape(), b"x"))
         await asyncio.wait_for(entered.wait(), 30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert box._in_flight == 0 and len(box) == 1
-        monkeypatch.setattr(box, "_send", real_send)
-        box.start(supervisor, workers=1)
-        await box.flush(30.0)
-        assert _value(registry, "prometheus_streams_poller_published_total") == 1
-        assert _value(registry, "prometheus_streams_poller_dropped_total", reason="shutdown") == 0
-    finally:
-        await supervisor.cancel_all()
-        await conn.close()
-        await admin.close()
+        assert d.box._in_flight == 0 and len(d.box) == 1
+        monkeypatch.setattr(d.box, "_send", real_send)
+        d.box.start(d.supervisor, workers=1)
+        await d.box.flush(30.0)
+        assert d.value("published_total") == 1
+        assert d.value("dropped_total", reason="shutdown") == 0
+        assert await d.stored() == [b"x"]
 
 
 async def test_a_failed_scrape_is_not_published_after_a_newer_one_of_its_target(
@@ -162,35 +179,19 @@ async def test_a_failed_scrape_is_not_published_after_a_newer_one_of_its_target(
     N must not follow it into the stream (it was: two messages, the older last)."""
     monkeypatch.setattr(outbox_module, "PUBLISH_TIMEOUT", 0.5)
     monkeypatch.setattr(outbox_module, "EXPIRE_INTERVAL", 0.1)
-    admin = await nats.connect(nats_server.url)
-    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
-    registry = CollectorRegistry()
-    box, conn = await _outbox(nats_server, registry)
-    right = box.stream
-    supervisor = Supervisor("test")
-    try:
-        box.start(supervisor, workers=2)
+    async with direct_outbox(nats_server) as d:
+        right = d.box.stream
+        d.box.start(d.supervisor, workers=2)
         # Expecting another stream by name: never answered (see the first test).
-        box.stream = StreamConfig((nats_server.url,), "direct", "OTHER", "poller", "durable")
-        older = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
-        await box.send(older, b"older")
-        box.stream = right
-        newer = wire.Scrape("p", "job", "host:9100", older.scrape_time_ms + 1000, b"")
-        await box.send(newer, b"newer")
-        published = "prometheus_streams_poller_published_total"
-        await _until(lambda: _value(registry, published) == 1, "the newer scrape acked")
-        errors = "prometheus_streams_poller_publish_errors_total"
+        d.box.stream = StreamConfig((nats_server.url,), "direct", "OTHER", "poller", "durable")
+        await d.box.send(_scrape(), b"older")
+        d.box.stream = right
+        await d.box.send(_scrape(1000), b"newer")
+        await _until(lambda: d.value("published_total") == 1, "the newer scrape acked")
         await _until(
-            lambda: _value(registry, errors, reason="TimeoutError") >= 1, "the older expired"
+            lambda: d.value("publish_errors_total", reason="TimeoutError") >= 1,
+            "the older expired",
         )
-        await box.flush(30.0)
-        dropped = "prometheus_streams_poller_dropped_total"
-        assert _value(registry, dropped, reason="superseded") == 1
-        info = await admin.jetstream().stream_info("DIRECT")
-        assert info.state.messages == 1
-        stored = await admin.jetstream().get_msg("DIRECT", seq=info.state.last_seq)
-        assert stored.data == b"newer"
-    finally:
-        await supervisor.cancel_all()
-        await conn.close()
-        await admin.close()
+        await d.box.flush(30.0)
+        assert d.value("dropped_total", reason="superseded") == 1
+        assert await d.stored() == [b"newer"]
