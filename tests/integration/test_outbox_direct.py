@@ -35,51 +35,6 @@ async def _until(condition: object, what: str, bound: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_an_unanswered_direct_publish_expires_and_a_worker_publishes_it_again(
-    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outbox_module, "PUBLISH_TIMEOUT", 0.5)
-    monkeypatch.setattr(outbox_module, "EXPIRE_INTERVAL", 0.1)
-    admin = await nats.connect(nats_server.url)
-    await admin.jetstream().add_stream(name="DIRECT", subjects=["direct.>"])
-    # The stream refuses a publish expecting another stream by name, and that
-    # refusal never reaches the ack (nats-py raises it inside its reply callback):
-    # a publish that is never answered, from a real server.
-    wrong = StreamConfig((nats_server.url,), "direct", "OTHER", "poller", "durable")
-    right = StreamConfig((nats_server.url,), "direct", "DIRECT", "poller", "durable")
-    registry = CollectorRegistry()
-    conn = Connection(wrong, "poller_stream", "test", registry)
-    readiness = Readiness(conn)
-    box = Outbox(conn, wrong, PollerMetrics(registry), readiness, 0.0)
-    supervisor = Supervisor("test")
-    try:
-        await conn.connect()
-        readiness.stream_checked = True
-        box.start(supervisor, workers=2)
-        scrape = wire.Scrape("p", "job", "host:9100", int(time.time() * 1000), b"")
-        await box.send(scrape, wire.encode("direct", scrape, payload=b"x")[1])
-        assert len(box._direct) == 1 and not len(box)  # sent by the caller, no worker
-        errors = "prometheus_streams_poller_publish_errors_total"
-        await _until(
-            lambda: _value(registry, errors, reason="TimeoutError") >= 1, "the publish expired"
-        )
-        assert not box._direct
-        box.stream = right  # the workers' next try is answered
-        published = "prometheus_streams_poller_published_total"
-        await _until(lambda: _value(registry, published) == 1, "published by a worker")
-        info = await admin.jetstream().stream_info("DIRECT")
-        assert info.state.messages == 1
-        # With nothing waiting, the next scrape goes out directly and is acked.
-        later = wire.Scrape("p", "job", "host:9100", scrape.scrape_time_ms + 1000, b"")
-        await box.send(later, b"y")
-        await _until(lambda: _value(registry, published) == 2, "the second acked")
-        assert not box._direct and not len(box)
-    finally:
-        await supervisor.cancel_all()
-        await conn.close()
-        await admin.close()
-
-
 @dataclass
 class Direct:
     """An outbox publishing to stream DIRECT, connected, its stream checked, and around it."""
@@ -125,6 +80,36 @@ async def direct_outbox(nats_server: NatsServer) -> AsyncIterator[Direct]:
 
 def _scrape(offset_ms: int = 0) -> wire.Scrape:
     return wire.Scrape("p", "job", "host:9100", int(time.time() * 1000) + offset_ms, b"")
+
+
+async def test_an_unanswered_direct_publish_expires_and_a_worker_publishes_it_again(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "PUBLISH_TIMEOUT", 0.5)
+    monkeypatch.setattr(outbox_module, "EXPIRE_INTERVAL", 0.1)
+    async with direct_outbox(nats_server) as d:
+        box, right = d.box, d.box.stream
+        # The stream refuses a publish expecting another stream by name, and that
+        # refusal never reaches the ack (nats-py raises it inside its reply callback):
+        # a publish that is never answered, from a real server.
+        box.stream = StreamConfig((nats_server.url,), "direct", "OTHER", "poller", "durable")
+        box.start(d.supervisor, workers=2)
+        scrape = _scrape()
+        await box.send(scrape, wire.encode("direct", scrape, payload=b"x")[1])
+        assert len(box._direct) == 1 and not len(box)  # sent by the caller, no worker
+        await _until(
+            lambda: d.value("publish_errors_total", reason="TimeoutError") >= 1,
+            "the publish expired",
+        )
+        assert not box._direct
+        box.stream = right  # the workers' next try is answered
+        await _until(lambda: d.value("published_total") == 1, "published by a worker")
+        assert len(await d.stored()) == 1
+        # With nothing waiting, the next scrape goes out directly and is acked.
+        later = wire.Scrape("p", "job", "host:9100", scrape.scrape_time_ms + 1000, b"")
+        await box.send(later, b"y")
+        await _until(lambda: d.value("published_total") == 2, "the second acked")
+        assert not box._direct and not len(box)
 
 
 async def test_a_page_that_would_fill_the_write_buffer_goes_to_a_worker(
