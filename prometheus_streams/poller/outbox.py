@@ -7,15 +7,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from nats.errors import Error as NATSError
 
 from prometheus_streams import wire
 from prometheus_streams.config import StreamConfig
-from prometheus_streams.exposition import health_series
 from prometheus_streams.poller import LOGGER_NAME
+from prometheus_streams.poller.messages import TEMPLATES, Messages
 from prometheus_streams.poller.metrics import PollerMetrics
 from prometheus_streams.runtime import Readiness
 from prometheus_streams.service import Supervisor
@@ -36,19 +35,11 @@ SEND_MARGIN = 4096
 # PUBLISH_TIMEOUT, kept to within this much.
 EXPIRE_INTERVAL = 0.5
 
-# A message as JetStream gets it: subject, body, headers.
-Message = tuple[str, bytes, dict[str, str]]
 # A scrape waiting: itself, its compressed page, and the term it was scraped in.
 Pending = tuple[wire.Scrape, bytes, int]
 # A publish the scrape sent itself, until its ack: its deadline (monotonic), the
 # scrape, its payload and term, and when it was sent (perf_counter).
 Direct = tuple[float, wire.Scrape, bytes, int, float]
-# A target's subject, headers (Msg-Id and scrape time to be set), the Msg-Id
-# without the scrape time, and the headers' wire size without the two times.
-# Made per scrape (escaping the instance's `:` twice, the id, the size) they
-# cost 2-6 % of the poller's CPU (docs/performance.md, "Poller, round two").
-Template = tuple[str, dict[str, str], str, int]
-TEMPLATES = 100_000
 
 
 def always_leading() -> int:
@@ -78,11 +69,10 @@ class Outbox:
         # scrape goes out only in the term it was scraped in, checked right
         # before the publish (docs/design.md, "HA pollers").
         self.fence = fence
-        self.replica = replica  # sent in a header by a member of an HA group
+        self.messages = Messages(stream.topic, metrics, replica)
         self._pending: dict[str, Pending] = {}
         # Read when /metrics is scraped, not set twice per scrape.
         metrics.buffered.set_function(lambda: len(self._pending))
-        self._templates: dict[tuple[object, ...], Template] = {}
         # Each idle worker waits on a future of its own, so that a scrape put
         # wakes one worker, not all: waking all 32 for each scrape cost
         # the poller a tenth of its CPU (docs/performance.md, "Against vmagent").
@@ -132,34 +122,29 @@ class Outbox:
         (docs/performance.md, "Issue 16, fifth pass: the poller").
         """
         busy = self._pending or self._in_flight >= PUBLISH_WORKERS
-        if busy or self._outage.active or not self.readiness.ok:
-            self.put(scrape, payload, term)
-            return
         # A page that would fill nats-py's buffer in this loop turn (large
-        # pages answered together) goes to a worker: the scrape's task must
-        # not wait for the socket to drain (nats-py's forced flush).
-        if len(payload) + SEND_MARGIN > self.conn.write_room():
+        # pages answered together) goes to a worker too: the scrape's task
+        # must not wait for the socket to drain (nats-py's forced flush).
+        full = len(payload) + SEND_MARGIN > self.conn.write_room()
+        if busy or full or self._outage.active or not self.readiness.ok:
             self.put(scrape, payload, term)
             return
         self._in_flight += 1
+        sent = None
         try:
             sent = await self._send(scrape, payload, term)
         except Exception as exc:  # counted by type; a worker tries again
-            self._in_flight -= 1
             self._failed(scrape, payload, term, exc)
-            return
         except BaseException:
-            # Cancelled (a reload, the exit): a worker publishes it.
-            self._in_flight -= 1
-            self._requeue(scrape, payload, term)
-            self._wake_for_pending()
+            self._retry_later(scrape, payload, term)  # cancelled (a reload, the exit)
             raise
-        if sent is None:
-            self._in_flight -= 1
-            return
-        ack, t0 = sent
-        self._direct[ack] = (time.monotonic() + PUBLISH_TIMEOUT, scrape, payload, term, t0)
-        ack.add_done_callback(self._answered)
+        finally:
+            if sent is None:
+                self._in_flight -= 1
+        if sent is not None:
+            ack, t0 = sent
+            self._direct[ack] = (time.monotonic() + PUBLISH_TIMEOUT, scrape, payload, term, t0)
+            ack.add_done_callback(self._answered)
 
     def _answered(self, ack: asyncio.Future[Any]) -> None:
         entry = self._direct.pop(ack, None)
@@ -179,6 +164,10 @@ class Outbox:
     def _failed(self, scrape: wire.Scrape, payload: bytes, term: int, exc: BaseException) -> None:
         """A direct publish failed: counted, and a worker tries again (with backoff, probing)."""
         self.metrics.publish_errors.labels(type(exc).__name__).inc()
+        self._retry_later(scrape, payload, term)
+
+    def _retry_later(self, scrape: wire.Scrape, payload: bytes, term: int) -> None:
+        """Leave the scrape to a worker, unless a newer one of its target is ahead of it."""
         self._requeue(scrape, payload, term)
         self._wake_for_pending()
 
@@ -194,7 +183,7 @@ class Outbox:
 
     def put(self, scrape: wire.Scrape, payload: bytes, term: int = 1) -> None:
         """Queue a scrape made in `term`; an older one of the same target waiting is superseded."""
-        subject = self._subject(scrape, term)
+        subject = self.messages.subject(scrape, term)
         if subject in self._pending:
             self.metrics.dropped.labels("superseded").inc()
         self._pending[subject] = (scrape, payload, term)
@@ -221,8 +210,14 @@ class Outbox:
             log.warning("exiting with %d scrapes unpublished", left)
             self.metrics.dropped.labels("shutdown").inc(left)
 
-    def _subject(self, scrape: wire.Scrape, term: int) -> str:
-        return self._template(scrape, term)[0]
+    @property
+    def replica(self) -> str | None:
+        """The HA replica named in each message's headers (None: no HA group)."""
+        return self.messages.replica
+
+    @replica.setter
+    def replica(self, replica: str | None) -> None:
+        self.messages.replica = replica
 
     def _take(self) -> Pending | None:
         while self._pending:
@@ -242,7 +237,7 @@ class Outbox:
         return None
 
     def _requeue(self, scrape: wire.Scrape, payload: bytes, term: int) -> None:
-        subject = self._subject(scrape, term)
+        subject = self.messages.subject(scrape, term)
         if subject in self._pending or self._newest_sent.get(subject, 0) > scrape.scrape_time_ms:
             # A newer scrape already waits, or was sent meanwhile.
             self.metrics.dropped.labels("superseded").inc()
@@ -319,7 +314,7 @@ class Outbox:
         self, scrape: wire.Scrape, compressed: bytes, term: int
     ) -> tuple[asyncio.Future[Any], float] | None:
         """The publish's ack to come and when it was sent; None when nothing is sent."""
-        message = self._fitting(scrape, compressed, term)
+        message = self.messages.fitting(scrape, compressed, term, self.conn.max_payload)
         if message is None:
             return None
         subject, payload, headers = message
@@ -349,70 +344,5 @@ class Outbox:
         self.metrics.published.inc()
         self.metrics.published_bytes.inc(size)
         if log.isEnabledFor(logging.DEBUG):
-            subject = self._subject(scrape, term)
+            subject = self.messages.subject(scrape, term)
             log.debug("published %s/%s: %d bytes on %s", scrape.job, scrape.instance, size, subject)
-
-    def _encode(self, scrape: wire.Scrape, term: int, compressed: bytes | None = None) -> Message:
-        """The message; a member of an HA group names its replica and term (subject and id stay)."""
-        subject, payload, headers = wire.encode(self.stream.topic, scrape, payload=compressed)
-        if self.replica is not None:
-            headers[wire.H_REPLICA] = self.replica
-            # The term's fencing token: the receiver's backstop switches to a
-            # newer term at once and knows a fenced leader's late messages.
-            headers[wire.H_TERM] = str(term)
-        return subject, payload, headers
-
-    def _template(self, scrape: wire.Scrape, term: int) -> Template:
-        """What every message of this target in this term repeats, made once."""
-        key: tuple[object, ...] = (scrape.publisher, scrape.job, scrape.instance, scrape.labels)
-        key += (scrape.honor_labels, self.stream.topic, self.replica, term)
-        template = self._templates.get(key)
-        if template is None:
-            subject, _, headers = self._encode(scrape, term, b"")
-            # The id ends in the scrape time, which each message sets with
-            # H_SCRAPE_TIME; both ASCII digits, so characters count as bytes.
-            stamp = str(scrape.scrape_time_ms)
-            size = wire.header_size(headers) - 2 * len(stamp)
-            template = (subject, headers, headers[wire.H_MSG_ID][: -len(stamp)], size)
-            if len(self._templates) >= TEMPLATES:
-                self._templates.clear()  # targets come and go: a bound, rarely reached
-            self._templates[key] = template
-        return template
-
-    def _message(self, scrape: wire.Scrape, term: int, compressed: bytes) -> tuple[Message, int]:
-        """As _encode, with the target's template; and the headers' size on the wire."""
-        subject, template, id_prefix, size = self._template(scrape, term)
-        stamp = str(scrape.scrape_time_ms)
-        headers = template.copy()  # the same order: the keys are set in place
-        headers[wire.H_MSG_ID] = id_prefix + stamp
-        headers[wire.H_SCRAPE_TIME] = stamp
-        return (subject, compressed, headers), size + 2 * len(stamp)
-
-    def _fitting(self, scrape: wire.Scrape, compressed: bytes, term: int) -> Message | None:
-        """The message, or up 0 in its place when too large; None when even that is."""
-        message, header_size = self._message(scrape, term, compressed)
-        # The server counts headers and body against max_payload, and closes the
-        # connection of a client that sends more.
-        limit = self.conn.max_payload
-        if len(compressed) + header_size <= limit:
-            return message
-        self.metrics.dropped.labels("too_large").inc()
-        log.warning(
-            "scrape of %s/%s is %d bytes compressed, above the server's max_payload %d; "
-            "publishing up 0 instead",
-            scrape.job,
-            scrape.instance,
-            len(compressed),
-            limit,
-        )
-        down = replace(scrape, body=health_series(False, 0.0, 0))
-        subject, payload, headers = self._encode(down, term)
-        if len(payload) + wire.header_size(headers) <= limit:
-            return subject, payload, headers
-        log.error(
-            "even up 0 for %s/%s does not fit the server's max_payload %d",
-            scrape.job,
-            scrape.instance,
-            limit,
-        )
-        return None

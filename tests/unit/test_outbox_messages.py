@@ -42,9 +42,9 @@ def test_a_message_from_the_template_is_encode_s(
     box = outbox(replica)
     for job, instance, at, labels, honor, term in scrapes:
         scrape = wire.Scrape("dc1", job, instance, at, b"", labels, honor)
-        message, size = box._message(scrape, term, b"page")
-        subject, payload, headers = box._encode(scrape, term, b"page")
+        message, size = box.messages.message(scrape, term, b"page")
+        subject, payload, headers = box.messages.encode(scrape, term, b"page")
         assert message == (subject, payload, headers)
         assert list(message[2]) == list(headers)  # the order the header block keeps
         assert size == wire.header_size(headers)
-        assert box._subject(scrape, term) == subject
+        assert box.messages.subject(scrape, term) == subject
