@@ -25,7 +25,7 @@ from stores import VictoriaMetricsStore
 from test_ha_pollers import FAILOVER, INSTANCE, INTERVAL, JOB, REPLICAS, Group, PollerProcess, Seen
 
 from prometheus_streams import wire
-from prometheus_streams.receiver.backstop import REASONS
+from prometheus_streams.receiver.backstop_rule import REASONS
 
 
 def push_time(pushgateway: Pushgateway) -> float | None:

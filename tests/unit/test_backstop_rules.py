@@ -12,13 +12,8 @@ from prometheus_streams import config, wire
 from prometheus_streams.check_config import describe
 from prometheus_streams.config.publishers import HABackstopConfig
 from prometheus_streams.errors import ConfigError
-from prometheus_streams.receiver.backstop import (
-    MAX_PERIODS,
-    OLD_TERM,
-    OTHER_REPLICA,
-    PAST_PERIOD,
-    Backstop,
-)
+from prometheus_streams.receiver.backstop import MAX_PERIODS, Backstop
+from prometheus_streams.receiver.backstop_rule import OLD_TERM, OTHER_REPLICA, PAST_PERIOD
 from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.expected import ExpectedPublishers
 from prometheus_streams.receiver.ha_headers import replica_of, term_of

@@ -17,13 +17,8 @@ from prometheus_streams import config
 from prometheus_streams.check_config import describe
 from prometheus_streams.config.publishers import HABackstopConfig
 from prometheus_streams.errors import ConfigError
-from prometheus_streams.receiver.backstop import (
-    HOLD,
-    OLD_TERM,
-    OTHER_REPLICA,
-    PAST_PERIOD,
-    Backstop,
-)
+from prometheus_streams.receiver.backstop import HOLD, Backstop
+from prometheus_streams.receiver.backstop_rule import OLD_TERM, OTHER_REPLICA, PAST_PERIOD
 from prometheus_streams.receiver.backstop_state import BackstopMetrics
 from prometheus_streams.receiver.election import (
     Conflict,
