@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prometheus_streams.transport import http1
+from prometheus_streams.transport import http1, http1_answer
 
 
 class _Transport(asyncio.Transport):
@@ -33,7 +33,7 @@ def _parse(pieces: list[bytes], limit: int, eof: bool = False) -> tuple[http1.An
     """The answer to one GET fed in `pieces`, and whether the connection stays open."""
 
     async def run() -> tuple[http1.Answer, bool]:
-        conn = http1._Connection()  # the parser without a socket
+        conn = http1_answer.HTTPConnection()  # the parser without a socket
         transport = _Transport()
         conn.connection_made(transport)
         waiter = conn.start(b"GET / HTTP/1.1\r\n\r\n", "GET", limit)
@@ -126,7 +126,7 @@ def test_a_body_past_the_limit_is_cut_and_its_connection_closed(
     ],
 )
 def test_answer_heads(head: bytes, expected: tuple[object, ...]) -> None:
-    assert http1.parse_head(head) == expected
+    assert http1_answer.parse_head(head) == expected
 
 
 @pytest.mark.parametrize(
@@ -143,17 +143,17 @@ def test_answer_heads(head: bytes, expected: tuple[object, ...]) -> None:
 )
 def test_malformed_heads_are_errors(head: bytes) -> None:
     with pytest.raises(http1.HTTPError):
-        http1.parse_head(head)
+        http1_answer.parse_head(head)
 
 
 @pytest.mark.parametrize(
     ("line", "size"), [(b"0", 0), (b"1a", 26), (b"FF;name=value", 255), (b" 10 ", 16)]
 )
 def test_chunk_sizes(line: bytes, size: int) -> None:
-    assert http1.chunk_size(line) == size
+    assert http1_answer.chunk_size(line) == size
 
 
 @pytest.mark.parametrize("line", [b"", b"-1", b"0x10", b"g", b"1" * 17, b"+5"])
 def test_bad_chunk_sizes_are_body_errors(line: bytes) -> None:
     with pytest.raises(http1.BodyError):
-        http1.chunk_size(line)
+        http1_answer.chunk_size(line)
