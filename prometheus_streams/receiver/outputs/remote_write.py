@@ -16,7 +16,6 @@ out-of-order ingestion refuse. Order across receivers is the lane's lease
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -48,12 +47,8 @@ from prometheus_streams.receiver.outputs.rw_metrics import (
     REQUEST_RESULTS,
     RemoteWriteMetrics,
 )
-from prometheus_streams.receiver.outputs.rw_series import (
-    Group,
-    Samples,
-    scrape_samples,
-    stale_markers,
-)
+from prometheus_streams.receiver.outputs.rw_series import Group, Samples, scrape_samples
+from prometheus_streams.receiver.outputs.rw_stale import StaleSweep
 from prometheus_streams.receiver.remote_write import protocol
 from prometheus_streams.receiver.remote_write.text import ParseError, parse_page
 from prometheus_streams.secret import redact_url
@@ -88,6 +83,7 @@ class RemoteWriteOutput:
         self.metrics = metrics
         self.label = rw.name
         self._groups: dict[tuple[str, str, str], Group] = {}
+        self._stale = StaleSweep(self.label, self._groups, context, metrics)
         self._batches = Batcher()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._client = StoreClient(rw, metrics, self._note, context.spawn)
@@ -218,7 +214,10 @@ class RemoteWriteOutput:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Gather queued scrapes into requests and send them until `stop`; then the stale sweep."""
-        sweeper = self.ctx.spawn(self._sweep(stop), f"stale markers {self.label}")
+        sweeper = self.ctx.spawn(
+            self._stale.run(stop, lambda: self.rw, self._post_markers),
+            f"stale markers {self.label}",
+        )
         try:
             while not stop.is_set():
                 batch = await self._batches.next(
@@ -301,57 +300,14 @@ class RemoteWriteOutput:
             self.ctx.stream.ack_wait / 3,
         )
 
+    async def _post_markers(self, series: list[bytes], stop: asyncio.Event) -> None:
+        """One request of stale markers, with no scrape held in progress."""
+        await self._post(series, len(series), [], stop)
+
     def _note(self, error: str) -> None:
         self.last_error = error
         self.last_error_time = time.time()
         self.ctx.note_error(error)
-
-    # -- targets that went away ------------------------------------------------
-
-    async def _sweep(self, stop: asyncio.Event) -> None:
-        """Mark the series of groups silent past stale_after stale, once the consumer caught up."""
-        stale_after = self.rw.stale_after
-        if not stale_after:
-            return
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(stale_after / 4, 15.0))
-            if stop.is_set() or not self.ctx.fence():
-                continue
-            silent = [
-                (key, group)
-                for key, group in self._groups.items()
-                if time.monotonic() - group.last_seen > stale_after
-            ]
-            if not silent:
-                continue
-            # Not while a backlog is being written: its scrapes would then come after the markers.
-            asked, floor = await self.ctx.ack_floor()
-            if not asked or floor is not None:
-                continue
-            await self._mark_stale(silent, stop)
-
-    async def _mark_stale(
-        self, silent: list[tuple[tuple[str, str, str], Group]], stop: asyncio.Event
-    ) -> None:
-        series = stale_markers([group for _, group in silent], int(time.time() * 1000))
-        try:
-            for start in range(0, len(series), self.rw.max_samples_per_send):
-                part = series[start : start + self.rw.max_samples_per_send]
-                await self._post(part, len(part), [], stop)
-        except (Abort, Refused) as exc:
-            log.warning("remote write %s: stale markers not written: %s", self.label, exc)
-            return
-        for key, _ in silent:
-            self._groups.pop(key, None)
-        self.metrics.stale_markers.labels(self.label).inc(len(series))
-        log.info(
-            "remote write %s: %d targets silent for %gs, %d series marked stale",
-            self.label,
-            len(silent),
-            self.rw.stale_after,
-            len(series),
-        )
 
     # -- life cycle -------------------------------------------------------------
 
