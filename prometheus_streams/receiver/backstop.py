@@ -17,7 +17,6 @@ message is the same whenever and by whichever lane it is asked (docs/design.md,
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
@@ -25,10 +24,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prometheus_streams.config.publishers import HABackstopConfig
-from prometheus_streams.receiver.backstop_rule import (
-    OLD_TERM,
-    rule,
-)
+from prometheus_streams.receiver.backstop_rule import OLD_TERM, rule
 from prometheus_streams.receiver.backstop_state import (
     BackstopMetrics,
     PeriodState,
@@ -300,7 +296,7 @@ class Backstop:
         # The replica accepted at the message's scrape time: for a lane behind
         # another, not necessarily the one accepted now.
         state = self._publishers[publisher]
-        holder = state.periods[max(bisect.bisect_right(state.starts, t) - 1, 0)].replica
+        holder = state.periods[max(state.period_at(t), 0)].replica
         log.warning(
             "HA backstop: refusing messages of publisher %s from replica %s (%s): replica %s"
             " is accepted at their scrape time; %s",

@@ -8,8 +8,6 @@ milliseconds; `shared`, whether the periods are shared through a store.
 
 from __future__ import annotations
 
-import bisect
-
 from prometheus_streams.receiver.backstop_state import (
     PeriodState,
     PublisherState,
@@ -39,7 +37,7 @@ def rule(
     """
     if not state.periods:
         return None, (stored_period(t, replica, t, token),)
-    at = bisect.bisect_right(state.starts, t) - 1
+    at = state.period_at(t)
     if at < 0:
         # Older than everything kept: the first kept period's, as it was
         # decided when that period opened.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,10 @@ class PublisherState:
     revision: int = 0  # of the stored election we follow (shared only)
     local_last: int = 0  # newest accepted here in the current period, maybe not stored yet
     writing: bool = False  # a write-back of local_last is under way
+
+    def period_at(self, t: int) -> int:
+        """The index of the period scrape time `t` falls in; -1 before the first kept."""
+        return bisect.bisect_right(self.starts, t) - 1
 
 
 # What a rule asks to store before its answer holds: the publisher's new periods.

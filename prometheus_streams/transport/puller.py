@@ -159,14 +159,12 @@ class Puller:
         deadline = time.monotonic() + max_wait
         trickle, self._trickle = self._trickle, False
         if trickle and linger > 0:
-            if until is None:
-                await asyncio.sleep(min(linger, max_wait))
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(until.wait(), min(linger, max_wait))
-                if until.is_set():
-                    self._trickle = True  # still caught up, as far as we know
-                    return []
+            until = until or asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(until.wait(), min(linger, max_wait))
+            if until.is_set():
+                self._trickle = True  # still caught up, as far as we know
+                return []
             trickle = False
         if not trickle and await self._ask({"batch": batch, "no_wait": True}, batch, deadline):
             # Caught up: with a linger, the next fetch lets the next ones gather.
